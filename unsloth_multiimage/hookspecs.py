@@ -1,0 +1,41 @@
+"""The plugin contract of unsloth-multiimage.
+
+A plugin is any importable object (usually a module) listed in the entry-point group
+``unsloth_multiimage`` of its distribution::
+
+    [project.entry-points.unsloth_multiimage]
+    my_patch = "my_package.my_patch_module"
+
+and implementing one or more of the hooks below with ``@unsloth_multiimage.hookimpl``.
+The package's own patches (``unsloth_multiimage.patches.*``) are registered the same way.
+A hook implementation whose name matches no hook here is rejected when the plugins load
+(a misspelt hook is reported by ``status()`` and ``unsloth-multiimage doctor``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .patching import Patch
+
+PROJECT_NAME = "unsloth_multiimage"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class PatchSpecs:
+    """Hook specifications. Every hook is called with keyword arguments only."""
+
+    @hookspec
+    def umi_patches(self) -> "list[Patch]":
+        """Return the patches this plugin provides (a list of :class:`~unsloth_multiimage.patching.Patch`).
+
+        Called once when the plugins load. Each patch name must be unique across plugins and
+        must have an entry in a compat table (the built-in ``compat_table.toml``, or the
+        ``compat`` mapping of the Patch itself for third-party patches).
+        Must not import the patched library: patches are applied lazily when it is imported.
+        """

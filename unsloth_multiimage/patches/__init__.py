@@ -1,0 +1,1 @@
+"""Built-in patches, each a plugin registered through the `unsloth_multiimage` entry points."""

@@ -1,0 +1,195 @@
+"""Built-in plugin: ``MllamaProcessor`` takes every image of every sample, on every release.
+
+Wraps ``MllamaProcessor.__call__``. Before upstream runs, the images are nested per sample by
+each text's ``<|image|>`` count (:func:`nest_images`), which also gives text-only samples their
+empty slot and names the sample when counts disagree. Batches mixing text-only and image
+samples are built the way transformers 5.23 builds them natively, on releases that reject
+them. Truncation that cuts ``<|image|>`` tokens is reported per sample. Inputs upstream
+already handles pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from ..compat import Decision
+from ..hookspecs import hookimpl
+from ..images import ImageCountError
+from ..patching import Patch, signature_accepts
+
+MODULE = "transformers.models.mllama.processing_mllama"
+PATCH_NAME = "mllama_processor"
+IMAGE_TOKEN = "<|image|>"
+# Keys shaped (batch, seq_len, ...) that are padded to a common length when merging.
+_TOKEN_KEYS = ("input_ids", "attention_mask", "cross_attention_mask", "token_type_ids")
+
+
+@hookimpl
+def umi_patches() -> list[Patch]:
+    return [
+        Patch(
+            name=PATCH_NAME,
+            module=MODULE,
+            attribute="MllamaProcessor.__call__",
+            make_wrapper=make_wrapper,
+            shape_check=lambda call: signature_accepts(call, "images", "text"),
+            description="MllamaProcessor: nested per-sample images, mixed text-only rows, per-sample errors",
+        )
+    ]
+
+
+def _is_list(x: Any) -> bool:
+    return isinstance(x, (list, tuple))
+
+
+def nest_images(images: Any, counts: Sequence[int], *, realign: bool = True) -> list[list]:
+    """Group ``images`` per sample so that sample ``i`` gets ``counts[i]`` images.
+
+    Accepts a single image, a flat list (regrouped in order by the counts, when the totals
+    agree) or a nested list (one sub-list per sample; with ``realign``, a list that holds only
+    the samples that have image tokens gets an empty slot for each text-only sample).
+    Raises :class:`ImageCountError` naming the sample when counts disagree.
+    """
+    n = len(counts)
+    if not _is_list(images):
+        images = [images]
+    images = list(images)
+    nested = bool(images) and all(_is_list(x) for x in images)
+    if images and not nested and any(_is_list(x) for x in images):
+        kinds = ["list" if _is_list(x) else "image" for x in images]
+        raise ImageCountError(
+            f"unsloth_multiimage: images mix sub-lists and bare images ({kinds}). Fix: pass one list of images "
+            f"per sample, e.g. [[img_a, img_b], [], [img_c]] for {n} samples."
+        )
+    if not nested:
+        if len(images) != sum(counts):
+            raise ImageCountError(
+                f"unsloth_multiimage: the {n} texts have {list(counts)} {IMAGE_TOKEN} tokens ({sum(counts)} in all) "
+                f"but {len(images)} images were given as a flat list. Fix: pass one list of images per sample, "
+                f"in the order of its {IMAGE_TOKEN} tokens."
+            )
+        out, start = [], 0
+        for c in counts:
+            out.append(images[start : start + c])
+            start += c
+        return out
+    groups = [list(g) for g in images]
+    if len(groups) != n and realign:
+        with_images = [i for i, c in enumerate(counts) if c > 0]
+        if len(groups) == len(with_images):
+            by_sample = dict(zip(with_images, groups))
+            groups = [by_sample.get(i, []) for i in range(n)]
+    if len(groups) != n:
+        raise ImageCountError(
+            f"unsloth_multiimage: {len(groups)} image lists for {n} texts ({IMAGE_TOKEN} tokens per text: "
+            f"{list(counts)}). Fix: pass exactly one list per text, [] for a text without images."
+        )
+    for i, (group, c) in enumerate(zip(groups, counts)):
+        if len(group) != c:
+            raise ImageCountError(
+                f"unsloth_multiimage: sample {i} has {c} {IMAGE_TOKEN} token(s) in its text but {len(group)} image(s). "
+                f"Fix: give sample {i} exactly one image per {IMAGE_TOKEN} token, in order "
+                f"(tokens per sample: {list(counts)}; images per sample: {[len(g) for g in groups]})."
+            )
+    return groups
+
+
+def _bind(args: tuple, kwargs: dict) -> tuple[Any, Any, tuple, dict]:
+    """Split (images, text) out of a call made positionally or by keyword."""
+    kwargs = dict(kwargs)
+    args = list(args)
+    images = args.pop(0) if args else kwargs.pop("images", None)
+    text = args.pop(0) if args else kwargs.pop("text", None)
+    return images, text, tuple(args), kwargs
+
+
+def make_wrapper(decision: Decision) -> Callable:
+    """The ``__call__`` wrapper for the installed release (``decision.fixes`` are its active fixes)."""
+    fixes = decision.fixes
+
+    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        images, text, rest, kw = _bind(args, kwargs)
+        if instance is None or rest or text is None or images is None or not (isinstance(text, str) or _is_list(text)):
+            return wrapped(*args, **kwargs)
+        texts = [text] if isinstance(text, str) else list(text)
+        if not all(isinstance(t, str) for t in texts):
+            return wrapped(*args, **kwargs)  # pre-tokenized input: upstream's business
+        token = getattr(instance, "image_token", None) or IMAGE_TOKEN
+        counts = [t.count(token) for t in texts]
+        groups = nest_images(images, counts, realign="dropped_rows_realign" in fixes)
+        if not any(groups):
+            out = wrapped(text=text, **kw)  # every sample text-only: no images at all
+        elif all(groups) or "mixed_text_only_rows" not in fixes:
+            out = wrapped(images=groups, text=text, **kw)
+        else:
+            out = _mixed_batch(wrapped, instance, texts, groups, kw)
+        if "truncation_check" in fixes and kw.get("truncation") and "input_ids" in out:
+            _check_truncation(instance, out["input_ids"], counts, kw)
+        return out
+
+    return wrapper
+
+
+def _check_truncation(processor: Any, input_ids: Any, counts: Sequence[int], kw: dict) -> None:
+    image_id = getattr(processor, "image_token_id", None)
+    if image_id is None:
+        return
+    for i, (ids, expected) in enumerate(zip(input_ids, counts)):
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        found = ids.count(image_id)
+        if found != expected:
+            raise ImageCountError(
+                f"unsloth_multiimage: sample {i} lost {expected - found} of its {expected} {IMAGE_TOKEN} token(s) to "
+                f"truncation at max_length={kw.get('max_length')}. Fix: raise max_length (max_seq_length in "
+                f"Unsloth/TRL), or shorten the text of sample {i}; its images cannot be matched to their tokens."
+            )
+
+
+def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, kw: dict) -> Any:
+    """Process image samples and text-only samples separately and merge them in order, laid out as
+    transformers 5.23+ lays out a mixed batch: an empty image slot (``aspect_ratio_ids`` 0, tile 0
+    of ``aspect_ratio_mask`` on), zero pixels and an all-zero cross-attention mask for text-only rows."""
+    import torch
+    from transformers import BatchFeature
+
+    requested = kw.pop("return_tensors", None)
+    img_rows = [i for i, g in enumerate(groups) if g]
+    txt_rows = [i for i, g in enumerate(groups) if not g]
+    with_images = wrapped(images=[groups[i] for i in img_rows], text=[texts[i] for i in img_rows], return_tensors="pt", **kw)
+    text_only = wrapped(text=[texts[i] for i in txt_rows], return_tensors="pt", **kw)
+
+    tokenizer = getattr(processor, "tokenizer", processor)
+    side = kw.get("padding_side") or getattr(tokenizer, "padding_side", "right")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    length = max(with_images["input_ids"].shape[1], text_only["input_ids"].shape[1])
+
+    def pad(t: "torch.Tensor", value: int) -> "torch.Tensor":
+        missing = length - t.shape[1]
+        if missing == 0:
+            return t
+        filler = torch.full((t.shape[0], missing, *t.shape[2:]), value, dtype=t.dtype)
+        return torch.cat([filler, t] if side == "left" else [t, filler], dim=1)
+
+    merged: dict[str, Any] = {}
+    n_txt = len(txt_rows)
+    for key, a in with_images.items():
+        if key in text_only:
+            b = text_only[key]
+        elif key == "cross_attention_mask":
+            b = torch.zeros((n_txt, text_only["input_ids"].shape[1], *a.shape[2:]), dtype=a.dtype)
+        else:  # image-only keys: an empty slot per text-only row
+            b = torch.zeros((n_txt, *a.shape[1:]), dtype=a.dtype)
+            if key == "aspect_ratio_mask":
+                b[..., 0] = 1
+        if key in _TOKEN_KEYS:
+            a, b = pad(a, pad_id if key == "input_ids" else 0), pad(b, pad_id if key == "input_ids" else 0)
+        merged[key] = torch.cat([a, b], dim=0)
+    order = torch.tensor(img_rows + txt_rows).argsort()  # back to the caller's row order
+    merged = {k: v[order] for k, v in merged.items()}
+    if requested is None:
+        merged = {k: (v.tolist() if k in ("input_ids", "attention_mask") else v.numpy()) for k, v in merged.items()}
+        return BatchFeature(data=merged)
+    return BatchFeature(data=merged, tensor_type=requested)
+
+
+__all__ = ["umi_patches", "make_wrapper", "nest_images"]

@@ -1,0 +1,225 @@
+"""Built-in plugin: ``UnslothVisionDataCollator`` sends every image of every example.
+
+One wrapper on the zoo class's ``__call__`` covers every release line and every layout (the
+monolithic ``__call__`` until 2025.9.2, the helper methods after), and the unsloth subclass
+(``unsloth.trainer.UnslothVisionDataCollator``, a subclass since unsloth 2026.6):
+
+1. plan each row's images with :func:`unsloth_multiimage.images.plan_row` (column and/or
+   message content, in placeholder order; bad rows raise naming the row);
+2. hand upstream examples it can digest on its own release (no None, no empty column to
+   index, a list where it expects one), so its own chat rendering, masking, padding and
+   dtype handling run unchanged;
+3. while upstream runs, its processor is seen through a proxy that, on the batch call, lines up
+   the image list with the rows (one slot per row) and puts in every image upstream left out,
+   resized the way that release resizes the images it keeps; then checks each rendered text's
+   image tokens against its images.
+Rows upstream already got right keep upstream's own (resized) image objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Mapping, Sequence
+
+import wrapt
+
+from ..compat import Decision
+from ..hookspecs import hookimpl
+from ..images import ImageCountError, RowPlan, check_rendered_counts, plan_row
+from ..patching import Patch, signature_accepts
+from ..policy import apply_policies
+from ..settings import get_settings
+
+logger = logging.getLogger("unsloth_multiimage")
+
+MODULE = "unsloth_zoo.vision_utils"
+PATCH_NAME = "unsloth_collator"
+
+# Serialises the swap of the collator's processor slot (collators are called from one thread
+# per process in practice; DataLoader workers are processes).
+_swap_lock = threading.RLock()
+_warned_no_token: set[str] = set()
+
+
+@hookimpl
+def umi_patches() -> list[Patch]:
+    return [
+        Patch(
+            name=PATCH_NAME,
+            module=MODULE,
+            attribute="UnslothVisionDataCollator.__call__",
+            make_wrapper=make_wrapper,
+            shape_check=_shape_check,
+            description="UnslothVisionDataCollator: every image of every row, aligned and checked per row",
+        )
+    ]
+
+
+def _shape_check(call: Any) -> str | None:
+    return signature_accepts(call, positional=1)
+
+
+# Which string stands for one image in a rendered chat, before the processor expands it.
+_KNOWN_TOKENS = {"MllamaProcessor": "<|image|>"}
+
+
+def image_token_for(processor: Any) -> str | None:
+    """The placeholder one image leaves in rendered text for this processor, if known."""
+    for cls in type(processor).__mro__:
+        if cls.__name__ in _KNOWN_TOKENS:
+            return _KNOWN_TOKENS[cls.__name__]
+    return None
+
+
+def _resizer(collator: Any) -> Callable[[list], list]:
+    """Resize a row's images the way this release resizes the images it keeps."""
+    own = getattr(collator, "_resize_images_inplace", None)
+    if own is not None:  # 2025.9.3+: upstream's own method
+        return lambda imgs: own(list(imgs)) or []
+    if hasattr(type(collator), "image_size"):  # 2025.3.11 - 2025.9.2: inline resize by `image_size`
+        size = getattr(collator, "image_size", None)
+        return lambda imgs: [_inline_resize(img, size) for img in imgs]
+    return list  # up to 2025.3.9: no resizing
+
+
+def _inline_resize(img: Any, size: Any) -> Any:
+    # Behaviour of the 2025.3.11-2025.9.2 inline loop: a tuple is an exact size; an int caps the
+    # width, keeping the aspect ratio; "max" (None) leaves the image alone.
+    if size is None or not hasattr(img, "resize"):
+        return img
+    from PIL import Image
+
+    lanczos = Image.Resampling.LANCZOS
+    if isinstance(size, tuple):
+        return img.resize(size, lanczos)
+    if img.size[0] > size:
+        return img.resize((size, int(img.size[1] * (size / img.size[0]))), lanczos)
+    return img
+
+
+def _loader(collator: Any) -> Callable[[list], list]:
+    own = getattr(collator, "_load_column_images", None)  # 2026.9.8+: decode + EXIF transpose
+    return (lambda imgs: own(list(imgs))) if own is not None else list
+
+
+def _for_upstream(example: Any, plan: RowPlan) -> Any:
+    """The example as upstream should see it: a non-empty image list, or no `images` key."""
+    if not isinstance(example, Mapping) or "images" not in example:
+        return example
+    value = example["images"]
+    if plan.column and not plan.merged and plan.images:
+        if isinstance(value, list):
+            return example
+        return {**example, "images": list(plan.images)}
+    if plan.merged and plan.upstream_count:
+        return example
+    # None (content rows) or an empty column: without the key every release reads the content.
+    return {k: v for k, v in example.items() if k != "images"}
+
+
+class _BatchImages:
+    """The per-row image plan of one collator call, and the alignment of upstream's list."""
+
+    def __init__(self, plans: Sequence[RowPlan], collator: Any, token: str | None) -> None:
+        self.plans = list(plans)
+        self.collator = collator
+        self.token = token
+        self.used = False
+
+    def align(self, upstream: Any) -> list[list]:
+        entries = [] if upstream is None else list(upstream)
+        entries = [[] if e is None else (list(e) if isinstance(e, (list, tuple)) else [e]) for e in entries]
+        n = len(self.plans)
+        if len(entries) != n:
+            # Releases 2025.9.3-2026.9.7 leave out the rows whose extraction came back empty.
+            rows = [p.row for p in self.plans if p.upstream_count > 0]
+            if len(entries) != len(rows):
+                raise RuntimeError(
+                    f"unsloth_multiimage: cannot line up the collator's {len(entries)} image lists with "
+                    f"{n} rows ({len(rows)} rows with images). Please report this with your unsloth_zoo version; "
+                    f"set UNSLOTH_MULTIIMAGE_DISABLE_PATCHES={PATCH_NAME} to run without the patch."
+                )
+            by_row = dict(zip(rows, entries))
+            entries = [by_row.get(i, []) for i in range(n)]
+        out: list[list] = []
+        load, resize = None, None
+        for plan, entry in zip(self.plans, entries):
+            if not plan.merged and len(entry) == len(plan.images):
+                out.append(entry)  # upstream got this row right: keep its own objects
+                continue
+            load = load or _loader(self.collator)
+            resize = resize or _resizer(self.collator)
+            out.append(resize(load(list(plan.images))))
+        return out
+
+
+class _ProcessorProxy(wrapt.ObjectProxy):
+    """Looks like the processor (isinstance included); fixes the images of the batch call."""
+
+    def __init__(self, processor: Any, batch: _BatchImages) -> None:
+        super().__init__(processor)
+        self._self_batch = batch
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        batch = self._self_batch
+        text = kwargs.get("text")
+        if not batch.used and not args and isinstance(text, (list, tuple)) and len(text) == len(batch.plans):
+            batch.used = True
+            upstream = kwargs.get("images")
+            aligned = batch.align(upstream)
+            if batch.token is not None:
+                check_rendered_counts(text, [len(r) for r in aligned], batch.token)
+            if any(aligned):
+                if isinstance(upstream, list):
+                    upstream[:] = aligned  # upstream's fallbacks reuse its own list object
+                kwargs["images"] = aligned
+            else:
+                kwargs.pop("images", None)  # an all-text batch: as upstream does
+        return self.__wrapped__(*args, **kwargs)
+
+
+def make_wrapper(decision: Decision) -> Callable:
+    """The ``__call__`` wrapper for the installed release (``decision.fixes`` are its active fixes)."""
+
+    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        if instance is None or len(args) != 1 or kwargs:
+            return wrapped(*args, **kwargs)
+        examples = list(args[0])
+        formatting = getattr(instance, "formatting_func", None)
+        if formatting is not None:
+            examples = [formatting(e) for e in examples]
+        plans = [plan_row(e, i) for i, e in enumerate(examples)]
+        examples, plans = apply_policies(examples, plans, get_settings())
+        processor = instance.processor
+        token = image_token_for(processor)
+        if token is None:
+            _warn_unknown_processor(processor)
+        upstream_examples = [_for_upstream(e, p) for e, p in zip(examples, plans)]
+        proxy = _ProcessorProxy(processor, _BatchImages(plans, instance, token))
+        with _swap_lock:
+            instance.processor = proxy
+            if formatting is not None:
+                instance.formatting_func = None  # already applied above
+            try:
+                return wrapped(upstream_examples)
+            finally:
+                instance.processor = processor
+                if formatting is not None:
+                    instance.formatting_func = formatting
+
+    return wrapper
+
+
+def _warn_unknown_processor(processor: Any) -> None:
+    name = type(processor).__name__
+    if name not in _warned_no_token:
+        _warned_no_token.add(name)
+        logger.warning(
+            "unsloth_multiimage: no image placeholder known for %s; the per-row check of image tokens in the "
+            "rendered text is skipped for it (images are still aligned per row)",
+            name,
+        )
+
+
+__all__ = ["umi_patches", "make_wrapper", "image_token_for", "ImageCountError"]

@@ -1,0 +1,118 @@
+"""User settings for the image policies, from ``configure(...)`` or environment variables.
+
+Environment variables let unchanged scripts pick a setting:
+``UNSLOTH_MULTIIMAGE_MAX_IMAGES``, ``UNSLOTH_MULTIIMAGE_ON_EXCESS``,
+``UNSLOTH_MULTIIMAGE_MAX_PIXELS``, ``UNSLOTH_MULTIIMAGE_STRATEGY``, ``UNSLOTH_MULTIIMAGE_ALLOW_URLS``.
+Values given to :func:`configure` win over the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+__all__ = ["Settings", "configure", "get_settings", "reset_settings"]
+
+OnExcess = Literal["error", "keep_first", "keep_last"]
+Strategy = Literal["native", "grid"]
+_ON_EXCESS = ("error", "keep_first", "keep_last")
+_STRATEGIES = ("native", "grid")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The policies applied to every example by the patched collator.
+
+    Attributes:
+        max_images: most images one example may keep (None: no cap).
+        on_excess: what happens above ``max_images``: ``error`` (default), ``keep_first`` or
+            ``keep_last`` (dropped images take their placeholders with them; a warning names the rows).
+        max_pixels_per_example: pixel budget of one example; its images are downsized
+            proportionally (aspect ratios kept) to fit (None: no budget).
+        strategy: ``native`` (every image to the model) or ``grid`` (early fusion: the
+            example's images composed into one canvas, its placeholders collapsed to one).
+        grid_gap: pixels between cells of the grid canvas.
+        grid_labels: draw a small index label in each grid cell.
+        allow_urls: fetch ``http(s)://`` image strings (off: a clear error, no network access).
+    """
+
+    max_images: Optional[int] = None
+    on_excess: OnExcess = "error"
+    max_pixels_per_example: Optional[int] = None
+    strategy: Strategy = "native"
+    grid_gap: int = 4
+    grid_labels: bool = False
+    allow_urls: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
+            raise ValueError(f"max_images must be a positive integer or None, got {self.max_images!r}")
+        if self.on_excess not in _ON_EXCESS:
+            raise ValueError(f"on_excess must be one of {_ON_EXCESS}, got {self.on_excess!r}")
+        if self.max_pixels_per_example is not None and (
+            not isinstance(self.max_pixels_per_example, int) or self.max_pixels_per_example < 1
+        ):
+            raise ValueError(f"max_pixels_per_example must be a positive integer or None, got {self.max_pixels_per_example!r}")
+        if self.strategy not in _STRATEGIES:
+            raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
+        if not isinstance(self.grid_gap, int) or self.grid_gap < 0:
+            raise ValueError(f"grid_gap must be a non-negative integer, got {self.grid_gap!r}")
+
+
+_ENV = {
+    "max_images": ("UNSLOTH_MULTIIMAGE_MAX_IMAGES", int),
+    "on_excess": ("UNSLOTH_MULTIIMAGE_ON_EXCESS", str),
+    "max_pixels_per_example": ("UNSLOTH_MULTIIMAGE_MAX_PIXELS", int),
+    "strategy": ("UNSLOTH_MULTIIMAGE_STRATEGY", str),
+    "grid_gap": ("UNSLOTH_MULTIIMAGE_GRID_GAP", int),
+    "grid_labels": ("UNSLOTH_MULTIIMAGE_GRID_LABELS", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
+    "allow_urls": ("UNSLOTH_MULTIIMAGE_ALLOW_URLS", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
+}
+
+_lock = threading.Lock()
+_overrides: dict[str, Any] = {}
+
+
+def _from_env() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field, (var, parse) in _ENV.items():
+        raw = os.environ.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            values[field] = parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{var}={raw!r} is not valid: {exc}") from None
+    return values
+
+
+def get_settings() -> Settings:
+    """The settings in force: environment variables, overridden by :func:`configure`."""
+    with _lock:
+        return Settings(**{**_from_env(), **_overrides})
+
+
+def configure(**changes: Any) -> Settings:
+    """Set image policies for every patched collator call (see :class:`Settings` for the fields).
+
+    Example: ``configure(max_images=4, on_excess="keep_last", max_pixels_per_example=2_000_000)``.
+    Invalid values raise ``ValueError`` at once. Returns the settings now in force.
+    """
+    unknown = set(changes) - {f.name for f in dataclasses.fields(Settings)}
+    if unknown:
+        raise TypeError(f"configure() got unknown settings: {', '.join(sorted(unknown))}")
+    with _lock:
+        candidate = {**_overrides, **changes}
+        Settings(**{**_from_env(), **candidate})  # validate before storing
+        _overrides.clear()
+        _overrides.update(candidate)
+    return get_settings()
+
+
+def reset_settings() -> None:
+    """Forget every :func:`configure` value (environment variables still apply)."""
+    with _lock:
+        _overrides.clear()
