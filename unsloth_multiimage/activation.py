@@ -133,6 +133,9 @@ def _apply_one(plugin: str, patch: Patch, module: Any) -> None:
 
 
 def _on_import(module: Any) -> None:
+    # wrapt fires a post-import hook once: forget it, so the next activate() re-arms it for a
+    # module that is removed from sys.modules and imported again.
+    _state.hooked_modules.discard(module.__name__)
     loaded = _state.loaded
     if loaded is None:
         return

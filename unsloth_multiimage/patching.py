@@ -60,7 +60,7 @@ class Patch:
             parent, attr = resolve_parent(module, self.attribute)
         except AttributeError as exc:
             return f"{self.target} is missing ({exc})"
-        target = getattr(parent, attr, _MISSING)
+        target = _lookup(parent, attr)
         if target is _MISSING:
             return f"{self.target} is missing"
         if self.shape_check is not None:
@@ -85,7 +85,10 @@ class AppliedPatch:
         if original is _MISSING and not isinstance(parent, type):
             raise AttributeError(f"{patch.target} does not exist")
         # wrapt resolves the current attribute (inherited or own) and binds like the original.
-        function_wrapper = wrapt.FunctionWrapper(getattr(parent, attr), wrapper)
+        current = _lookup(parent, attr)
+        if current is _MISSING:
+            raise AttributeError(f"{patch.target} does not exist")
+        function_wrapper = wrapt.FunctionWrapper(current, wrapper)
         setattr(parent, attr, function_wrapper)
         return cls(patch=patch, parent=parent, attr=attr, original=original, wrapper=function_wrapper)
 
@@ -108,6 +111,17 @@ class AppliedPatch:
             delattr(self.parent, self.attr)
         else:
             setattr(self.parent, self.attr, self.original)
+
+
+def _lookup(parent: Any, attr: str) -> Any:
+    """The attribute as instances see it: for a class, only what its MRO defines (never the
+    metaclass's, e.g. ``type.__call__`` when the class lost its own ``__call__``)."""
+    if isinstance(parent, type):
+        for klass in parent.__mro__:
+            if attr in vars(klass):
+                return getattr(parent, attr)
+        return _MISSING
+    return getattr(parent, attr, _MISSING)
 
 
 def _own_attr(parent: Any, attr: str) -> Any:

@@ -100,9 +100,13 @@ def load_plugins(blocked: frozenset[str] = frozenset(), extra: Iterable[tuple[st
                 bad = [p for p in result if not isinstance(p, Patch)]
                 if bad:
                     raise TypeError(f"umi_patches() returned {bad[0]!r}, not a Patch")
-                dupes = [p.name for p in result if p.name in names]
-                if dupes:
-                    raise ValueError(f"patch name {dupes[0]!r} is already provided by another plugin")
+                taken = [p.name for p in result if p.name in names]
+                if taken:
+                    raise ValueError(f"patch name {taken[0]!r} is already provided by another plugin")
+                own = [p.name for p in result]
+                twice = [n for i, n in enumerate(own) if n in own[:i]]
+                if twice:
+                    raise ValueError(f"patch name {twice[0]!r} is returned twice by this plugin")
             except Exception as exc:
                 message = f"plugin {name!r} failed in umi_patches(): {type(exc).__name__}: {exc}"
                 logger.error("unsloth_multiimage: %s", message)

@@ -117,32 +117,46 @@ def make_wrapper(decision: Decision) -> Callable:
         token = getattr(instance, "image_token", None) or IMAGE_TOKEN
         counts = [t.count(token) for t in texts]
         groups = nest_images(images, counts, realign="dropped_rows_realign" in fixes)
-        if not any(groups):
-            out = wrapped(text=text, **kw)  # every sample text-only: no images at all
-        elif all(groups) or "mixed_text_only_rows" not in fixes:
-            out = wrapped(images=groups, text=text, **kw)
-        else:
-            out = _mixed_batch(wrapped, instance, texts, groups, kw)
-        if "truncation_check" in fixes and kw.get("truncation") and "input_ids" in out:
-            _check_truncation(instance, out["input_ids"], counts, kw)
+        check = "truncation_check" in fixes and bool(kw.get("truncation")) and kw.get("max_length") is not None
+        try:
+            if not any(groups):
+                out = wrapped(text=text, **kw)  # every sample text-only: no images at all
+            elif all(groups) or "mixed_text_only_rows" not in fixes:
+                out = wrapped(images=groups, text=text, **kw)
+            else:
+                out = _mixed_batch(wrapped, instance, texts, groups, kw)
+        except ValueError as exc:
+            if check:  # upstream's own truncation error names no sample (4.52+), or a shape error
+                _check_truncation(instance, texts, counts, kw, cause=exc)
+            raise
+        if check:
+            _check_truncation(instance, texts, counts, kw)
         return out
 
     return wrapper
 
 
-def _check_truncation(processor: Any, input_ids: Any, counts: Sequence[int], kw: dict) -> None:
+def _check_truncation(processor: Any, texts: Sequence[str], counts: Sequence[int], kw: dict, cause: Exception | None = None) -> None:
+    """Raise naming the first sample whose ``<|image|>`` tokens fall past ``max_length``."""
+    tokenizer = getattr(processor, "tokenizer", None)
     image_id = getattr(processor, "image_token_id", None)
-    if image_id is None:
+    if tokenizer is None or image_id is None:
         return
-    for i, (ids, expected) in enumerate(zip(input_ids, counts)):
-        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-        found = ids.count(image_id)
-        if found != expected:
+    max_length = int(kw["max_length"])
+    left = (kw.get("truncation_side") or getattr(tokenizer, "truncation_side", "right")) == "left"
+    full = tokenizer(list(texts), add_special_tokens=kw.get("add_special_tokens", True))["input_ids"]
+    for i, (ids, expected) in enumerate(zip(full, counts)):
+        kept = ids[-max_length:] if left else ids[:max_length]
+        found = kept.count(image_id)
+        if found < expected:
+            positions = [p for p, t in enumerate(ids) if t == image_id]
+            needed = len(ids) - positions[0] if left else positions[-1] + 1
             raise ImageCountError(
-                f"unsloth_multiimage: sample {i} lost {expected - found} of its {expected} {IMAGE_TOKEN} token(s) to "
-                f"truncation at max_length={kw.get('max_length')}. Fix: raise max_length (max_seq_length in "
-                f"Unsloth/TRL), or shorten the text of sample {i}; its images cannot be matched to their tokens."
-            )
+                f"unsloth_multiimage: sample {i} loses {expected - found} of its {expected} {IMAGE_TOKEN} token(s) to "
+                f"truncation at max_length={max_length} (its text is {len(ids)} tokens; the image tokens need at least "
+                f"{needed}). Fix: raise max_length (max_seq_length in Unsloth/TRL) to at least {len(ids)}, or shorten "
+                f"sample {i}; its images cannot be matched to their tokens."
+            ) from cause
 
 
 def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, kw: dict) -> Any:

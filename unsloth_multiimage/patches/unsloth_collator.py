@@ -26,7 +26,7 @@ import wrapt
 
 from ..compat import Decision
 from ..hookspecs import hookimpl
-from ..images import ImageCountError, RowPlan, check_rendered_counts, plan_row
+from ..images import ImageCountError, RowPlan, check_rendered_counts, is_image_part, plan_row
 from ..patching import Patch, signature_accepts
 from ..policy import apply_policies
 from ..settings import get_settings
@@ -103,10 +103,42 @@ def _loader(collator: Any) -> Callable[[list], list]:
     return (lambda imgs: own(list(imgs))) if own is not None else list
 
 
-def _for_upstream(example: Any, plan: RowPlan) -> Any:
+def _is_chat(side: Any) -> bool:
+    return isinstance(side, list) and all(isinstance(m, Mapping) for m in side)
+
+
+def _filled(messages: list, images: Any) -> list:
+    """Copies of ``messages`` whose image parts carry the next image of ``images`` each."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, (list, tuple)):
+            content = [
+                {**part, "type": "image", "image": next(images)} if isinstance(part, Mapping) and is_image_part(part) else part
+                for part in content
+            ]
+            message = {**message, "content": content}
+        out.append(message)
+    return out
+
+
+def _for_upstream(example: Any, plan: RowPlan, fixes: frozenset[str]) -> Any:
     """The example as upstream should see it: a non-empty image list, or no `images` key."""
     if not isinstance(example, Mapping) or "images" not in example:
         return example
+    if (
+        "pc_column_images" in fixes
+        and plan.column
+        and plan.placeholders == len(plan.images)
+        and _is_chat(example.get("prompt"))
+        and _is_chat(example.get("completion"))
+    ):
+        # These releases read prompt/completion images from the message content only: put them there.
+        images = iter(plan.images)
+        prompt = _filled(example["prompt"], images)
+        completion = _filled(example["completion"], images)
+        rest = {k: v for k, v in example.items() if k not in ("images", "prompt", "completion")}
+        return {**rest, "prompt": prompt, "completion": completion}
     value = example["images"]
     if plan.column and not plan.merged and plan.images:
         if isinstance(value, list):
@@ -195,7 +227,7 @@ def make_wrapper(decision: Decision) -> Callable:
         token = image_token_for(processor)
         if token is None:
             _warn_unknown_processor(processor)
-        upstream_examples = [_for_upstream(e, p) for e, p in zip(examples, plans)]
+        upstream_examples = [_for_upstream(e, p, decision.fixes) for e, p in zip(examples, plans)]
         proxy = _ProcessorProxy(processor, _BatchImages(plans, instance, token))
         with _swap_lock:
             instance.processor = proxy

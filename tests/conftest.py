@@ -1,0 +1,70 @@
+"""Shared fixtures: the tiny offline Mllama model/processor, and patch on/off helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+
+import pytest
+
+import unsloth_multiimage
+from unsloth_multiimage import activation
+
+
+def _version(dist: str):
+    from packaging.version import Version
+
+    try:
+        return Version(importlib.metadata.version(dist))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+TRANSFORMERS = _version("transformers")
+UNSLOTH_ZOO = _version("unsloth_zoo")
+
+
+@contextlib.contextmanager
+def patches_off():
+    """Run a block with every patch reverted (the upstream behaviour), then re-activate."""
+    unsloth_multiimage.deactivate()
+    try:
+        yield
+    finally:
+        unsloth_multiimage.activate()
+
+
+@pytest.fixture
+def unpatched():
+    return patches_off
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from unsloth_multiimage import tiny_mllama
+
+    return tiny_mllama
+
+
+@pytest.fixture(scope="session")
+def processor(tiny):
+    import transformers.models.mllama.processing_mllama  # noqa: F401  (the patch lands on import)
+
+    return tiny.build_processor()
+
+
+@pytest.fixture
+def model(tiny, processor):
+    return tiny.build_model(processor, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _plugin_active():
+    """Every test starts with the plugin active and default settings."""
+    unsloth_multiimage.reset_settings()
+    if not activation._state.active and not activation.is_disabled():
+        unsloth_multiimage.activate()
+    yield
+    unsloth_multiimage.reset_settings()

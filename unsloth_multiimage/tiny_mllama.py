@@ -1,0 +1,504 @@
+"""A tiny, randomly initialised Llama-3.2-Vision (Mllama) model and processor, built offline.
+
+This module is used by the test suite and by the ``demo`` command. Everything is built
+from code: no weights, no tokenizer files, no Hub access. Building the processor and
+the model takes tens of milliseconds once transformers' Mllama modules are imported
+(that first import costs seconds, mostly on 5.x, and is transformers' own cost).
+
+The tiny model keeps the *shape* of Llama-3.2-Vision:
+
+* a word-level tokenizer with the Llama 3 special tokens (``<|begin_of_text|>``,
+  ``<|image|>``, ``<|eot_id|>`` ...), a Llama-3-style chat template, and a post-processor
+  that prepends ``<|begin_of_text|>`` like the real tokenizer does;
+* the real ``MllamaImageProcessor`` with small tiles (28 x 28 pixels by default, so two
+  14-pixel patches per side) and the usual ``max_image_tiles`` tiling;
+* the real ``MllamaForConditionalGeneration`` with a 3-layer text decoder (layer 1 is a
+  cross-attention layer) and a 2 + 1 layer vision tower.
+
+It also provides ``make_tile_image`` / ``decode_tile``: solid-colour images whose pixels
+encode ``(row, index)``, so a test can check which image landed in which
+``pixel_values[row, slot]`` after the processor's resize, rescale and normalisation.
+
+``build_model`` sets Mllama's zero-initialised tanh gates to ``ZERO_GATE_INIT`` so that
+the images reach the logits (and every parameter gets gradient) from the first step.
+
+Supported transformers releases: 4.46.3 to 5.24.0 (checked on 4.46.3, 4.49.0, 4.51.3,
+4.52.1, 4.57.6, 5.0.0, 5.10.1, 5.17.0, 5.22.0, 5.23.0 and 5.24.0 with torch 2.13.0 CPU).
+Version branches: ``rope_scaling`` on 4.x (see ``build_config``) and the
+``chat_template`` argument of ``MllamaProcessor`` (absent on 4.46).
+
+Heavy libraries (torch, transformers, tokenizers, PIL, numpy) are imported lazily inside
+the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from PIL.Image import Image as PILImage
+    from transformers import (
+        MllamaConfig,
+        MllamaForConditionalGeneration,
+        MllamaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "SPECIAL_TOKENS",
+    "TILE_MAX_CODE",
+    "WORDS",
+    "ZERO_GATE_INIT",
+    "build_config",
+    "build_image_processor",
+    "build_model",
+    "build_processor",
+    "build_tokenizer",
+    "decode_tile",
+    "make_tile_image",
+]
+
+BOS_TOKEN = "<|begin_of_text|>"
+END_OF_TEXT_TOKEN = "<|end_of_text|>"
+IMAGE_TOKEN = "<|image|>"
+START_HEADER_TOKEN = "<|start_header_id|>"
+END_HEADER_TOKEN = "<|end_header_id|>"
+EOT_TOKEN = "<|eot_id|>"
+PYTHON_TAG_TOKEN = "<|python_tag|>"
+PAD_TOKEN = "<|finetune_right_pad_id|>"
+UNK_TOKEN = "[UNK]"
+
+#: The special tokens, in id order (ids 0..7). ``[UNK]`` gets id 8, then come the words.
+SPECIAL_TOKENS: tuple[str, ...] = (
+    BOS_TOKEN,
+    END_OF_TEXT_TOKEN,
+    IMAGE_TOKEN,
+    START_HEADER_TOKEN,
+    END_HEADER_TOKEN,
+    EOT_TOKEN,
+    PYTHON_TAG_TOKEN,
+    PAD_TOKEN,
+)
+
+#: Plain vocabulary (the tokenizer lower-cases text before looking words up).
+WORDS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        # roles
+        "system user assistant tool ipython "
+        # digits (the pre-tokenizer splits numbers into single digits)
+        "0 1 2 3 4 5 6 7 8 9 "
+        "zero one two three four five six seven eight nine ten "
+        "first second third fourth fifth last both neither either "
+        # colours and shapes
+        "red green blue yellow orange purple pink black white gray grey brown "
+        "square squares circle circles triangle triangles shape shapes dot dots "
+        "line lines stripe stripes colour colours color colors "
+        # question / answer words
+        "which what who where when why how many much more less fewer most fewest "
+        "same different than and or not no yes none all any each every "
+        "image images picture pictures photo photos tile tiles "
+        "is are was were be has have had do does did can could "
+        "the a an this that these those there here it its of in on at to for with from by as "
+        "describe compare count answer question find show shows look see tell "
+        "left right top bottom middle above below between next "
+        "big small large larger smaller bigger biggest smallest "
+        "i you we they he she me my your our their "
+        "please thanks thank ok okay sure because so then also only just "
+        "hello hi goodbye test sentence example sample caption text "
+        # punctuation (isolated by the pre-tokenizer)
+        ". , ? ! : ; ' \" - ( ) [ ] / * + = _ # % & < > | { } ~ ` @ $ ^ \\".split()
+    )
+)
+
+#: Chat template written for this project, in the Llama 3 header format.
+#: Content may be a string or a list of items; every ``{"type": "image", ...}`` item
+#: (with or without an "image" / "url" / "path" key) renders ``<|image|>`` in place,
+#: every ``{"type": "text", "text": ...}`` item renders its text. No system prompt is
+#: injected and nothing raises on several images or on system messages.
+CHAT_TEMPLATE: str = (
+    "{{- '<|begin_of_text|>' -}}"
+    "{%- for message in messages -%}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' -}}"
+    "{%- if message['content'] is string -%}"
+    "{{- message['content'] -}}"
+    "{%- elif message['content'] is not none -%}"
+    "{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}"
+    "{{- '<|image|>' -}}"
+    "{%- elif item['type'] == 'text' -%}"
+    "{{- item['text'] -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{{- '<|eot_id|>' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}"
+    "{%- endif -%}"
+)
+
+# Patch size of the tiny vision tower; the tile size must be a multiple of it.
+_PATCH_SIZE = 14
+
+# Pixel encoding used by make_tile_image / decode_tile (0..255 scale).
+_TILE_BASE = 8
+_TILE_STEP = 8
+_TILE_MARKER_BLUE = 200
+#: Largest ``row`` / ``index`` that ``make_tile_image`` can encode.
+TILE_MAX_CODE: int = (255 - _TILE_BASE) // _TILE_STEP  # 30
+# OpenAI CLIP statistics: the MllamaImageProcessor defaults on every release.
+_DEFAULT_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_DEFAULT_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Build the tiny word-level tokenizer, fully offline.
+
+    The backend is a ``tokenizers`` ``WordLevel`` model (``[UNK]`` for unknown words)
+    with a lower-casing normaliser and a pre-tokenizer that splits on whitespace,
+    isolates every punctuation character and splits numbers into single digits. The
+    Llama 3 special tokens are registered as special added tokens, so each of them is
+    exactly one id even when glued to text (``"<|image|>What"`` gives two ids). Like
+    the real Llama 3 tokenizer, encoding with ``add_special_tokens=True`` prepends
+    ``<|begin_of_text|>``.
+
+    Returns:
+        A ``PreTrainedTokenizerFast`` (``TokenizersBackend`` on transformers 5.x) with
+        ``bos_token="<|begin_of_text|>"``, ``eos_token="<|eot_id|>"`` (end of turn, as in
+        the Instruct checkpoint), ``pad_token="<|finetune_right_pad_id|>"``,
+        ``unk_token="[UNK]"``, right padding and ``chat_template=CHAT_TEMPLATE``.
+    """
+    from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {}
+    for token in (*SPECIAL_TOKENS, UNK_TOKEN, *WORDS):
+        vocab.setdefault(token, len(vocab))
+
+    backend = Tokenizer(WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(behavior="isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
+    )
+    # Special tokens are matched before normalisation / pre-tokenisation, so they are
+    # never lower-cased or split by the punctuation rule.
+    backend.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in (*SPECIAL_TOKENS, UNK_TOKEN)]
+    )
+    bos_id = vocab[BOS_TOKEN]
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS_TOKEN} $A",
+        pair=f"{BOS_TOKEN} $A {BOS_TOKEN} $B:1",
+        special_tokens=[(BOS_TOKEN, bos_id)],
+    )
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS_TOKEN,
+        eos_token=EOT_TOKEN,
+        pad_token=PAD_TOKEN,
+        unk_token=UNK_TOKEN,
+        padding_side="right",
+        model_input_names=["input_ids", "attention_mask"],
+        chat_template=CHAT_TEMPLATE,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_image_processor(tile_size: int = 28, max_image_tiles: int = 4) -> Any:
+    """Build a real ``MllamaImageProcessor`` with small square tiles.
+
+    Args:
+        tile_size: tile height and width in pixels (the real checkpoint uses 560). Must be
+            a multiple of the tiny vision tower's patch size (14).
+        max_image_tiles: most tiles one image may be split into (the real value is 4).
+
+    Returns:
+        Whatever class ``transformers.MllamaImageProcessor`` resolves to on the installed
+        release (on 5.x without torchvision transformers itself falls back to the PIL
+        backend and says so).
+    """
+    if tile_size <= 0 or tile_size % _PATCH_SIZE:
+        raise ValueError(f"tile_size must be a positive multiple of {_PATCH_SIZE}, got {tile_size}")
+    if max_image_tiles < 1:
+        raise ValueError(f"max_image_tiles must be >= 1, got {max_image_tiles}")
+    from transformers import MllamaImageProcessor
+
+    return MllamaImageProcessor(
+        size={"height": tile_size, "width": tile_size}, max_image_tiles=max_image_tiles
+    )
+
+
+def build_processor(tile_size: int = 28, max_image_tiles: int = 4) -> MllamaProcessor:
+    """Build a real ``MllamaProcessor`` from the tiny tokenizer and image processor.
+
+    ``processor.apply_chat_template(messages, tokenize=False)`` renders ``CHAT_TEMPLATE``.
+
+    Args:
+        tile_size: see :func:`build_image_processor`.
+        max_image_tiles: see :func:`build_image_processor`.
+    """
+    import inspect
+
+    from transformers import MllamaProcessor
+
+    image_processor = build_image_processor(tile_size=tile_size, max_image_tiles=max_image_tiles)
+    tokenizer = build_tokenizer()
+    if "chat_template" in inspect.signature(MllamaProcessor.__init__).parameters:
+        processor = MllamaProcessor(
+            image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
+        )
+    else:
+        # transformers 4.46.x: MllamaProcessor.__init__(image_processor, tokenizer) has no
+        # chat_template argument; it copies tokenizer.chat_template instead.
+        processor = MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    processor.chat_template = CHAT_TEMPLATE
+    return processor
+
+
+def _supported_aspect_ratios(max_image_tiles: int) -> list[list[int]]:
+    """Same list, same order as ``get_all_supported_aspect_ratios`` in the image processor."""
+    return [
+        [width, height]
+        for width in range(1, max_image_tiles + 1)
+        for height in range(1, max_image_tiles + 1)
+        if width * height <= max_image_tiles
+    ]
+
+
+def _image_processor_of(processor: Any) -> Any:
+    return getattr(processor, "image_processor", processor)
+
+
+def _tile_size_of(image_processor: Any) -> int:
+    size = image_processor.size
+    height = size["height"] if isinstance(size, dict) else size.height
+    width = size["width"] if isinstance(size, dict) else size.width
+    if height != width:
+        raise ValueError(f"tiny Mllama needs square tiles, got {height}x{width}")
+    return int(height)
+
+
+def build_config(processor: Any | None = None, *, vision_image_size: int | None = None) -> MllamaConfig:
+    """Build the ``MllamaConfig`` of the tiny model, matched to ``processor``.
+
+    Text decoder: hidden 32, 3 layers (layer 1 is a cross-attention layer), 4 heads,
+    2 KV heads, vocabulary ``len(tokenizer)``. Vision tower: ``image_size`` = the
+    processor's tile size, patch 14, hidden 16, 2 local + 1 global layers,
+    ``intermediate_layers_indices=[0]``, ``vision_output_dim=32``,
+    ``max_num_tiles`` = the processor's ``max_image_tiles`` (and the matching aspect
+    ratio list). ``image_token_index``, ``pad_token_id``, ``bos_token_id`` and
+    ``eos_token_id`` come from the tokenizer.
+
+    Args:
+        processor: a processor from :func:`build_processor` (built with the defaults if
+            ``None``).
+        vision_image_size: override the vision tower's ``image_size`` (defaults to the tile
+            size; a mismatch is only useful to test error handling).
+    """
+    from transformers import MllamaConfig
+
+    if processor is None:
+        processor = build_processor()
+    tokenizer = processor.tokenizer
+    image_processor = _image_processor_of(processor)
+    tile_size = _tile_size_of(image_processor)
+    max_image_tiles = int(image_processor.max_image_tiles)
+
+    pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    text_config: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "cross_attention_layers": [1],
+        "max_position_embeddings": 1024,
+        "rope_theta": 10000.0,
+        "bos_token_id": tokenizer.convert_tokens_to_ids(BOS_TOKEN),
+        "eos_token_id": [
+            tokenizer.convert_tokens_to_ids(END_OF_TEXT_TOKEN),
+            tokenizer.convert_tokens_to_ids(EOT_TOKEN),
+        ],
+        "pad_token_id": pad_id,
+        "tie_word_embeddings": False,
+    }
+    if _needs_explicit_rope_scaling():
+        # transformers 4.x (checked 4.46.3 .. 4.57.6): MllamaRotaryEmbedding reads
+        # config.rope_scaling["rope_type"] with no fallback, so the config default
+        # rope_scaling=None raises TypeError. 5.x uses rope_parameters, filled by default.
+        text_config["rope_scaling"] = {"rope_type": "default"}
+    vision_config: dict[str, Any] = {
+        "image_size": int(vision_image_size) if vision_image_size is not None else tile_size,
+        "patch_size": _PATCH_SIZE,
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_global_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_layers_indices": [0],
+        "vision_output_dim": 32,
+        "max_num_tiles": max_image_tiles,
+        "supported_aspect_ratios": _supported_aspect_ratios(max_image_tiles),
+    }
+    config = MllamaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+    )
+    config.pad_token_id = pad_id
+    return config
+
+
+def _needs_explicit_rope_scaling() -> bool:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0]) < 5
+
+
+def build_model(processor: Any | None = None, seed: int = 0) -> MllamaForConditionalGeneration:
+    """Build the tiny, randomly initialised ``MllamaForConditionalGeneration``.
+
+    The weights depend only on ``seed`` (the global torch RNG state is saved and
+    restored around the initialisation). Mllama's zero-initialised tanh gates are set to
+    ``ZERO_GATE_INIT`` so that images influence the output and the vision tower and the
+    cross-attention layers get gradient from the first step. The model is returned in
+    train mode, float32, on the CPU.
+
+    Args:
+        processor: the processor the model must match (built with the defaults if
+            ``None``).
+        seed: seed for the random initialisation.
+    """
+    import torch
+    from transformers import MllamaForConditionalGeneration
+
+    config = build_config(processor)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MllamaForConditionalGeneration(config)
+    _open_zero_gates(model)
+    model.train()
+    return model
+
+
+#: Value given to the tanh gates that Mllama initialises to zero (see ``build_model``).
+ZERO_GATE_INIT: float = 0.5
+
+
+def _open_zero_gates(model: Any) -> None:
+    """Set Mllama's zero-initialised scalar tanh gates to ``ZERO_GATE_INIT``.
+
+    Mllama starts ``cross_attn_attn_gate`` / ``cross_attn_mlp_gate`` (text side) and the
+    vision tower's tile / aspect-ratio embedding ``gate`` at 0, as the pre-trained
+    checkpoint's training did. With tanh(0) = 0 the images cannot reach the logits, so
+    the whole vision tower and the cross-attention projections would get exactly zero
+    gradient on the first step and the tiny model could not tell one image from
+    another. A fixed non-zero value keeps the model deterministic and makes every
+    parameter matter from the first forward pass.
+    """
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.rsplit(".", 1)[-1].endswith("gate") and param.numel() == 1 and not param.any():
+                param.fill_(ZERO_GATE_INIT)
+
+
+def make_tile_image(row: int, index: int, size: tuple[int, int] = (28, 28)) -> PILImage:
+    """Make a solid-colour RGB image whose colour encodes ``(row, index)``.
+
+    Red = 8 + 8*row, green = 8 + 8*index, blue = 200 (a marker that tells a real image
+    from the processor's zero padding). A solid colour survives any resize, the rescale
+    and the normalisation exactly, so :func:`decode_tile` can recover both numbers from
+    the first tile of any slot.
+
+    Args:
+        row: batch row (sample) number, 0..TILE_MAX_CODE.
+        index: image number inside the row, 0..TILE_MAX_CODE.
+        size: ``(width, height)`` in pixels, as PIL uses it.
+    """
+    from PIL import Image
+
+    for name, value in (("row", row), ("index", index)):
+        if not 0 <= int(value) <= TILE_MAX_CODE:
+            raise ValueError(f"{name} must be in 0..{TILE_MAX_CODE}, got {value}")
+    colour = (_TILE_BASE + _TILE_STEP * int(row), _TILE_BASE + _TILE_STEP * int(index), _TILE_MARKER_BLUE)
+    return Image.new("RGB", (int(size[0]), int(size[1])), colour)
+
+
+def decode_tile(
+    pixel_values_tile: Any,
+    processor: Any | None = None,
+    *,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+) -> tuple[int, int]:
+    """Recover ``(row, index)`` from a tile of an image made by :func:`make_tile_image`.
+
+    Args:
+        pixel_values_tile: ``pixel_values[b, slot, tile]`` (normally ``tile=0``), shape
+            ``(3, H, W)``; a torch tensor or anything ``numpy.asarray`` accepts.
+        processor: an ``MllamaProcessor`` or ``MllamaImageProcessor`` whose
+            ``image_mean`` / ``image_std`` (and ``rescale_factor``) undo the normalisation.
+            Defaults to the CLIP statistics that ``MllamaImageProcessor`` uses.
+        image_mean: explicit per-channel mean (overrides ``processor``).
+        image_std: explicit per-channel std (overrides ``processor``).
+
+    Raises:
+        ValueError: the tile is padding (all zeros before de-normalisation) or was not
+            made by :func:`make_tile_image`.
+    """
+    import numpy as np
+
+    tile = pixel_values_tile
+    if hasattr(tile, "detach"):
+        tile = tile.detach().to("cpu").float().numpy()
+    arr = np.asarray(tile, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) tile, got shape {arr.shape}")
+
+    rescale = 1.0 / 255.0
+    mean: Sequence[float] = _DEFAULT_MEAN
+    std: Sequence[float] = _DEFAULT_STD
+    if processor is not None:
+        ip = _image_processor_of(processor)
+        mean = getattr(ip, "image_mean", None) or mean
+        std = getattr(ip, "image_std", None) or std
+        rescale = float(getattr(ip, "rescale_factor", None) or rescale)
+    if image_mean is not None:
+        mean = image_mean
+    if image_std is not None:
+        std = image_std
+    mean_a = np.asarray(mean, dtype=np.float64).reshape(3)
+    std_a = np.asarray(std, dtype=np.float64).reshape(3)
+
+    # Top-left corner: always image content (Mllama pads to the right and bottom).
+    height, width = arr.shape[1], arr.shape[2]
+    corner = arr[:, : max(1, height // 4), : max(1, width // 4)].reshape(3, -1)
+    normalised = np.median(corner, axis=1)
+    pixel = (normalised * std_a + mean_a) / rescale  # back to the 0..255 scale
+    red, green, blue = (float(v) for v in pixel)
+
+    not_ours = f"tile was not made by make_tile_image (pixel {red:.1f}, {green:.1f}, {blue:.1f})"
+    if abs(blue - _TILE_MARKER_BLUE) > _TILE_STEP / 2:
+        if np.allclose(arr, 0.0):
+            raise ValueError("tile is padding (all zeros): no image in this slot/tile")
+        raise ValueError(not_ours)
+    codes = []
+    for value in (red, green):
+        code = (value - _TILE_BASE) / _TILE_STEP
+        nearest = round(code)
+        if abs(code - nearest) > 0.25 or not 0 <= nearest <= TILE_MAX_CODE:
+            raise ValueError(not_ours)
+        codes.append(nearest)
+    return codes[0], codes[1]
