@@ -2,8 +2,8 @@
 
 Releases before 2026.5 refuse to start their package ``__init__`` without a GPU (and all of
 them want ``import unsloth`` first), but ``vision_utils.py`` itself only needs torch, PIL and
-transformers. So: try the real import (``UNSLOTH_ZOO_DISABLE_GPU_INIT=1``) in a child process;
-if it fails, register a bare package module whose ``__path__`` is the installed package folder
+transformers. So: from 2026.5 on, the real import (``UNSLOTH_ZOO_DISABLE_GPU_INIT=1``); before,
+or if that fails, register a bare package module whose ``__path__`` is the installed package folder
 and import ``unsloth_zoo.vision_utils`` under it. Either way the code under test is upstream's
 own file at the pinned version.
 """
@@ -13,12 +13,14 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import importlib.metadata
 import os
-import subprocess
 import sys
 import types
 
-_PROBE = "import unsloth_zoo.vision_utils as v; v.UnslothVisionDataCollator"
+
+def _version() -> tuple[int, ...]:
+    return tuple(int(p) for p in importlib.metadata.version("unsloth_zoo").split(".")[:2])
 
 
 def _forget() -> None:
@@ -44,9 +46,11 @@ def load_vision_utils() -> tuple[types.ModuleType, str]:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("unsloth_zoo is not installed")
     os.environ.setdefault("UNSLOTH_ZOO_DISABLE_GPU_INIT", "1")
-    probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=dict(os.environ))
-    if probe.returncode == 0:
-        return importlib.import_module("unsloth_zoo.vision_utils"), "real"
+    if _version() >= (2026, 5):  # these releases have a GPU-less start-up path
+        try:
+            return importlib.import_module("unsloth_zoo.vision_utils"), "real"
+        except Exception:
+            _forget()
     import transformers  # noqa: F401  (import before any zoo module, as upstream expects)
 
     sys.modules["unsloth_zoo"] = _bare_package(list(spec.submodule_search_locations)[0])

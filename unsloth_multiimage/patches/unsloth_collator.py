@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 import wrapt
 
 from ..compat import Decision
+from ..decode import load_image, needs_decoding
 from ..hookspecs import hookimpl
 from ..images import ImageCountError, RowPlan, check_rendered_counts, is_image_part, plan_row
 from ..patching import Patch, signature_accepts
@@ -122,32 +124,53 @@ def _filled(messages: list, images: Any) -> list:
     return out
 
 
-def _for_upstream(example: Any, plan: RowPlan, fixes: frozenset[str]) -> Any:
-    """The example as upstream should see it: a non-empty image list, or no `images` key."""
-    if not isinstance(example, Mapping) or "images" not in example:
+def _with_images_in_content(example: Mapping, images: Sequence) -> dict:
+    """The example with every image part of its chat carrying the next of ``images``, no column."""
+    it = iter(images)
+    out = {k: v for k, v in example.items() if k != "images"}
+    for key in ("messages", "conversations", "prompt", "completion"):
+        if key in out and _is_chat(out[key]):
+            out[key] = _filled(out[key], it)
+            if key in ("messages", "conversations"):
+                break
+    return out
+
+
+def _for_upstream(example: Any, plan: RowPlan, fixes: frozenset[str], decoded: bool) -> Any:
+    """The example as upstream should see it on its release.
+
+    Upstream reads a present ``images`` key first (indexing ``[0]`` on old releases, so it must
+    be a non-empty list of loaded images), else the message content.
+    """
+    if not isinstance(example, Mapping):
         return example
-    if (
-        "pc_column_images" in fixes
-        and plan.column
-        and plan.placeholders == len(plan.images)
-        and _is_chat(example.get("prompt"))
-        and _is_chat(example.get("completion"))
+    is_pc = _is_chat(example.get("prompt")) and _is_chat(example.get("completion"))
+    if plan.merged or (not plan.column and decoded) or (
+        plan.column and is_pc and "pc_column_images" in fixes and plan.placeholders == len(plan.images)
     ):
-        # These releases read prompt/completion images from the message content only: put them there.
-        images = iter(plan.images)
-        prompt = _filled(example["prompt"], images)
-        completion = _filled(example["completion"], images)
-        rest = {k: v for k, v in example.items() if k not in ("images", "prompt", "completion")}
-        return {**rest, "prompt": prompt, "completion": completion}
-    value = example["images"]
-    if plan.column and not plan.merged and plan.images:
-        if isinstance(value, list):
-            return example
-        return {**example, "images": list(plan.images)}
-    if plan.merged and plan.upstream_count:
+        # Merged rows, rows whose embedded images we decoded, and prompt/completion rows on releases
+        # that read their images from the content only: every image goes into its part.
+        return _with_images_in_content(example, plan.images)
+    if "images" not in example:
         return example
-    # None (content rows) or an empty column: without the key every release reads the content.
-    return {k: v for k, v in example.items() if k != "images"}
+    if not plan.column or not plan.images:
+        # None (content rows) or an empty column: without the key every release reads the content.
+        return {k: v for k, v in example.items() if k != "images"}
+    value = example["images"]
+    if isinstance(value, list) and len(value) == len(plan.images) and all(a is b for a, b in zip(value, plan.images)):
+        return example
+    return {**example, "images": list(plan.images)}
+
+
+def _decode(plan: RowPlan, allow_urls: bool) -> tuple[RowPlan, bool]:
+    """Load every image of the row that is not loaded yet (paths, bytes, dicts, opted-in URLs)."""
+    if not any(needs_decoding(img) for img in plan.images):
+        return plan, False
+    images = tuple(
+        load_image(img, plan.row, k, allow_urls=allow_urls) if needs_decoding(img) else img
+        for k, img in enumerate(plan.images)
+    )
+    return replace(plan, images=images), True
 
 
 class _BatchImages:
@@ -221,13 +244,14 @@ def make_wrapper(decision: Decision) -> Callable:
         formatting = getattr(instance, "formatting_func", None)
         if formatting is not None:
             examples = [formatting(e) for e in examples]
-        plans = [plan_row(e, i) for i, e in enumerate(examples)]
-        examples, plans = apply_policies(examples, plans, get_settings())
+        settings = get_settings()
+        plans, decoded = zip(*(_decode(plan_row(e, i), settings.allow_urls) for i, e in enumerate(examples)))
+        examples, plans = apply_policies(examples, list(plans), settings)
         processor = instance.processor
         token = image_token_for(processor)
         if token is None:
             _warn_unknown_processor(processor)
-        upstream_examples = [_for_upstream(e, p, decision.fixes) for e, p in zip(examples, plans)]
+        upstream_examples = [_for_upstream(e, p, decision.fixes, d) for e, p, d in zip(examples, plans, decoded)]
         proxy = _ProcessorProxy(processor, _BatchImages(plans, instance, token))
         with _swap_lock:
             instance.processor = proxy
