@@ -190,6 +190,12 @@ def _reset_for_tests() -> None:
         _state.loaded = None
 
 
+def plugin_manager() -> Any:
+    """The pluggy PluginManager holding every loaded plugin (for calling hooks)."""
+    with _state.lock:
+        return _load().manager
+
+
 def plugin_records() -> list[PluginRecord]:
     """The plugins found in the entry-point group, loaded or not, with their errors."""
     with _state.lock:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from .adapters import ModelAdapter
     from .patching import Patch
 
 PROJECT_NAME = "unsloth_multiimage"
@@ -38,4 +39,15 @@ class PatchSpecs:
         must have an entry in a compat table (the built-in ``compat_table.toml``, or the
         ``compat`` mapping of the Patch itself for third-party patches).
         Must not import the patched library: patches are applied lazily when it is imported.
+        """
+
+    @hookspec(firstresult=True)
+    def umi_model_adapter(self, processor: object, config: object) -> "ModelAdapter | None":
+        """Return a :class:`~unsloth_multiimage.adapters.ModelAdapter` if this plugin knows the
+        family of ``processor`` (``config`` is the model config when known, else None), else None.
+
+        The first non-None answer wins. The adapter tells the patches which string stands for
+        one image in rendered chat text (before the processor expands it), so each row's
+        placeholders can be checked against its images. Must be cheap and must not raise for
+        processors it does not know.
         """

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import wrapt
 
+from ..adapters import adapter_for
 from ..compat import Decision
 from ..decode import load_image, needs_decoding
 from ..hookspecs import hookimpl
@@ -41,7 +42,6 @@ PATCH_NAME = "unsloth_collator"
 # Serialises the swap of the collator's processor slot (collators are called from one thread
 # per process in practice; DataLoader workers are processes).
 _swap_lock = threading.RLock()
-_warned_no_token: set[str] = set()
 
 
 @hookimpl
@@ -60,18 +60,6 @@ def umi_patches() -> list[Patch]:
 
 def _shape_check(call: Any) -> str | None:
     return signature_accepts(call, positional=1)
-
-
-# Which string stands for one image in a rendered chat, before the processor expands it.
-_KNOWN_TOKENS = {"MllamaProcessor": "<|image|>"}
-
-
-def image_token_for(processor: Any) -> str | None:
-    """The placeholder one image leaves in rendered text for this processor, if known."""
-    for cls in type(processor).__mro__:
-        if cls.__name__ in _KNOWN_TOKENS:
-            return _KNOWN_TOKENS[cls.__name__]
-    return None
 
 
 def _resizer(collator: Any) -> Callable[[list], list]:
@@ -248,9 +236,8 @@ def make_wrapper(decision: Decision) -> Callable:
         plans, decoded = zip(*(_decode(plan_row(e, i), settings.allow_urls) for i, e in enumerate(examples)))
         examples, plans = apply_policies(examples, list(plans), settings)
         processor = instance.processor
-        token = image_token_for(processor)
-        if token is None:
-            _warn_unknown_processor(processor)
+        adapter = adapter_for(processor)
+        token = adapter.placeholder if adapter is not None else None
         upstream_examples = [_for_upstream(e, p, decision.fixes, d) for e, p, d in zip(examples, plans, decoded)]
         proxy = _ProcessorProxy(processor, _BatchImages(plans, instance, token))
         with _swap_lock:
@@ -267,15 +254,4 @@ def make_wrapper(decision: Decision) -> Callable:
     return wrapper
 
 
-def _warn_unknown_processor(processor: Any) -> None:
-    name = type(processor).__name__
-    if name not in _warned_no_token:
-        _warned_no_token.add(name)
-        logger.warning(
-            "unsloth_multiimage: no image placeholder known for %s; the per-row check of image tokens in the "
-            "rendered text is skipped for it (images are still aligned per row)",
-            name,
-        )
-
-
-__all__ = ["umi_patches", "make_wrapper", "image_token_for", "ImageCountError"]
+__all__ = ["umi_patches", "make_wrapper", "ImageCountError"]
