@@ -339,7 +339,7 @@ def test_builtin_plugins_come_from_our_distributions_entry_points(fake: FakeSite
     assert {"mllama_processor", "unsloth_collator"} <= set(eps)
     assert eps["mllama_processor"] == "unsloth_multiimage.patches.mllama_processor"
     assert eps["unsloth_collator"] == "unsloth_multiimage.patches.unsloth_collator"
-    assert all(v.startswith("unsloth_multiimage.patches.") for v in eps.values())
+    assert all(v.startswith(("unsloth_multiimage.patches.", "unsloth_multiimage.adapters.")) for v in eps.values())
     # The loader goes through the same group and names the distribution each came from.
     records = {r.name: r for r in activation.plugin_records()}
     for name in ("mllama_processor", "unsloth_collator"):

@@ -10,7 +10,7 @@ import logging
 
 from ._version import __version__
 from .activation import PatchStatus, activate, deactivate, is_disabled, plugin_records, status
-from .compat import Decision
+from .decision import Decision
 from .hookspecs import hookimpl
 from .patching import Patch
 from .settings import Settings, configure, get_settings, reset_settings
@@ -34,4 +34,6 @@ __all__ = [
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if not is_disabled():
-    activate()
+    from .activation import _activate
+
+    _activate()

@@ -17,8 +17,8 @@ from typing import Any
 
 import wrapt
 
-from . import compat
-from .compat import Decision
+from . import decision as states
+from .decision import Decision
 from .patching import AppliedPatch, Patch
 from .plugins import LoadedPlugins, PluginRecord, load_plugins
 
@@ -82,14 +82,18 @@ def _load() -> LoadedPlugins:
     return _state.loaded
 
 
-def _compat_entry(patch: Patch) -> compat.PatchCompat | None:
+def _compat_entry(patch: Patch) -> Any:
+    from . import compat
+
     return patch.compat or compat.compat_table().get(patch.name)
 
 
 def _decide(patch: Patch, module: Any | None) -> Decision:
+    from . import compat
+
     entry = _compat_entry(patch)
     if entry is None:
-        return Decision(compat.UNSUPPORTED, f"no compat entry for patch {patch.name!r}; never patched blindly", False)
+        return Decision(states.UNSUPPORTED, f"no compat entry for patch {patch.name!r}; never patched blindly", False)
     version = compat.installed_version(entry.distribution)
     shape = patch.check_shape(module) if module is not None else None
     force = _truthy(os.environ.get(ENV_FORCE))
@@ -115,7 +119,7 @@ def _apply_one(plugin: str, patch: Patch, module: Any) -> None:
             del _state.applied[patch.name]
         decision = _decide(patch, module)
         _state.decisions[patch.name] = decision
-        if decision.state == compat.UNTESTED:
+        if decision.state == states.UNTESTED:
             logger.warning("unsloth_multiimage: %s: %s", patch.name, decision.reason)
         if not decision.applies:
             logger.debug("unsloth_multiimage: %s not applied: %s", patch.name, decision.reason)
@@ -151,9 +155,16 @@ def activate() -> list[PatchStatus]:
     no-op for patches already in place (and re-applies patches lost to a module reload).
     Returns :func:`status`. Does nothing when ``UNSLOTH_MULTIIMAGE_DISABLE=1``.
     """
+    _activate()
+    return status()
+
+
+def _activate() -> None:
+    """activate() without building the status report (what ``import unsloth_multiimage`` runs:
+    deciding versions waits until a target is imported, to keep the import cheap)."""
     if is_disabled():
         logger.info("unsloth_multiimage: disabled by %s", ENV_DISABLE)
-        return status()
+        return
     with _state.lock:
         loaded = _load()
         _state.active = True
@@ -166,7 +177,6 @@ def activate() -> list[PatchStatus]:
             elif patch.module not in _state.hooked_modules:
                 _state.hooked_modules.add(patch.module)
                 wrapt.register_post_import_hook(_on_import, patch.module)
-    return status()
 
 
 def deactivate() -> None:
@@ -204,6 +214,8 @@ def plugin_records() -> list[PluginRecord]:
 
 def status() -> list[PatchStatus]:
     """One record per known patch (and one per plugin that failed to load)."""
+    from . import compat
+
     with _state.lock:
         loaded = _load()
         out: list[PatchStatus] = []

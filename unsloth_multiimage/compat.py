@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Mapping
 
 from packaging.specifiers import SpecifierSet
+
+from .decision import ABSENT, APPLY, NATIVE, UNSUPPORTED, UNTESTED, Decision
 from packaging.version import InvalidVersion, Version
 
 if sys.version_info >= (3, 11):
@@ -33,13 +35,6 @@ __all__ = [
     "decide",
     "installed_version",
 ]
-
-APPLY = "apply"
-NATIVE = "native"
-UNTESTED = "untested"
-UNSUPPORTED = "unsupported"
-ABSENT = "absent"
-
 
 @dataclass(frozen=True)
 class Fix:
@@ -63,21 +58,6 @@ class PatchCompat:
 
     def fixes_needed(self, version: Version) -> frozenset[str]:
         return frozenset(f.name for f in self.fixes if f.needed.contains(version, prereleases=True))
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What a patch does on one installed version, and why.
-
-    ``state`` is one of apply / native / untested / unsupported / absent; ``applies`` says
-    whether the wrapper is installed; ``fixes`` names the parts of the patch that are active.
-    """
-
-    state: str
-    reason: str
-    applies: bool
-    version: str | None = None
-    fixes: frozenset[str] = field(default_factory=frozenset)
 
 
 def _parse_table(raw: Mapping[str, Any]) -> dict[str, PatchCompat]:

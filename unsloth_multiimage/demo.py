@@ -77,7 +77,8 @@ class SimpleCollator:
     def __call__(self, examples: Sequence[Any]) -> Any:
         examples, plans, texts = prepare_rows(examples, self.processor)
         images = [[_rgb(img) for img in p.images] for p in plans]
-        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
+        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True,
+                                  "add_special_tokens": not starts_with_bos(self.processor, texts)}
         if any(images):
             kwargs["images"] = images
         batch = self.processor(**kwargs)
@@ -110,6 +111,12 @@ def prepare_rows(examples: Sequence[Any], processor: Any, settings: Any | None =
     ]
     examples, plans = apply_policies(list(examples), plans, settings)
     return list(examples), list(plans), [render_chat(processor, e) for e in examples]
+
+
+def starts_with_bos(processor: Any, texts: Sequence[str]) -> bool:
+    """True when the chat template already wrote the BOS token (then the tokenizer must not add one)."""
+    bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
+    return bool(bos) and all(t.startswith(bos) for t in texts)
 
 
 def _rgb(img: Any) -> Any:

@@ -15,7 +15,8 @@ smaller images) is black. Images are converted to RGB first (transparent pixels 
 on white, as ``transformers``' ``convert_to_rgb`` does).
 
 With ``labels=True`` each cell gets its 1-based index, drawn in the top-left corner in white on
-a small black box with PIL's default font.
+a small black box with PIL's default font (about 1/12 of the cell tall, 10 px at least; clipped
+to the cell).
 """
 
 from __future__ import annotations
@@ -100,12 +101,25 @@ def compose_grid(images: Sequence[Any], gap: int = 4, labels: bool = False) -> A
     return canvas
 
 
+def _label_font(cell: int) -> Any:
+    """PIL's default font, about a twelfth of the cell tall (10 px at least), so the label survives
+    the processor's downscaling of a large canvas; the fixed-size bitmap font where Pillow has no
+    FreeType support."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=max(10, cell // 12))
+    except (TypeError, ImportError, OSError):  # Pillow < 10.1, or built without FreeType
+        return ImageFont.load_default()
+
+
 def _draw_labels(canvas: Any, sizes: Sequence[tuple[int, int]], gap: int) -> None:
     from PIL import ImageDraw
 
     cols, _ = grid_layout(len(sizes))
     cell_w = max(w for w, _ in sizes)
     cell_h = max(h for _, h in sizes)
+    font = _label_font(min(cell_w, cell_h))
     for k in range(len(sizes)):
         r, c = divmod(k, cols)
         x0, y0 = c * (cell_w + gap), r * (cell_h + gap)
@@ -113,7 +127,7 @@ def _draw_labels(canvas: Any, sizes: Sequence[tuple[int, int]], gap: int) -> Non
         cell = canvas.crop((x0, y0, x0 + cell_w, y0 + cell_h))
         draw = ImageDraw.Draw(cell)
         text = str(k + 1)
-        left, top, right, bottom = draw.textbbox((2, 2), text)
+        _left, _top, right, bottom = draw.textbbox((2, 2), text, font=font)
         draw.rectangle((0, 0, right + 1, bottom + 1), fill=BACKGROUND)
-        draw.text((2, 2), text, fill=LABEL_COLOUR)
+        draw.text((2, 2), text, fill=LABEL_COLOUR, font=font)
         canvas.paste(cell, (x0, y0))

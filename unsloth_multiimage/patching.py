@@ -13,11 +13,14 @@ import importlib
 import inspect
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import wrapt
 
-from .compat import Decision, PatchCompat
+from .decision import Decision
+
+if TYPE_CHECKING:
+    from .compat import PatchCompat
 
 __all__ = ["Patch", "AppliedPatch", "resolve_parent", "signature_accepts"]
 
@@ -47,7 +50,7 @@ class Patch:
     attribute: str
     make_wrapper: Callable[[Decision], Wrapper]
     shape_check: Optional[Callable[[Any], Optional[str]]] = None
-    compat: Optional[PatchCompat] = None
+    compat: Optional["PatchCompat"] = None
     description: str = ""
 
     @property

@@ -73,7 +73,7 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
     """
     from PIL import Image, ImageDraw
 
-    from .demo import prepare_rows
+    from .demo import prepare_rows, starts_with_bos
     from .settings import get_settings
 
     out_path = os.fspath(out_path)
@@ -81,7 +81,7 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
     _examples, plans, texts = prepare_rows([example], processor, settings)
     images = [img.convert("RGB") if getattr(img, "mode", "RGB") != "RGB" else img for img in plans[0].images]
     text = texts[0]
-    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": not starts_with_bos(processor, [text])}
     if images:
         kwargs["images"] = [images]
     batch = processor(**kwargs)
@@ -236,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         meta = render_preview(rows[row], processor, out, strategy=strategy)
     except (ImageCountError, ImageLoadError) as exc:
-        print(f"preview: row {row} of {source} cannot be sent to the model:\n  {exc}")
+        print(f"preview: row {row} of {source} cannot be sent to the model (it is row 0 of the preview's "
+              f"one-row batch below):\n  {exc}")
         return 1
     print(f"preview of row {row} of {source} written to {meta['path']} ({meta['size'][0]}x{meta['size'][1]} px)")
     print(f"  {meta['n_images']} image(s) to the model, {len(meta['tokens'])} tokens, "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..compat import Decision
+from ..decision import Decision
 from ..hookspecs import hookimpl
 from ..images import ImageCountError
 from ..patching import Patch, signature_accepts

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import wrapt
 
 from ..adapters import adapter_for
-from ..compat import Decision
+from ..decision import Decision
 from ..decode import load_image, needs_decoding
 from ..hookspecs import hookimpl
 from ..images import ImageCountError, RowPlan, check_rendered_counts, is_image_part, plan_row
