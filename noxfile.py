@@ -120,7 +120,7 @@ def run_row(session: nox.Session, name: str) -> None:
         session.install("--no-deps", "--force-reinstall", str(ROOT))
 
     env = {**RUN_ENV, "UMI_COMPAT_ROW": name}
-    args = ["pytest", "-q", "-p", "no:cacheprovider"]
+    args = ["pytest", "-q", "-p", "no:cacheprovider", "--durations=10"]
     junit_dir = os.environ.get("UMI_JUNIT_DIR")
     if junit_dir:
         Path(junit_dir).mkdir(parents=True, exist_ok=True)

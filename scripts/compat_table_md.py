@@ -6,16 +6,17 @@
     python scripts/compat_table_md.py --write README.md   # replace the README's block
 
 The block is the text between ``<!-- compat-table:start -->`` and ``<!-- compat-table:end -->``.
-Decisions come from unsloth_multiimage/compat.py (loaded from this checkout by file path, so only
-``packaging`` is needed, not the installed package nor its dependencies).
+Decisions come from unsloth_multiimage/compat.py of this checkout (imported without the package's
+``__init__``, so only ``packaging`` is needed, not the installed package nor its dependencies).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import importlib.util
+import importlib
 import sys
+import types
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -48,12 +49,17 @@ PATCH_TITLES = {"mllama_processor": "MllamaProcessor patch", "unsloth_collator":
 
 
 def load_compat():
-    """compat.py as a standalone module (it only needs packaging)."""
-    spec = importlib.util.spec_from_file_location("_umi_compat_for_table", COMPAT_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """unsloth_multiimage.compat from this checkout, without running the package's __init__
+    (which activates the patches and needs wrapt/pluggy): a bare parent package is registered
+    whose __path__ is the source folder, so only compat.py and its light siblings are imported."""
+    name = "_umi_checkout"
+    if name + ".compat" in sys.modules:
+        return sys.modules[name + ".compat"]
+    pkg = types.ModuleType(name)
+    pkg.__path__ = [str(COMPAT_PATH.parent)]
+    pkg.__package__ = name
+    sys.modules[name] = pkg
+    return importlib.import_module(name + ".compat")
 
 
 def load_matrix(path: Path = MATRIX_PATH) -> dict:

@@ -68,3 +68,18 @@ def _plugin_active():
         unsloth_multiimage.activate()
     yield
     unsloth_multiimage.reset_settings()
+
+
+def upstream_pc_failure(collator, tiny):
+    """Why the installed zoo's own prompt/completion path cannot carry even one embedded image
+    (unpatched), or None when it can. 2025.9.14 hands a 3-tuple to its own resize step."""
+    row = {
+        "prompt": [{"role": "user", "content": [{"type": "image", "image": tiny.make_tile_image(0, 0)}, {"type": "text", "text": "describe"}]}],
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": "red"}]}],
+    }
+    with patches_off():
+        try:
+            collator([row])
+        except Exception as exc:
+            return repr(exc)
+    return None

@@ -122,7 +122,8 @@ def test_mixed_text_only_rows(tiny, processor):
             native = call(processor, text=texts, images=images_for(tiny, counts))
             assert_batches_equal(out, native)
         else:
-            with pytest.raises(ValueError, match="at least one image per sample"):
+            # 4.45.2-4.48 and 4.57+: the mixed-batch check; 4.49-4.56: empty sub-lists fail the nesting check.
+            with pytest.raises(ValueError, match="at least one image per sample|Invalid input type"):
                 call(processor, text=texts, images=images_for(tiny, counts))
 
 

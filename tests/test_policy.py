@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from PIL import Image
 
-from conftest import UNSLOTH_ZOO
+from conftest import UNSLOTH_ZOO, upstream_pc_failure
 from unsloth_multiimage import configure, reset_settings
 from unsloth_multiimage.grid import cell_boxes, compose_grid, grid_layout
 from unsloth_multiimage.images import ImageCountError, RowPlan, content_parts, is_image_part, messages_of, plan_row
@@ -220,6 +220,14 @@ def test_cap_indices():
     assert cap_indices(5, 2, "keep_first") == [0, 1]
     assert cap_indices(5, 2, "keep_last") == [3, 4]
     assert cap_indices(2, 2, "error") == [0, 1]
+
+
+def test_cap_needs_no_loaded_images():
+    # The cap can run before decoding, so dropped images are never loaded.
+    example = {"messages": [user(IMG, {"type": "image", "path": "b.png"}, IMG), assistant()], "images": ["a.png", "c.png"]}
+    [out], [plan] = run([example], max_images=2, on_excess="keep_last")
+    assert plan.images == ("b.png", "c.png") and out["images"] == ["c.png"]
+    assert_consistent(out, plan)
 
 
 def test_cap_on_a_column_row_without_placeholders_is_a_clear_error():
@@ -621,7 +629,7 @@ def test_collator_grid_with_embedded_rows(tiny, processor, collator):
 
 @zoo_only
 def test_collator_grid_and_cap_on_merged_and_prompt_completion_rows(tiny, processor, collator):
-    from conftest import UNSLOTH_ZOO
+    from conftest import UNSLOTH_ZOO, upstream_pc_failure
     from packaging.version import Version
 
     t = tiny.make_tile_image
@@ -632,8 +640,11 @@ def test_collator_grid_and_cap_on_merged_and_prompt_completion_rows(tiny, proces
     if UNSLOTH_ZOO < Version("2025.9.3"):
         return  # no prompt/completion collation before 2025.9.3
     reset_settings()
+    broken = upstream_pc_failure(collator, tiny)
+    if broken:
+        pytest.skip(f"unsloth_zoo {UNSLOTH_ZOO}'s own prompt/completion path fails on one embedded image: {broken}")
     configure(max_images=2, on_excess="keep_last")
-    pc = {"prompt": [user(IMG, IMG)], "completion": [assistant("the first", IMG)], "images": [t(0, 0), t(0, 1), t(0, 2)]}
+    pc = {"prompt": [user(IMG, IMG, IMG)], "completion": [assistant()], "images": [t(0, 0), t(0, 1), t(0, 2)]}
     batch = collator([pc, {"prompt": [user(IMG)], "completion": [assistant()], "images": [t(1, 0)]}])
     assert slots(tiny, processor, batch, 0) == [(0, 1), (0, 2)]
     assert slots(tiny, processor, batch, 1) == [(1, 0)]

@@ -7,7 +7,7 @@ import inspect
 import pytest
 from packaging.version import Version
 
-from conftest import UNSLOTH_ZOO, patches_off
+from conftest import UNSLOTH_ZOO, patches_off, upstream_pc_failure
 from unsloth_multiimage.images import ImageCountError
 
 pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
@@ -208,12 +208,9 @@ def test_prompt_completion_rows_keep_their_column_images(tiny, processor, make_c
         {"prompt": [user(IMG, IMG)], "completion": [assistant()], "images": [tiny.make_tile_image(0, i) for i in range(2)]},
         {"prompt": [user(IMG)], "completion": [assistant()], "images": [tiny.make_tile_image(1, 0)]},
     ]
-    one_image = [{"prompt": [user({"type": "image", "image": tiny.make_tile_image(0, 0)})], "completion": [assistant()]}]
-    with patches_off():
-        try:
-            make_collator()(one_image)
-        except Exception as exc:  # e.g. 2025.9.14 hands a 3-tuple to its own resize step
-            pytest.skip(f"unsloth_zoo {UNSLOTH_ZOO}'s own prompt/completion path fails on one embedded image: {exc!r}")
+    broken = upstream_pc_failure(make_collator(), tiny)
+    if broken:
+        pytest.skip(f"unsloth_zoo {UNSLOTH_ZOO}'s own prompt/completion path fails on one embedded image: {broken}")
     batch = make_collator()(examples)
     assert decoded_slots(tiny, processor, batch, 0) == [(0, 0), (0, 1)]
     assert decoded_slots(tiny, processor, batch, 1) == [(1, 0)]
@@ -231,3 +228,12 @@ def test_deactivate_restores_the_original_method(vision_utils):
     finally:
         unsloth_multiimage.activate()
     assert cls.__dict__["__call__"].__wrapped__ is original
+
+
+def test_an_image_in_a_completion_is_refused_naming_the_row(tiny, make_collator):
+    examples = [
+        {"prompt": [user(IMG)], "completion": [assistant()], "images": [tiny.make_tile_image(0, 0)]},
+        {"prompt": [user(IMG)], "completion": [assistant("red", IMG)], "images": [tiny.make_tile_image(1, i) for i in range(2)]},
+    ]
+    with pytest.raises(ImageCountError, match=r"row 1 has 1 image part\(s\) in its completion"):
+        make_collator()(examples)

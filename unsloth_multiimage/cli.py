@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--row", type=int, default=0)
     p.add_argument("--out", default="preview.png")
     p.add_argument("--strategy", choices=("native", "grid"), default="native")
+    p.add_argument("--model", help="folder of a local Mllama checkpoint whose processor renders the row")
     p.set_defaults(func=lambda a: _lazy("preview", a))
 
     args = parser.parse_args(argv)

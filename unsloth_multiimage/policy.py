@@ -15,6 +15,11 @@
    one canvas (:func:`unsloth_multiimage.grid.compose_grid`); its image placeholders collapse to
    one, at the first image's position.
 
+The cap works on any image payload (paths, bytes, dicts, PIL images), so a caller may run it
+alone before decoding (``dataclasses.replace(settings, max_pixels_per_example=None,
+strategy="native")``) and never load the images it drops; the budget and the grid need loaded
+PIL images (``TypeError`` naming the row otherwise).
+
 Inputs are never modified: a changed row comes back as a new example (new message lists and
 dicts, a new ``images`` list) with a new :class:`RowPlan`; an untouched row comes back as the
 very same objects. The returned plan always agrees with the returned example: ``plan_row`` on the

@@ -29,7 +29,7 @@ from ..adapters import adapter_for
 from ..decision import Decision
 from ..decode import load_image, needs_decoding
 from ..hookspecs import hookimpl
-from ..images import ImageCountError, RowPlan, check_rendered_counts, is_image_part, plan_row
+from ..images import ImageCountError, RowPlan, check_rendered_counts, content_parts, is_image_part, plan_row
 from ..patching import Patch, signature_accepts
 from ..policy import apply_policies
 from ..settings import get_settings
@@ -150,6 +150,21 @@ def _for_upstream(example: Any, plan: RowPlan, fixes: frozenset[str], decoded: b
     return {**example, "images": list(plan.images)}
 
 
+def _reject_completion_images(examples: Sequence[Any], plans: Sequence[RowPlan]) -> None:
+    """Prompt/completion rows: upstream sends images with the prompt only, so an image in the
+    completion could never reach the model; say so instead of a count error."""
+    for example, plan in zip(examples, plans):
+        if not (isinstance(example, Mapping) and _is_chat(example.get("completion"))):
+            continue
+        n = sum(1 for p in content_parts(example["completion"]) if is_image_part(p))
+        if n:
+            raise ImageCountError(
+                f"unsloth_multiimage: row {plan.row} has {n} image part(s) in its completion; prompt/completion "
+                f"rows carry images in the prompt only (the completion is tokenized as text). Fix: move the "
+                f"image(s) into the prompt messages, or use the `messages` layout."
+            )
+
+
 def _decode(plan: RowPlan, allow_urls: bool) -> tuple[RowPlan, bool]:
     """Load every image of the row that is not loaded yet (paths, bytes, dicts, opted-in URLs)."""
     if not any(needs_decoding(img) for img in plan.images):
@@ -176,7 +191,8 @@ class _BatchImages:
         n = len(self.plans)
         if len(entries) != n:
             # Releases 2025.9.3-2026.9.7 leave out the rows whose extraction came back empty.
-            rows = [p.row for p in self.plans if p.upstream_count > 0]
+            # Merged rows reach upstream through their message content, every image included.
+            rows = [p.row for p in self.plans if (len(p.images) if p.merged else p.upstream_count) > 0]
             if len(entries) != len(rows):
                 raise RuntimeError(
                     f"unsloth_multiimage: cannot line up the collator's {len(entries)} image lists with "
@@ -233,7 +249,11 @@ def make_wrapper(decision: Decision) -> Callable:
         if formatting is not None:
             examples = [formatting(e) for e in examples]
         settings = get_settings()
-        plans, decoded = zip(*(_decode(plan_row(e, i), settings.allow_urls) for i, e in enumerate(examples)))
+        plans = [plan_row(e, i) for i, e in enumerate(examples)]
+        _reject_completion_images(examples, plans)
+        # The cap first, so images it drops are never loaded; then decode; then budget and grid.
+        examples, plans = apply_policies(examples, plans, replace(settings, max_pixels_per_example=None, strategy="native"))
+        plans, decoded = zip(*(_decode(p, settings.allow_urls) for p in plans))
         examples, plans = apply_policies(examples, list(plans), settings)
         processor = instance.processor
         adapter = adapter_for(processor)

@@ -1,0 +1,49 @@
+"""Built-in adapter plugin: Gemma 3.
+
+The chat template renders ``<start_of_image>`` (the begin-of-image token) once per image; the
+processor replaces each by ``\\n\\n<start_of_image>`` + ``image_seq_length`` x ``<image_soft_token>`` +
+``<end_of_image>\\n\\n``. ``processor.image_token`` is NOT the placeholder on every release: on
+transformers 4.x (checked 4.57.3) it is the expanded soft token ``<image_soft_token>`` (256 per
+image), so the ``image_token`` fallback would count 0 per rendered row; on 5.x (checked 5.17.0) it
+is the boi token. This adapter says ``<start_of_image>`` on both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+from . import ModelAdapter, processor_is
+
+BOI_TOKEN = "<start_of_image>"
+
+
+def _boi_id(processor: Any) -> int:
+    tok = getattr(processor, "tokenizer", processor)
+    boi = getattr(processor, "boi_token", None) or getattr(tok, "boi_token", None) or BOI_TOKEN
+    return tok.convert_tokens_to_ids(str(boi))
+
+
+def _count(processor: Any, ids: Any) -> int:
+    """Images in one row of ``input_ids``: its begin-of-image ids."""
+    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    return ids.count(_boi_id(processor))
+
+
+ADAPTER = ModelAdapter(
+    name="gemma3",
+    placeholder=BOI_TOKEN,
+    count_in_ids=_count,
+    multi_image=True,
+    notes=(
+        "Gemma 3: one <start_of_image> per image, expanded to image_seq_length soft tokens; the processor needs "
+        "one image list per text row ([] for text-only rows); pan-and-scan crops add more boi markers per image"
+    ),
+)
+
+
+@hookimpl
+def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
+    if processor_is(processor, "Gemma3Processor"):
+        return ADAPTER
+    return None

@@ -1,0 +1,46 @@
+"""Built-in adapter plugin: Idefics3 and SmolVLM (SmolVLM / SmolVLM2 processors).
+
+The chat template renders ``<image>`` once per image; the processor expands each into
+``<fake_token_around_image><global-img><image>*image_seq_len<fake_token_around_image>`` (plus one
+``<row_i_col_j>`` block per crop when the image is split). Exactly one ``<global-img>`` per image
+survives the expansion, which is what ``count_in_ids`` counts. Checked against transformers 4.57.3
+and 5.17.0 ``processing_idefics3.py`` / ``processing_smolvlm.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+from . import ModelAdapter, processor_is
+
+IMAGE_TOKEN = "<image>"
+GLOBAL_IMAGE_TAG = "<global-img>"
+
+
+def _count(processor: Any, ids: Any) -> int:
+    """Images in one row of ``input_ids``: its ``<global-img>`` ids (one per image, split or not)."""
+    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    tag = getattr(processor, "global_image_token_id", None)
+    if tag is None:
+        tag = getattr(processor, "tokenizer", processor).convert_tokens_to_ids(GLOBAL_IMAGE_TAG)
+    return ids.count(tag)
+
+
+ADAPTER = ModelAdapter(
+    name="idefics3",
+    placeholder=IMAGE_TOKEN,
+    count_in_ids=_count,
+    multi_image=True,
+    notes=(
+        "Idefics3 / SmolVLM: one <image> per image, expanded with <fake_token_around_image>, <global-img> and "
+        "(when splitting) row/column crops; pixel_values is (rows, most images in a row, C, H, W), zero-padded"
+    ),
+)
+
+
+@hookimpl
+def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
+    if processor_is(processor, "Idefics3Processor", "SmolVLMProcessor"):
+        return ADAPTER
+    return None

@@ -1,0 +1,65 @@
+"""Built-in adapter plugin: LLaVA (``LlavaProcessor``: LLaVA-1.5 style checkpoints).
+
+The chat template renders ``<image>`` once per image; the processor repeats it
+``(height // patch_size) * (width // patch_size) + num_additional_image_tokens`` times, minus one
+with ``vision_feature_select_strategy == "default"`` (checked against transformers 4.57.3 and
+5.17.0 ``processing_llava.py``). LLaVA-NeXT / OneVision have their own processor classes (a
+variable number of tokens per image); they get the ``image_token`` fallback, which is also ``<image>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+from . import ModelAdapter, processor_is
+
+IMAGE_TOKEN = "<image>"
+
+
+def _tokens_per_image(processor: Any) -> int | None:
+    ip = getattr(processor, "image_processor", None)
+    patch = getattr(processor, "patch_size", None)
+    size = getattr(ip, "crop_size", None) or getattr(ip, "size", None)
+    if not patch or size is None:
+        return None
+    get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
+    height, width = get("height"), get("width")
+    if not height or not width:
+        return None
+    n = (int(height) // int(patch)) * (int(width) // int(patch)) + int(getattr(processor, "num_additional_image_tokens", 0) or 0)
+    if getattr(processor, "vision_feature_select_strategy", None) == "default":
+        n -= 1
+    return n if n > 0 else None
+
+
+def _count(processor: Any, ids: Any) -> int:
+    """Images in one row of ``input_ids``: image-token ids / tokens per image (runs of image
+    tokens when the per-image count cannot be read off the processor)."""
+    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    token = getattr(processor, "image_token_id", None)
+    if token is None:
+        token = getattr(processor, "tokenizer", processor).convert_tokens_to_ids(IMAGE_TOKEN)
+    per_image = _tokens_per_image(processor)
+    if per_image:
+        return ids.count(token) // per_image
+    return sum(1 for i, t in enumerate(ids) if t == token and (i == 0 or ids[i - 1] != token))
+
+
+ADAPTER = ModelAdapter(
+    name="llava",
+    placeholder=IMAGE_TOKEN,
+    count_in_ids=_count,
+    multi_image=False,
+    notes=(
+        "LLaVA-1.5: one <image> per image, expanded to a fixed number of tokens; the model takes several images "
+        "per sample but the checkpoints were tuned on one image per conversation"
+    ),
+)
+
+
+@hookimpl
+def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
+    if processor_is(processor, "LlavaProcessor"):
+        return ADAPTER
+    return None
