@@ -94,7 +94,7 @@ def _recreate_venv(session: nox.Session) -> None:
             venv.reuse_existing = reuse
 
 
-def run_row(session: nox.Session, name: str) -> None:
+def run_row(session: nox.Session, name: str, extra_env: dict[str, str] | None = None) -> None:
     row = ROWS[name]
     with_deps, no_deps = row_requirements(row)
     venv_dir = Path(session.virtualenv.location)
@@ -119,7 +119,7 @@ def run_row(session: nox.Session, name: str) -> None:
     else:
         session.install("--no-deps", "--force-reinstall", str(ROOT))
 
-    env = {**RUN_ENV, "UMI_COMPAT_ROW": name}
+    env = {**RUN_ENV, "UMI_COMPAT_ROW": name, **(extra_env or {})}
     args = ["pytest", "-q", "-p", "no:cacheprovider", "--durations=10"]
     junit_dir = os.environ.get("UMI_JUNIT_DIR")
     if junit_dir:
@@ -131,8 +131,9 @@ def run_row(session: nox.Session, name: str) -> None:
 
 @nox.session(python=ROWS[DEFAULT_ROW]["python"], venv_backend=VENV_BACKEND, reuse_venv=True)
 def tests(session: nox.Session) -> None:
-    """The test suite on the newest unsloth_zoo row (the default session)."""
-    run_row(session, DEFAULT_ROW)
+    """The test suite on the newest unsloth_zoo row (the default session), with the full
+    2,000-example property runs."""
+    run_row(session, DEFAULT_ROW, {"UMI_HYPOTHESIS_PROFILE": "ci-full"})
 
 
 def _make_row_session(name: str):
