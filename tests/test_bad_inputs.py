@@ -400,17 +400,6 @@ def test_opted_in_urls_through_the_collator(tiny, processor, collator, http_serv
 def test_empty_column_with_a_bare_placeholder_names_the_row(tiny, collator, request):
     # An `images: []` row whose messages hold a bare placeholder.
     bad = {"messages": chat(1), "images": []}
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG unsloth_multiimage/images.py plan_row (branch `if n_filled == 0`) plans 0 images for a row with "
-                "bare placeholders and an empty column, and patches/unsloth_collator.py _for_upstream drops the empty "
-                "`images` key, so upstream's own content extraction raises a ValueError/IndexError that names no row "
-                "(unsloth_zoo 2026.10.9: 'image, image_url or video should in content.') before our per-row check runs"
-            ),
-        )
-    )
     with pytest.raises(ValueError, match=r"row 1 "):
         collator([good_row(tiny, 0), bad])
 
@@ -421,19 +410,11 @@ def test_an_all_text_batch_collates(collator, processor, request):
 
     source = inspect.getsource(vision_utils)
     guarded = "'pixel_values' in batch" in source or '"pixel_values" in batch' in source
-    request.applymarker(
-        pytest.mark.xfail(
-            not guarded,
-            strict=True,
-            raises=KeyError,
-            reason=(
-                f"BUG unsloth_multiimage/patches/unsloth_collator.py _ProcessorProxy.__call__ pops `images` for an "
-                f"all-text batch ('as upstream does'), but unsloth_zoo {UNSLOTH_ZOO}'s __call__ then indexes "
-                f"batch['pixel_values'] unconditionally: KeyError instead of a batch or a ValueError naming a row"
-            ),
-        )
-    )
     text_row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "describe the image"}]}]}
+    if not guarded:  # releases before 2025.9.3 index batch["pixel_values"] unconditionally
+        with pytest.raises(ValueError, match=r"every row of this batch \(2 rows\) is text-only"):
+            collator([text_row, dict(text_row)])
+        return
     batch = collator([text_row, dict(text_row)])
     assert batch["input_ids"].shape[0] == 2
 
@@ -467,15 +448,6 @@ def test_a_huge_image_is_downsized_to_the_pixel_budget():
 
 
 @pytest.mark.skipif(not _budget_implemented(), reason="policy.py does not implement max_pixels_per_example yet")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG unsloth_multiimage/policy.py pixel budget ('at least 1 px per side'): a small image beside a huge one is "
-        "shrunk to 5x3 px; a side under 4 px is read channels-first by transformers 4.46's MllamaImageProcessor "
-        "(a 28x3 image comes out (10,10,10) instead of (10,20,30): silently wrong pixels). decode.MIN_SIDE=4 rejects "
-        "such inputs before the policy; the budget should keep sides >= decode.MIN_SIDE or raise naming the row"
-    ),
-)
 def test_the_pixel_budget_never_makes_a_side_the_processor_misreads():
     import unsloth_multiimage
     from unsloth_multiimage.images import plan_row

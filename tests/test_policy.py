@@ -14,6 +14,7 @@ from conftest import UNSLOTH_ZOO, upstream_pc_failure
 from unsloth_multiimage import configure, reset_settings
 from unsloth_multiimage.grid import cell_boxes, compose_grid, grid_layout
 from unsloth_multiimage.images import ImageCountError, RowPlan, content_parts, is_image_part, messages_of, plan_row
+from unsloth_multiimage.decode import MIN_SIDE
 from unsloth_multiimage.policy import apply_policies, budget_sizes, cap_indices
 from unsloth_multiimage.settings import Settings
 
@@ -257,7 +258,9 @@ def test_budget_sizes_math():
     new = budget_sizes([(1000, 100), (3, 7), (640, 480)], 50_000)
     assert sum(w * h for w, h in new) <= 50_000
     assert new[0][0] / new[0][1] == pytest.approx(10, rel=0.05)
-    assert budget_sizes([(1000, 1)], 100) == [(316, 1)]  # held at 1 px: the only case above budget
+    assert budget_sizes([(1000, 1)], 100) == [(316, 1)]  # a side never grows: 1 px stays 1 px
+    # no side is shrunk below MIN_SIDE (4 px; smaller sides are misread): the only case above budget
+    assert budget_sizes([(4000, 3000), (40, 30)], 200_000) == [(516, 387), (5, 4)]
 
 
 @pytest.mark.parametrize("layout", ["column", "embedded", "merged", "pc_column", "pc_embedded", "list"])
@@ -529,7 +532,7 @@ def test_property_plans_and_examples_stay_consistent(batch, cap, on_excess, budg
         if budget is not None:
             expected = budget_sizes([img.size for img in kept], budget)
             assert [img.size for img in plan.images] == expected
-            if all(w > 1 and h > 1 for w, h in expected):
+            if all(w > MIN_SIDE and h > MIN_SIDE for w, h in expected):  # else held at MIN_SIDE
                 assert sum(w * h for w, h in expected) <= budget
         else:
             assert all(a is b for a, b in zip(plan.images, kept))

@@ -157,8 +157,13 @@ def test_whole_row_none_falls_back_to_content_images(tiny, processor, make_colla
 def test_placeholder_count_mismatch_names_the_row(tiny, make_collator):
     bad = column_row(tiny, 1, 3)
     bad["messages"][0]["content"] = bad["messages"][0]["content"][1:]  # 2 placeholders, 3 images
-    with pytest.raises(ImageCountError, match=r"row 1 has 2 <\|image\|> token\(s\) in its text but 3 image\(s\)"):
+    with pytest.raises(ImageCountError, match=r"row 1 has 3 image\(s\) in its `images` column but 2 bare"):
         make_collator()([column_row(tiny, 0, 1), bad])
+    # Placeholders written as text (no image parts) are checked in the rendered chat.
+    text_only_marks = column_row(tiny, 1, 3)
+    text_only_marks["messages"][0]["content"] = [{"type": "text", "text": "<|image|><|image|>compare"}]
+    with pytest.raises(ImageCountError, match=r"row 1 has 2 <\|image\|> token\(s\) in its text but 3 image\(s\)"):
+        make_collator()([column_row(tiny, 0, 1), text_only_marks])
 
 
 def test_resize_applies_to_every_image_of_the_row(tiny, processor, make_collator):

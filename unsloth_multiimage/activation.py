@@ -102,7 +102,8 @@ def _decide(patch: Patch, module: Any | None) -> Decision:
         logger.warning("unsloth_multiimage: %s", decision.reason)
     if module is not None and shape is not None and decision.applies:
         # Forced, or in the tested range yet missing its target: never wrap what is not there.
-        return Decision(decision.state, f"{decision.reason}; but {shape}", False, version, decision.fixes)
+        decision = Decision(decision.state, f"{decision.reason}; but {shape}; not patched", False, version, decision.fixes)
+        logger.warning("unsloth_multiimage: %s: %s", patch.name, decision.reason)
     return decision
 
 

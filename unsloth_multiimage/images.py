@@ -144,6 +144,11 @@ def plan_row(example: Any, row: int) -> RowPlan:
         )
     n_filled = len(parts) - n_bare
     if n_filled == 0:
+        if n_bare and n_bare != len(column):
+            raise ImageCountError(
+                f"unsloth_multiimage: row {row} has {len(column)} image(s) in its `images` column but {n_bare} bare "
+                f'{{"type": "image"}} placeholder(s). Fix: give every column image exactly one placeholder, in order.'
+            )
         # Plain column row (the usual TRL/Unsloth layout); the rendered text is checked later.
         images = tuple(column)
         return RowPlan(row, images, column=True, merged=False, upstream_count=len(images), placeholders=len(parts))

@@ -34,6 +34,7 @@ from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from .images import ImageCountError, RowPlan, content_parts, is_image_part, messages_of, part_payload, plan_row
+from .decode import MIN_SIDE
 from .settings import Settings
 
 __all__ = ["apply_policies", "cap_indices", "budget_sizes"]
@@ -154,14 +155,18 @@ def budget_sizes(sizes: Sequence[tuple[int, int]], budget: int) -> list[tuple[in
 
     Unchanged when the row fits already. Otherwise every side is scaled by
     ``f = sqrt(budget / total)`` and rounded down, in exact integer arithmetic
-    (``floor(w * f) == isqrt(w * w * budget // total)``), then held at 1 px at least; so the new
-    total is at most ``budget`` unless a side had to be held at 1 px.
+    (``floor(w * f) == isqrt(w * w * budget // total)``), then held at ``MIN_SIDE`` px at least
+    (smaller sides are misread by some image processors); so the new total is at most ``budget``
+    unless a side had to be held at ``MIN_SIDE``.
     """
     total = sum(w * h for w, h in sizes)
     if total <= budget:
         return list(sizes)
     return [
-        (max(1, math.isqrt(w * w * budget // total)), max(1, math.isqrt(h * h * budget // total)))
+        (
+            max(min(w, MIN_SIDE), math.isqrt(w * w * budget // total)),
+            max(min(h, MIN_SIDE), math.isqrt(h * h * budget // total)),
+        )
         for w, h in sizes
     ]
 

@@ -245,6 +245,8 @@ def make_wrapper(decision: Decision) -> Callable:
         if instance is None or len(args) != 1 or kwargs:
             return wrapped(*args, **kwargs)
         examples = list(args[0])
+        if not examples:
+            return wrapped(*args, **kwargs)
         formatting = getattr(instance, "formatting_func", None)
         if formatting is not None:
             examples = [formatting(e) for e in examples]
@@ -266,6 +268,15 @@ def make_wrapper(decision: Decision) -> Callable:
                 instance.formatting_func = None  # already applied above
             try:
                 return wrapped(upstream_examples)
+            except KeyError as exc:
+                if exc.args == ("pixel_values",) and not any(p.images for p in plans):
+                    # Releases before 2025.9.3 index batch["pixel_values"] even when no row has an image.
+                    raise ValueError(
+                        f"unsloth_multiimage: every row of this batch ({len(plans)} rows) is text-only, and "
+                        f"unsloth_zoo {decision.version} can only collate batches with at least one image. Fix: "
+                        f"upgrade unsloth_zoo (2025.9.3+ collates text-only batches), or mix image rows into every batch."
+                    ) from exc
+                raise
             finally:
                 instance.processor = processor
                 if formatting is not None:
