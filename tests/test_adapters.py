@@ -111,13 +111,12 @@ def test_gemma3_needs_its_adapter_where_image_token_is_the_soft_token():
     adapter = adapter_for(tiny.processor)
     assert adapter.placeholder == "<start_of_image>"
     text = tiny.processor.apply_chat_template([user(IMG, IMG), assistant()], tokenize=False)
-    # transformers 4.x: image_token is the expanded soft token, absent from the rendered text
-    # (the fallback would count 0 per row); 5.x made it the boi token.
+    # Older releases (4.x to at least 5.5): image_token is the expanded soft token, absent from the
+    # rendered text, so the fallback would count 0 per row; newer ones made it the boi token.
     fallback = tiny.processor.image_token
-    if TRANSFORMERS < Version("5"):
-        assert fallback == "<image_soft_token>" and text.count(fallback) == 0
-    else:
-        assert fallback == "<start_of_image>"
+    assert fallback in ("<image_soft_token>", "<start_of_image>")
+    if fallback == "<image_soft_token>":
+        assert text.count(fallback) == 0 and text.count(adapter.placeholder) == 2
 
 
 def test_unknown_processor_falls_back_to_image_token():
@@ -189,11 +188,21 @@ def test_without_the_plugin_the_first_image_era_loses_the_second_image(fam, coll
         assert fam.images_in_batch(batch) == 2
 
 
+def skip_if_mixed_rows_unsupported(fam) -> None:
+    """Before 4.57, transformers' image nesting rejects an empty image list, so per-row families
+    (Gemma 3, Idefics3) cannot take a batch mixing text-only and image rows at all; that is
+    upstream's limit, not the collator's (Mllama has its own patch for it)."""
+    nesting = adapter_for(fam.processor).nesting
+    if nesting == "per_row" and TRANSFORMERS < Version("4.57"):
+        pytest.skip(f"transformers {TRANSFORMERS} rejects empty image lists: {fam.family} cannot mix text-only rows")
+
+
 @needs_zoo
 def test_with_the_plugin_every_image_reaches_the_model_and_trains(fam, collate):
     import torch
 
     model, collator = collate
+    skip_if_mixed_rows_unsupported(fam)
     examples = [column_row(fam, r, n) for r, n in enumerate([0, 1, 2, 3])]
     examples[0] = {"messages": [user(text="describe the text"), assistant()], "images": []}
     batch = collator(examples)
@@ -210,6 +219,7 @@ def test_with_the_plugin_every_image_reaches_the_model_and_trains(fam, collate):
 @needs_zoo
 def test_a_text_only_row_without_images_key(fam, collate):
     _model, collator = collate
+    skip_if_mixed_rows_unsupported(fam)
     examples = [column_row(fam, 0, 2), {"messages": [user(text="describe the text"), assistant()]}, column_row(fam, 2, 1)]
     batch = collator(examples)
     assert per_row_counts(fam, batch) == [2, 0, 1]

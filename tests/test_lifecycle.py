@@ -20,6 +20,7 @@ import wrapt
 import unsloth_multiimage
 from conftest import TRANSFORMERS, UNSLOTH_ZOO
 from unsloth_multiimage import activation
+from unsloth_multiimage.adapters.mllama import ADAPTER as MLLAMA_ADAPTER
 
 MLLAMA_MODULE = "transformers.models.mllama.processing_mllama"
 needs_tf = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
@@ -362,7 +363,7 @@ def test_an_internal_inconsistency_raises_runtime_error_asking_to_report(tiny, z
     from unsloth_multiimage.patches.unsloth_collator import _BatchImages
 
     rows = _dataset_rows(tiny)
-    batch = _BatchImages([plan_row(r, i) for i, r in enumerate(rows)], zoo_collator, "<|image|>")
+    batch = _BatchImages([plan_row(r, i) for i, r in enumerate(rows)], zoo_collator, MLLAMA_ADAPTER)
     with pytest.raises(RuntimeError, match=r"cannot line up .* Please report"):
         batch.align([[1], [2]])  # 2 lists for 4 rows, 3 of which have images
 

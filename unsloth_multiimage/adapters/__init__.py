@@ -28,6 +28,9 @@ class ModelAdapter:
         count_in_ids: optional ``count_in_ids(processor, ids) -> int``: images represented in
             one row of ``input_ids`` after processing (used to catch truncation).
         multi_image: whether the model takes several images per sample natively.
+        nesting: how the processor wants a batch's images: ``"per_row"`` (one list per text,
+            ``[]`` for a text-only row), ``"flat"`` (every image in placeholder order, one list),
+            or None (keep the layout the installed collator release uses).
         notes: family quirks, for humans.
     """
 
@@ -35,6 +38,7 @@ class ModelAdapter:
     placeholder: str
     count_in_ids: Optional[Callable[[Any, Any], int]] = None
     multi_image: bool = True
+    nesting: Optional[str] = None
     notes: str = ""
 
 

@@ -32,6 +32,7 @@ def _count(processor: Any, ids: Any) -> int:
 
 ADAPTER = ModelAdapter(
     name="gemma3",
+    nesting="per_row",
     placeholder=BOI_TOKEN,
     count_in_ids=_count,
     multi_image=True,

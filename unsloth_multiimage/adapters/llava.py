@@ -48,6 +48,7 @@ def _count(processor: Any, ids: Any) -> int:
 
 ADAPTER = ModelAdapter(
     name="llava",
+    nesting="flat",
     placeholder=IMAGE_TOKEN,
     count_in_ids=_count,
     multi_image=False,

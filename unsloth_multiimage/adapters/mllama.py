@@ -17,6 +17,7 @@ def _count(processor: Any, ids: Any) -> int:
 
 ADAPTER = ModelAdapter(
     name="mllama",
+    nesting="per_row",
     placeholder=IMAGE_TOKEN,
     count_in_ids=_count,
     multi_image=True,

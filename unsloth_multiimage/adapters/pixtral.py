@@ -30,6 +30,7 @@ def _count(processor: Any, ids: Any) -> int:
 
 ADAPTER = ModelAdapter(
     name="pixtral",
+    nesting="flat",
     placeholder=IMAGE_TOKEN,
     count_in_ids=_count,
     multi_image=True,

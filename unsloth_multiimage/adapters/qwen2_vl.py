@@ -38,6 +38,7 @@ def _count(processor: Any, ids: Any) -> int:
 
 ADAPTER = ModelAdapter(
     name="qwen2_vl",
+    nesting="flat",
     placeholder=PLACEHOLDER,
     count_in_ids=_count,
     multi_image=True,

@@ -179,11 +179,21 @@ def _decode(plan: RowPlan, allow_urls: bool) -> tuple[RowPlan, bool]:
 class _BatchImages:
     """The per-row image plan of one collator call, and the alignment of upstream's list."""
 
-    def __init__(self, plans: Sequence[RowPlan], collator: Any, token: str | None) -> None:
+    def __init__(self, plans: Sequence[RowPlan], collator: Any, adapter: Any) -> None:
         self.plans = list(plans)
         self.collator = collator
-        self.token = token
+        self.token = adapter.placeholder if adapter is not None else None
+        self.nesting = adapter.nesting if adapter is not None else None
         self.used = False
+
+    def layout(self, aligned: list[list], upstream: Any) -> list:
+        """The aligned rows in the layout the processor family wants."""
+        if self.nesting == "flat":
+            return [img for row in aligned for img in row]
+        if self.nesting == "per_row" or upstream is None or len(upstream) == len(aligned):
+            return aligned
+        # Unknown family on a release that leaves text-only rows out (2025.9.3-2026.9.7): keep that.
+        return [row for row in aligned if row]
 
     def align(self, upstream: Any) -> list[list]:
         entries = [] if upstream is None else list(upstream)
@@ -230,9 +240,10 @@ class _ProcessorProxy(wrapt.ObjectProxy):
             if batch.token is not None:
                 check_rendered_counts(text, [len(r) for r in aligned], batch.token)
             if any(aligned):
+                images = batch.layout(aligned, upstream)
                 if isinstance(upstream, list):
-                    upstream[:] = aligned  # upstream's fallbacks reuse its own list object
-                kwargs["images"] = aligned
+                    upstream[:] = images  # upstream's fallbacks reuse its own list object
+                kwargs["images"] = images
             else:
                 kwargs.pop("images", None)  # an all-text batch: as upstream does
         return self.__wrapped__(*args, **kwargs)
@@ -259,9 +270,8 @@ def make_wrapper(decision: Decision) -> Callable:
         examples, plans = apply_policies(examples, list(plans), settings)
         processor = instance.processor
         adapter = adapter_for(processor)
-        token = adapter.placeholder if adapter is not None else None
         upstream_examples = [_for_upstream(e, p, decision.fixes, d) for e, p, d in zip(examples, plans, decoded)]
-        proxy = _ProcessorProxy(processor, _BatchImages(plans, instance, token))
+        proxy = _ProcessorProxy(processor, _BatchImages(plans, instance, adapter))
         with _swap_lock:
             instance.processor = proxy
             if formatting is not None:
