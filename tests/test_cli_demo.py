@@ -193,7 +193,7 @@ def test_doctor_dataset_reports_each_bad_row(bad_dataset):
     assert set(table) == {0, 1, 2}, out
     assert "ERROR" not in table[0]
     assert "ERROR" in table[1] and "ERROR" in table[2]
-    assert re.search(r"row 1 has 1 <\|image\|> token\(s\) in its text but 2 image\(s\)", out), out
+    assert re.search(r"row 1 has 2 image\(s\) in its `images` column but 1 bare", out), out
     assert "row 2, image 1: no such image file" in out and "does_not_exist.png" in out
 
 
