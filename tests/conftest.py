@@ -60,6 +60,17 @@ def model(tiny, processor):
     return tiny.build_model(processor, seed=0)
 
 
+@pytest.fixture(scope="module")
+def zoo_collator(tiny, processor):
+    """The installed unsloth_zoo release's real collator around the tiny model (one per module)."""
+    if UNSLOTH_ZOO is None:
+        pytest.skip("unsloth_zoo is not installed on this row")
+    from zoo import load_vision_utils
+
+    module, _how = load_vision_utils()
+    return module.UnslothVisionDataCollator(tiny.build_model(processor, seed=0), processor)
+
+
 @pytest.fixture(autouse=True)
 def _plugin_active():
     """Every test starts with the plugin active and default settings."""

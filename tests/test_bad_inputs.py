@@ -297,13 +297,8 @@ needs_zoo = pytest.mark.skipif(UNSLOTH_ZOO is None or TRANSFORMERS is None, reas
 
 
 @pytest.fixture(scope="module")
-def collator(tiny, processor):
-    if UNSLOTH_ZOO is None:
-        pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
-
-    module, _how = load_vision_utils()
-    return module.UnslothVisionDataCollator(tiny.build_model(processor, seed=0), processor)
+def collator(zoo_collator):
+    return zoo_collator
 
 
 def chat(n_images: int, *, filled=()):

@@ -259,16 +259,6 @@ class RowsDataset:
         return self.rows[i]
 
 
-@pytest.fixture(scope="module")
-def zoo_collator(tiny, processor):
-    if UNSLOTH_ZOO is None:
-        pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
-
-    module, _how = load_vision_utils()
-    return module.UnslothVisionDataCollator(tiny.build_model(processor, seed=0), processor)
-
-
 def _skip_unless_upstream_pickles(collator):
     from conftest import patches_off
 

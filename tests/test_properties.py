@@ -214,13 +214,8 @@ def assert_names_a_bad_row(exc: BaseException, bad: set) -> None:
 
 
 @pytest.fixture(scope="module")
-def collator(tiny, processor):
-    if UNSLOTH_ZOO is None:
-        pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
-
-    module, _how = load_vision_utils()
-    return module.UnslothVisionDataCollator(tiny.build_model(processor, seed=0), processor)
+def collator(zoo_collator):
+    return zoo_collator
 
 
 def all_text_batch_refused(collator) -> bool:

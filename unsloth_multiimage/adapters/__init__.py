@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-__all__ = ["ModelAdapter", "adapter_for", "processor_is"]
+__all__ = ["ModelAdapter", "adapter_for", "processor_is", "id_list", "token_id"]
 
 logger = logging.getLogger("unsloth_multiimage")
 _warned: set[str] = set()
@@ -45,6 +45,19 @@ class ModelAdapter:
 def processor_is(processor: Any, *class_names: str) -> bool:
     """True if ``processor``'s class or a base class has one of ``class_names`` (no import needed)."""
     return any(cls.__name__ in class_names for cls in type(processor).__mro__)
+
+
+def id_list(ids: Any) -> list[int]:
+    """One row of ``input_ids`` (tensor, array or list) as a list of ints."""
+    return ids.tolist() if hasattr(ids, "tolist") else list(ids)
+
+
+def token_id(processor: Any, id_attr: str, token: str) -> int:
+    """``processor.<id_attr>`` when the processor has it, else the tokenizer's id for ``token``."""
+    found = getattr(processor, id_attr, None)
+    if found is not None:
+        return found
+    return getattr(processor, "tokenizer", processor).convert_tokens_to_ids(token)
 
 
 def adapter_for(processor: Any, config: Any = None) -> ModelAdapter | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import ModelAdapter, processor_is
+from . import ModelAdapter, id_list, processor_is
 
 BOI_TOKEN = "<start_of_image>"
 
@@ -26,8 +26,7 @@ def _boi_id(processor: Any) -> int:
 
 def _count(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: its begin-of-image ids."""
-    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-    return ids.count(_boi_id(processor))
+    return id_list(ids).count(_boi_id(processor))
 
 
 ADAPTER = ModelAdapter(

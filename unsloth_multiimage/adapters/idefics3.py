@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import ModelAdapter, processor_is
+from . import ModelAdapter, id_list, processor_is, token_id
 
 IMAGE_TOKEN = "<image>"
 GLOBAL_IMAGE_TAG = "<global-img>"
@@ -20,11 +20,7 @@ GLOBAL_IMAGE_TAG = "<global-img>"
 
 def _count(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: its ``<global-img>`` ids (one per image, split or not)."""
-    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-    tag = getattr(processor, "global_image_token_id", None)
-    if tag is None:
-        tag = getattr(processor, "tokenizer", processor).convert_tokens_to_ids(GLOBAL_IMAGE_TAG)
-    return ids.count(tag)
+    return id_list(ids).count(token_id(processor, "global_image_token_id", GLOBAL_IMAGE_TAG))
 
 
 ADAPTER = ModelAdapter(

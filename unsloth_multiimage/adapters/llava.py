@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import ModelAdapter, processor_is
+from . import ModelAdapter, id_list, processor_is, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -36,10 +36,8 @@ def _tokens_per_image(processor: Any) -> int | None:
 def _count(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: image-token ids / tokens per image (runs of image
     tokens when the per-image count cannot be read off the processor)."""
-    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-    token = getattr(processor, "image_token_id", None)
-    if token is None:
-        token = getattr(processor, "tokenizer", processor).convert_tokens_to_ids(IMAGE_TOKEN)
+    ids = id_list(ids)
+    token = token_id(processor, "image_token_id", IMAGE_TOKEN)
     per_image = _tokens_per_image(processor)
     if per_image:
         return ids.count(token) // per_image

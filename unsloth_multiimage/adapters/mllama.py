@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import ModelAdapter, processor_is
+from . import ModelAdapter, id_list, processor_is, token_id
 
 IMAGE_TOKEN = "<|image|>"
 
 
 def _count(processor: Any, ids: Any) -> int:
-    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-    return ids.count(processor.image_token_id)
+    return id_list(ids).count(token_id(processor, "image_token_id", IMAGE_TOKEN))
 
 
 ADAPTER = ModelAdapter(

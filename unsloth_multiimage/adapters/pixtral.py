@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import ModelAdapter, processor_is
+from . import ModelAdapter, id_list, processor_is, token_id
 
 IMAGE_TOKEN = "[IMG]"
 IMAGE_END_TOKEN = "[IMG_END]"
@@ -19,13 +19,7 @@ IMAGE_END_TOKEN = "[IMG_END]"
 
 def _count(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: its ``[IMG_END]`` ids."""
-    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-    end = getattr(processor, "image_end_token_id", None)
-    if end is None:
-        end = getattr(processor, "tokenizer", processor).convert_tokens_to_ids(
-            getattr(processor, "image_end_token", IMAGE_END_TOKEN)
-        )
-    return ids.count(end)
+    return id_list(ids).count(token_id(processor, "image_end_token_id", getattr(processor, "image_end_token", IMAGE_END_TOKEN)))
 
 
 ADAPTER = ModelAdapter(

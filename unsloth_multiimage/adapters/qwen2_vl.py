@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import ModelAdapter, processor_is
+from . import ModelAdapter, id_list, processor_is, token_id
 
 VISION_START = "<|vision_start|>"
 IMAGE_PAD = "<|image_pad|>"
@@ -23,15 +23,13 @@ PLACEHOLDER = VISION_START + IMAGE_PAD + VISION_END
 
 def _ids_of(processor: Any) -> tuple[int, int]:
     tok = getattr(processor, "tokenizer", processor)
-    pad = getattr(processor, "image_token_id", None)
-    if pad is None:
-        pad = tok.convert_tokens_to_ids(getattr(processor, "image_token", IMAGE_PAD))
+    pad = token_id(processor, "image_token_id", getattr(processor, "image_token", IMAGE_PAD))
     return tok.convert_tokens_to_ids(VISION_START), pad
 
 
 def _count(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: ``<|vision_start|>`` ids followed by ``<|image_pad|>``."""
-    ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+    ids = id_list(ids)
     start, pad = _ids_of(processor)
     return sum(1 for a, b in zip(ids, ids[1:]) if a == start and b == pad)
 

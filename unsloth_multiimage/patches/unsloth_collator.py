@@ -182,9 +182,25 @@ class _BatchImages:
     def __init__(self, plans: Sequence[RowPlan], collator: Any, adapter: Any) -> None:
         self.plans = list(plans)
         self.collator = collator
+        self.adapter = adapter
         self.token = adapter.placeholder if adapter is not None else None
         self.nesting = adapter.nesting if adapter is not None else None
         self.used = False
+
+    def check_truncation(self, processor: Any, out: Any, aligned: list[list], max_length: Any) -> None:
+        """Raise naming the first row whose images lost their tokens in ``input_ids`` (truncation)."""
+        count = self.adapter.count_in_ids if self.adapter is not None else None
+        ids = out.get("input_ids") if hasattr(out, "get") else None
+        if count is None or ids is None or len(ids) != len(aligned):
+            return
+        for row, (row_ids, images) in enumerate(zip(ids, aligned)):
+            found = count(processor, row_ids)
+            if found < len(images):
+                raise ImageCountError(
+                    f"unsloth_multiimage: row {row} has {len(images)} image(s) but only {found} survive in its "
+                    f"input_ids (max_length={max_length}): truncation cut the image tokens. Fix: raise max_seq_length "
+                    f"(max_length), or shorten row {row}."
+                )
 
     def layout(self, aligned: list[list], upstream: Any) -> list:
         """The aligned rows in the layout the processor family wants."""
@@ -246,6 +262,9 @@ class _ProcessorProxy(wrapt.ObjectProxy):
                 kwargs["images"] = images
             else:
                 kwargs.pop("images", None)  # an all-text batch: as upstream does
+            out = self.__wrapped__(*args, **kwargs)
+            batch.check_truncation(self.__wrapped__, out, aligned, kwargs.get("max_length"))
+            return out
         return self.__wrapped__(*args, **kwargs)
 
 
