@@ -43,7 +43,8 @@ PINNED = ("torch", "transformers", "tokenizers", "huggingface_hub", "datasets", 
 # Installed with --no-deps (their declared dependencies need a CUDA stack).
 NO_DEPS = ("unsloth_zoo", "unsloth")
 # The project is installed with --no-deps, so its runtime dependencies are listed here.
-TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100", "wrapt>=1.14", "pluggy>=1.3", "packaging>=22")
+# num2words: SmolVLMProcessor needs it to be built at all (the SmolVLM adapter tests).
+TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100", "wrapt>=1.14", "pluggy>=1.3", "packaging>=22", "num2words")
 # Bump when the install recipe below changes, so every reused venv is rebuilt.
 RECIPE = "1"
 

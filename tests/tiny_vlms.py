@@ -289,10 +289,12 @@ def _idefics3(smol: bool) -> Tiny:
     ip = _image_processor(module, ip_name, do_image_splitting=False,
                           size={"longest_edge": 56}, max_image_size={"longest_edge": 56})
     kwargs = dict(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=template)
+    video = _video_processor() if smol else None
     if smol:
-        kwargs["video_processor"] = None
+        kwargs["video_processor"] = video
     try:
-        processor = proc_cls(**kwargs)
+        with _lenient_video_check(proc_cls, video) if smol else contextlib.nullcontext():
+            processor = proc_cls(**kwargs)
     except (TypeError, ValueError, ImportError) as e:
         raise Unavailable(f"{proc_cls.__name__}.__init__ fails here: {e}") from e
     processor.chat_template = template
