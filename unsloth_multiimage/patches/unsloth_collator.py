@@ -10,9 +10,10 @@ monolithic ``__call__`` until 2025.9.2, the helper methods after), and the unslo
    index, a list where it expects one), so its own chat rendering, masking, padding and
    dtype handling run unchanged;
 3. while upstream runs, its processor is seen through a proxy that, on the batch call, lines up
-   the image list with the rows (one slot per row) and puts in every image upstream left out,
-   resized the way that release resizes the images it keeps; then checks each rendered text's
-   image tokens against its images.
+   the image list with the rows and puts in every image upstream left out, resized the way that
+   release resizes the images it keeps; checks each rendered text's placeholders against its
+   images; hands the images over in the layout the processor family wants (model adapter);
+   and checks that truncation left every row's image tokens in place.
 Rows upstream already got right keep upstream's own (resized) image objects.
 """
 
@@ -86,11 +87,6 @@ def _inline_resize(img: Any, size: Any) -> Any:
     if img.size[0] > size:
         return img.resize((size, int(img.size[1] * (size / img.size[0]))), lanczos)
     return img
-
-
-def _loader(collator: Any) -> Callable[[list], list]:
-    own = getattr(collator, "_load_column_images", None)  # 2026.9.8+: decode + EXIF transpose
-    return (lambda imgs: own(list(imgs))) if own is not None else list
 
 
 def _is_chat(side: Any) -> bool:
@@ -228,14 +224,13 @@ class _BatchImages:
             by_row = dict(zip(rows, entries))
             entries = [by_row.get(i, []) for i in range(n)]
         out: list[list] = []
-        load, resize = None, None
+        resize = None
         for plan, entry in zip(self.plans, entries):
             if not plan.merged and len(entry) == len(plan.images):
                 out.append(entry)  # upstream got this row right: keep its own objects
                 continue
-            load = load or _loader(self.collator)
-            resize = resize or _resizer(self.collator)
-            out.append(resize(load(list(plan.images))))
+            resize = resize or _resizer(self.collator)  # the images are decoded already
+            out.append(resize(list(plan.images)))
         return out
 
 
