@@ -242,3 +242,24 @@ def test_an_image_in_a_completion_is_refused_naming_the_row(tiny, make_collator)
     ]
     with pytest.raises(ImageCountError, match=r"row 1 has 1 image part\(s\) in its completion"):
         make_collator()(examples)
+
+
+def _cuda_and_unsloth() -> bool:
+    import importlib.util
+
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_and_unsloth(), reason="needs a CUDA GPU and unsloth (on CPU unsloth's collator is a stand-in)")
+def test_the_unsloth_subclass_sends_every_image(tiny, processor, model):
+    import unsloth  # noqa: F401  (must come before unsloth_zoo)
+    from unsloth.trainer import UnslothVisionDataCollator
+
+    batch = UnslothVisionDataCollator(model, processor)([column_row(tiny, 0, 2), column_row(tiny, 1, 1)])
+    assert decoded_slots(tiny, processor, batch, 0) == [(0, 0), (0, 1)]
+    assert decoded_slots(tiny, processor, batch, 1) == [(1, 0)]

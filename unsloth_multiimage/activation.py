@@ -1,8 +1,8 @@
 """Activating and deactivating the registered patches (the OpenTelemetry instrumentor pattern).
 
 ``activate()`` is idempotent and thread-safe. A patch whose target module is not imported yet
-gets one wrapt post-import hook (registered once per module for the life of the process; it
-does nothing while the plugin is inactive), so the import order of ``unsloth_multiimage`` and
+gets one wrapt post-import hook per module (wrapt drops it once it fired; the next activate()
+re-arms it; it does nothing while the plugin is inactive), so the import order of ``unsloth_multiimage`` and
 the patched library does not matter.
 """
 
