@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import importlib.metadata
 
 import pytest
@@ -94,3 +95,14 @@ def upstream_pc_failure(collator, tiny):
         except Exception as exc:
             return repr(exc)
     return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Name the compat row (nox sets UMI_COMPAT_ROW) in every skip reason."""
+    outcome = yield
+    report = outcome.get_result()
+    row = os.environ.get("UMI_COMPAT_ROW")
+    if row and report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        path, lineno, reason = report.longrepr
+        report.longrepr = (path, lineno, f"{reason} [row {row}]")
