@@ -62,14 +62,20 @@ def model(tiny, processor):
 
 
 @pytest.fixture(scope="module")
-def zoo_collator(tiny, processor):
-    """The installed unsloth_zoo release's real collator around the tiny model (one per module)."""
+def vision_utils():
+    """The installed unsloth_zoo release's real ``vision_utils`` module (see tests/zoo.py)."""
     if UNSLOTH_ZOO is None:
         pytest.skip("unsloth_zoo is not installed on this row")
     from zoo import load_vision_utils
 
     module, _how = load_vision_utils()
-    return module.UnslothVisionDataCollator(tiny.build_model(processor, seed=0), processor)
+    return module
+
+
+@pytest.fixture(scope="module")
+def zoo_collator(tiny, processor, vision_utils):
+    """The real collator around the tiny model (one per module)."""
+    return vision_utils.UnslothVisionDataCollator(tiny.build_model(processor, seed=0), processor)
 
 
 @pytest.fixture(autouse=True)

@@ -546,14 +546,6 @@ def test_property_plans_and_examples_stay_consistent(batch, cap, on_excess, budg
 zoo_only = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 
 
-@pytest.fixture(scope="module")
-def vision_utils():
-    from zoo import load_vision_utils
-
-    module, _how = load_vision_utils()
-    return module
-
-
 @pytest.fixture
 def collator(vision_utils, model, processor):
     cls = vision_utils.UnslothVisionDataCollator

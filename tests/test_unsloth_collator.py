@@ -17,14 +17,6 @@ ALIGNED_ROWS_NATIVE = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2026.9
 HAS_PC_PATH = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.9.3")
 
 
-@pytest.fixture(scope="module")
-def vision_utils():
-    from zoo import load_vision_utils
-
-    module, _how = load_vision_utils()
-    return module
-
-
 @pytest.fixture
 def make_collator(vision_utils, model, processor):
     cls = vision_utils.UnslothVisionDataCollator
