@@ -28,7 +28,6 @@ import os
 import sys
 from typing import Any, Mapping
 
-from .images import ImageCountError
 
 __all__ = ["ImageLoadError", "load_image", "needs_decoding", "MIN_SIDE", "MAX_URL_BYTES"]
 
@@ -232,6 +231,3 @@ def _fetch(url: str, timeout: float, row: int, index: int) -> bytes:
         )
     return data
 
-
-# Re-exported so callers can catch every per-row error with one class.
-RowError = (ImageCountError, ImageLoadError)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..decision import Decision
+from ..adapters import id_list
 from ..hookspecs import hookimpl
 from ..images import ImageCountError
 from ..patching import Patch, signature_accepts
@@ -129,11 +130,20 @@ def make_wrapper(decision: Decision) -> Callable:
             if check:  # upstream's own truncation error names no sample (4.52+), or a shape error
                 _check_truncation(instance, texts, counts, kw, cause=exc)
             raise
-        if check:
-            _check_truncation(instance, texts, counts, kw)
+        if check and _image_tokens_cut(instance, out, counts):  # cheap: count ids in the output
+            _check_truncation(instance, texts, counts, kw)  # then re-tokenize to say what is needed
         return out
 
     return wrapper
+
+
+def _image_tokens_cut(processor: Any, out: Any, counts: Sequence[int]) -> bool:
+    """True if some sample of ``out`` holds fewer ``<|image|>`` ids than its text had tokens."""
+    image_id = getattr(processor, "image_token_id", None)
+    ids = out.get("input_ids") if hasattr(out, "get") else None
+    if image_id is None or ids is None:
+        return False
+    return any(id_list(row).count(image_id) < n for row, n in zip(ids, counts))
 
 
 def _check_truncation(processor: Any, texts: Sequence[str], counts: Sequence[int], kw: dict, cause: Exception | None = None) -> None:
