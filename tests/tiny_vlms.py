@@ -87,19 +87,12 @@ def _image_processor(pkg: str, name: str, **kwargs: Any) -> Any:
 
 def _tokenizer(specials: list[str], *, template: str, bos: str | None, eos: str, pad: str, unk: str = "[UNK]",
                prepend_bos: bool = False, extra: dict | None = None, words: tuple = WORDS, cls: Any = None) -> Any:
-    from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab: dict[str, int] = {}
-    for token in (*specials, unk, *words):
-        vocab.setdefault(token, len(vocab))
-    backend = Tokenizer(WordLevel(vocab=vocab, unk_token=unk))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated"), pre_tokenizers.Digits(individual_digits=True)]
-    )
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (*specials, unk)])
+    from unsloth_multiimage.tiny_mllama import word_level_backend
+
+    backend, vocab = word_level_backend(specials, words, unk)
     if prepend_bos and bos:
         backend.post_processor = processors.TemplateProcessing(
             single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1", special_tokens=[(bos, vocab[bos])]

@@ -55,6 +55,7 @@ __all__ = [
     "build_image_processor",
     "build_model",
     "build_processor",
+    "word_level_backend",
     "build_tokenizer",
     "decode_tile",
     "make_tile_image",
@@ -153,6 +154,32 @@ _DEFAULT_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _DEFAULT_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def word_level_backend(specials: Sequence[str], words: Sequence[str], unk: str = UNK_TOKEN) -> tuple[Any, dict[str, int]]:
+    """A ``tokenizers`` WordLevel backend and its vocabulary: ``specials``, ``unk``, then ``words``.
+
+    Lower-casing normaliser; the pre-tokenizer splits on whitespace, isolates punctuation and
+    splits numbers into digits. The specials are special added tokens, matched before
+    normalisation and pre-tokenisation, so each is one id even when glued to text.
+    """
+    from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+
+    vocab: dict[str, int] = {}
+    for token in (*specials, unk, *words):
+        vocab.setdefault(token, len(vocab))
+    backend = Tokenizer(WordLevel(vocab=vocab, unk_token=unk))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(behavior="isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
+    )
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (*specials, unk)])
+    return backend, vocab
+
+
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """Build the tiny word-level tokenizer, fully offline.
 
@@ -170,28 +197,10 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         the Instruct checkpoint), ``pad_token="<|finetune_right_pad_id|>"``,
         ``unk_token="[UNK]"``, right padding and ``chat_template=CHAT_TEMPLATE``.
     """
-    from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab: dict[str, int] = {}
-    for token in (*SPECIAL_TOKENS, UNK_TOKEN, *WORDS):
-        vocab.setdefault(token, len(vocab))
-
-    backend = Tokenizer(WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Punctuation(behavior="isolated"),
-            pre_tokenizers.Digits(individual_digits=True),
-        ]
-    )
-    # Special tokens are matched before normalisation / pre-tokenisation, so they are
-    # never lower-cased or split by the punctuation rule.
-    backend.add_special_tokens(
-        [AddedToken(t, special=True, normalized=False) for t in (*SPECIAL_TOKENS, UNK_TOKEN)]
-    )
+    backend, vocab = word_level_backend(SPECIAL_TOKENS, WORDS)
     bos_id = vocab[BOS_TOKEN]
     backend.post_processor = processors.TemplateProcessing(
         single=f"{BOS_TOKEN} $A",
