@@ -1,106 +1,127 @@
-"""Cost of ``import unsloth_multiimage`` in a fresh interpreter.
+"""Cost of ``import unsloth_multiimage``, and of the activation it defers, in fresh interpreters.
 
-    python benchmarks/import_time.py [--python /path/to/python] [--runs 20]
+    python benchmarks/import_time.py [--python /path/to/python] [--runs 30]
 
-Reports the median over ``--runs`` fresh interpreters of (a) ``-X importtime``'s cumulative
-time for ``unsloth_multiimage`` and (b) wall time of ``python -c "import unsloth_multiimage"``
-minus wall time of ``python -c pass``; lists the modules with the largest self time under the
-import; checks that torch / transformers / PIL are not imported; and prints the top of a
-cProfile of the import.
+Every number is a median over ``--runs`` new interpreters (``python -c ...``), run interleaved
+with their baselines so that machine noise hits both alike:
+
+1. wall time of ``import unsloth_multiimage`` minus ``pass`` (target: under 30 ms), and
+   ``-X importtime``'s cumulative figure for the package; the modules the import brings in;
+2. the deferred activation (wrapt, pluggy, entry points, the patch modules), timed inside the
+   interpreter: paid once, on the first import of transformers or unsloth_zoo;
+3. where transformers is installed: ``import transformers`` with the plugin imported first vs
+   disabled, and ``import unsloth_multiimage`` after transformers (activation at once).
+
+Byte-code is compiled first (``compileall``), as ``pip install`` does: with
+``PYTHONDONTWRITEBYTECODE=1`` and an editable install every run would recompile the package.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import json
 import os
 import re
 import statistics
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 _LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_MULTIIMAGE_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
 
 
-def _importtime(python: str) -> tuple[float, dict[str, float]]:
+def _wall(python: str, code: str, **env: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([python, "-c", code], env=_env(**env), check=True)
+    return time.perf_counter() - t0
+
+
+def _inner(python: str, code: str, **env: str) -> dict:
+    out = subprocess.run([python, "-c", code], env=_env(**env), check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _importtime(python: str) -> float:
     proc = subprocess.run([python, "-X", "importtime", "-c", "import unsloth_multiimage"],
                           capture_output=True, text=True, env=_env(), check=True)
-    total, selfs = None, {}
     for line in proc.stderr.splitlines():
         m = _LINE.match(line)
-        if not m:
-            continue
-        self_us, cum_us, name = int(m.group(1)), int(m.group(2)), m.group(4)
-        selfs[name] = self_us / 1e3
-        if name == "unsloth_multiimage":
-            total = cum_us / 1e3
-    assert total is not None, proc.stderr[-2000:]
-    return total, selfs
+        if m and m.group(4) == "unsloth_multiimage":
+            return int(m.group(2)) / 1e3
+    raise AssertionError(proc.stderr[-2000:])
 
 
-def _wall(python: str, code: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([python, "-c", code], env=_env(), check=True)
-    return time.perf_counter() - t0
+def _ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1e3:7.1f} ms (min {min(values) * 1e3:.1f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--python", default=sys.executable)
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
-    py = args.python
+    py, runs = args.python, args.runs
 
-    info = subprocess.run(
-        [py, "-c", "import platform, importlib.metadata as m, unsloth_multiimage as u; "
-                   "print(platform.python_version(), u.__version__, m.version('wrapt'), m.version('pluggy'))"],
-        capture_output=True, text=True, env=_env(), check=True).stdout.split()
+    compileall.compile_dir(str(ROOT / "unsloth_multiimage"), quiet=1)
+    info = _inner(py, "import json, platform, importlib.metadata as m, unsloth_multiimage as u\n"
+                      "def v(d):\n"
+                      "    try: return m.version(d)\n"
+                      "    except m.PackageNotFoundError: return None\n"
+                      "print(json.dumps([platform.python_version(), u.__version__, v('wrapt'), v('pluggy'), v('transformers')]))")
     print(f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU(s); python {info[0]} ({py}); "
-          f"unsloth_multiimage {info[1]}; wrapt {info[2]}; pluggy {info[3]}")
-    try:
-        print(f"load average at start: {os.getloadavg()}")
-    except OSError:
-        pass
+          f"unsloth_multiimage {info[1]}; wrapt {info[2]}; pluggy {info[3]}; transformers {info[4]}")
+    print(f"load average at start: {tuple(round(x, 2) for x in os.getloadavg())}")
 
-    cums, selfs_all = [], defaultdict(list)
-    for _ in range(args.runs):
-        total, selfs = _importtime(py)
-        cums.append(total)
-        for k, v in selfs.items():
-            selfs_all[k].append(v)
-    base = [_wall(py, "pass") for _ in range(args.runs)]
-    imp = [_wall(py, "import unsloth_multiimage") for _ in range(args.runs)]
-    print(f"-X importtime cumulative (unsloth_multiimage): median {statistics.median(cums):.1f} ms "
-          f"(min {min(cums):.1f}, max {max(cums):.1f}) over {args.runs} runs")
-    print(f"wall: python -c pass {statistics.median(base) * 1e3:.1f} ms; with the import "
-          f"{statistics.median(imp) * 1e3:.1f} ms; difference {(statistics.median(imp) - statistics.median(base)) * 1e3:.1f} ms")
-    # Modules imported under unsloth_multiimage (those not imported by `python -c pass`).
-    _, base_selfs = subprocess.run([py, "-X", "importtime", "-c", "pass"], capture_output=True, text=True), None
-    base_names = {m.group(4) for m in map(_LINE.match, _.stderr.splitlines()) if m}
-    top = sorted(((statistics.median(v), k) for k, v in selfs_all.items() if k not in base_names), reverse=True)[:15]
-    print("largest self times (median ms) of the modules the import brings in:")
-    for ms, name in top:
-        print(f"  {ms:7.2f}  {name}")
-    heavy = subprocess.run(
-        [py, "-c", "import sys, unsloth_multiimage; print(sorted(m for m in ('torch','transformers','PIL','numpy',"
-                   "'unsloth_zoo','unsloth') if m in sys.modules)); print(len(sys.modules))"],
-        capture_output=True, text=True, env=_env(), check=True).stdout.splitlines()
-    print(f"heavy modules imported by `import unsloth_multiimage`: {heavy[0]} ({heavy[1]} modules in sys.modules)")
-    prof = subprocess.run(
-        [py, "-c", "import cProfile, pstats; p = cProfile.Profile(); p.enable(); import unsloth_multiimage; "
-                   "p.disable(); pstats.Stats(p).sort_stats('cumulative').print_stats(18)"],
-        capture_output=True, text=True, env=_env(), check=True).stdout
-    lines = [ln for ln in prof.splitlines() if ln.strip()]
-    start = next(i for i, ln in enumerate(lines) if "ncalls" in ln)
-    print("cProfile of the import (cumulative, top 18):")
-    print("\n".join(lines[start:]))
+    base, imp = [], []
+    for _ in range(runs):
+        base.append(_wall(py, "pass"))
+        imp.append(_wall(py, "import unsloth_multiimage"))
+    diff = [i - b for i, b in zip(imp, base)]
+    print("\n1. import unsloth_multiimage in a fresh interpreter (target < 30 ms)")
+    print(f"   python -c pass                       {_ms(base)}")
+    print(f"   python -c 'import unsloth_multiimage' {_ms(imp)}")
+    print(f"   difference, paired per run           {_ms(diff)}")
+    cum = [_importtime(py) for _ in range(runs)]
+    print(f"   -X importtime cumulative             {statistics.median(cum):7.1f} ms (min {min(cum):.1f})")
+    new = _inner(py, "import json, sys; before = set(sys.modules); import unsloth_multiimage as u\n"
+                     "print(json.dumps([sorted(set(sys.modules) - before), u._bootstrap.mode()]))")
+    print(f"   modules it imports: {new[0]}")
+    print(f"   then: {new[1]}")
+
+    timed = ("import json, time, sys; import unsloth_multiimage as u; n = len(sys.modules); t = time.perf_counter()\n"
+             "u._bootstrap.complete('benchmark'); dt = time.perf_counter() - t\n"
+             "print(json.dumps([dt, len(sys.modules) - n, sorted(u.status()[i].decision for i in range(len(u.status())))]))")
+    act = [_inner(py, timed) for _ in range(runs)]
+    print("\n2. the deferred activation (once, on the first import of transformers or unsloth_zoo)")
+    print(f"   activation, timed in the interpreter {_ms([a[0] for a in act])}; it imports {act[0][1]} modules")
+
+    if info[4] is None:
+        print("\n3. transformers is not installed in this interpreter: skipped")
+        return
+    code = ("import json, time; t = time.perf_counter(); import unsloth_multiimage, transformers\n"
+            "from transformers.models.mllama import processing_mllama\n"
+            "print(json.dumps(time.perf_counter() - t))")
+    on, off = [], []
+    for _ in range(max(5, runs // 3)):
+        on.append(_inner(py, code))
+        off.append(_inner(py, code, UNSLOTH_MULTIIMAGE_DISABLE="1"))
+    print("\n3. with transformers (import unsloth_multiimage, transformers, then the Mllama processor module)")
+    print(f"   plugin disabled                      {_ms(off)}")
+    print(f"   plugin active (activation included)  {_ms(on)}")
+    print(f"   difference, paired per run           {_ms([a - b for a, b in zip(on, off)])}")
+    after = [_inner(py, "import json, time, transformers; t = time.perf_counter(); import unsloth_multiimage\n"
+                        "print(json.dumps(time.perf_counter() - t))") for _ in range(max(5, runs // 3))]
+    print(f"   import unsloth_multiimage after transformers (activates at once) {_ms(after)}")
 
 
 if __name__ == "__main__":

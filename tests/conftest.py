@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,18 @@ def _version(dist: str):
 
 TRANSFORMERS = _version("transformers")
 UNSLOTH_ZOO = _version("unsloth_zoo")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fresh_python(code: str, *, path: tuple[str, ...] = (), timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter: the repository (then ``path``) first on ``PYTHONPATH``,
+    no ``UNSLOTH_MULTIIMAGE_*`` variable but those in ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_MULTIIMAGE_")}
+    clean["PYTHONPATH"] = os.pathsep.join([str(REPO), *path, os.environ.get("PYTHONPATH", "")])
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=clean, cwd=str(REPO), capture_output=True, text=True, timeout=timeout
+    )
 
 
 @contextlib.contextmanager

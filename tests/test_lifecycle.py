@@ -18,21 +18,18 @@ import pytest
 import wrapt
 
 import unsloth_multiimage
-from conftest import TRANSFORMERS, UNSLOTH_ZOO
+from conftest import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
 from unsloth_multiimage import activation
 from unsloth_multiimage.adapters.mllama import ADAPTER as MLLAMA_ADAPTER
 
 MLLAMA_MODULE = "transformers.models.mllama.processing_mllama"
 needs_tf = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 needs_zoo = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_py(code: str) -> dict:
     """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop("UNSLOTH_MULTIIMAGE_DISABLE", None)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300)
+    proc = fresh_python(textwrap.dedent(code))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

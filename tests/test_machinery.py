@@ -34,6 +34,7 @@ from hypothesis import settings as settings_hyp
 from hypothesis import strategies as hst
 
 import unsloth_multiimage
+from conftest import fresh_python
 from unsloth_multiimage import activation, compat, settings
 
 FAKE_SRC = Path(__file__).parent / "fake_plugins"
@@ -318,14 +319,7 @@ def background(_background: Background) -> Background:
 
 
 def run_py(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=_clean_subprocess_env(**env),
-        cwd=str(REPO),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return fresh_python(code, timeout=60, **env)
 
 
 # --------------------------------------------------------------------------------------

@@ -17,14 +17,19 @@ from typing import Any
 
 import wrapt
 
+from . import _bootstrap
 from . import decision as states
 from .decision import Decision
 from .patching import AppliedPatch, Patch
 from .plugins import LoadedPlugins, PluginRecord, load_plugins
 
 logger = logging.getLogger("unsloth_multiimage")
+# The library convention: no output unless the application configures logging. Set here, not in
+# the package __init__, so that `import unsloth_multiimage` does not import logging.
+if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+    logger.addHandler(logging.NullHandler())
 
-ENV_DISABLE = "UNSLOTH_MULTIIMAGE_DISABLE"
+ENV_DISABLE = _bootstrap.ENV_DISABLE
 ENV_DISABLE_PATCHES = "UNSLOTH_MULTIIMAGE_DISABLE_PATCHES"
 ENV_FORCE = "UNSLOTH_MULTIIMAGE_FORCE"
 
@@ -46,13 +51,7 @@ class PatchStatus:
     fixes: tuple[str, ...] = ()
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def is_disabled() -> bool:
-    """True when ``UNSLOTH_MULTIIMAGE_DISABLE`` turns the whole plugin off."""
-    return _truthy(os.environ.get(ENV_DISABLE))
+is_disabled = _bootstrap.is_disabled
 
 
 def _blocked_names() -> frozenset[str]:
@@ -96,7 +95,7 @@ def _decide(patch: Patch, module: Any | None) -> Decision:
         return Decision(states.UNSUPPORTED, f"no compat entry for patch {patch.name!r}; never patched blindly", False)
     version = compat.installed_version(entry.distribution)
     shape = patch.check_shape(module) if module is not None else None
-    force = _truthy(os.environ.get(ENV_FORCE))
+    force = _bootstrap.truthy(os.environ.get(ENV_FORCE))
     decision = compat.decide(patch.name, version, shape_problem=shape, force=force, table={patch.name: entry})
     if force and version is not None:
         logger.warning("unsloth_multiimage: %s", decision.reason)
@@ -156,13 +155,15 @@ def activate() -> list[PatchStatus]:
     no-op for patches already in place (and re-applies patches lost to a module reload).
     Returns :func:`status`. Does nothing when ``UNSLOTH_MULTIIMAGE_DISABLE=1``.
     """
+    _bootstrap.settle("activated by activate()")
     _activate()
     return status()
 
 
 def _activate() -> None:
-    """activate() without building the status report (what ``import unsloth_multiimage`` runs:
-    deciding versions waits until a target is imported, to keep the import cheap)."""
+    """activate() without building the status report (what the import-time bootstrap runs:
+    deciding versions waits until a target is imported, to keep the activation cheap)."""
+    _bootstrap.settle("activated by an explicit call")
     if is_disabled():
         logger.info("unsloth_multiimage: disabled by %s", ENV_DISABLE)
         return
@@ -184,8 +185,10 @@ def deactivate() -> None:
     """Undo every applied patch, restoring the original objects exactly (``is``-identical).
 
     Post-import hooks stay registered (wrapt cannot remove them) but do nothing until the next
-    :func:`activate`.
+    :func:`activate`. Before the first import of a patched library, it cancels the activation
+    that ``import unsloth_multiimage`` deferred until then.
     """
+    _bootstrap.settle("deactivated by deactivate() before any target was imported")
     with _state.lock:
         _state.active = False
         for applied in reversed(list(_state.applied.values())):
@@ -203,12 +206,14 @@ def _reset_for_tests() -> None:
 
 def plugin_manager() -> Any:
     """The pluggy PluginManager holding every loaded plugin (for calling hooks)."""
+    _bootstrap.complete("call of plugin_manager()")
     with _state.lock:
         return _load().manager
 
 
 def plugin_records() -> list[PluginRecord]:
     """The plugins found in the entry-point group, loaded or not, with their errors."""
+    _bootstrap.complete("call of plugin_records()")
     with _state.lock:
         return list(_load().records)
 
@@ -217,6 +222,7 @@ def status() -> list[PatchStatus]:
     """One record per known patch (and one per plugin that failed to load)."""
     from . import compat
 
+    _bootstrap.complete("call of status()")
     with _state.lock:
         loaded = _load()
         out: list[PatchStatus] = []

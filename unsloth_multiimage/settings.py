@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
+from ._bootstrap import truthy
+
 __all__ = ["Settings", "configure", "get_settings", "reset_settings"]
 
 OnExcess = Literal["error", "keep_first", "keep_last"]
@@ -68,8 +70,8 @@ _ENV = {
     "max_pixels_per_example": ("UNSLOTH_MULTIIMAGE_MAX_PIXELS", int),
     "strategy": ("UNSLOTH_MULTIIMAGE_STRATEGY", str),
     "grid_gap": ("UNSLOTH_MULTIIMAGE_GRID_GAP", int),
-    "grid_labels": ("UNSLOTH_MULTIIMAGE_GRID_LABELS", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
-    "allow_urls": ("UNSLOTH_MULTIIMAGE_ALLOW_URLS", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
+    "grid_labels": ("UNSLOTH_MULTIIMAGE_GRID_LABELS", truthy),
+    "allow_urls": ("UNSLOTH_MULTIIMAGE_ALLOW_URLS", truthy),
 }
 
 _lock = threading.Lock()
