@@ -70,11 +70,16 @@ def settle(how: str) -> None:
 
 
 def complete(why: str) -> None:
-    """Run a pending activation now. Never raises: it may run inside someone else's import."""
-    global _mode
-    if not _pending:
-        return
-    settle(f"activated on {why}")
+    """Run a pending activation now (nothing when none is pending)."""
+    if _pending:
+        _run(why)
+
+
+def _run(why: str) -> None:
+    """Activate. Never raises: it may run inside someone else's import."""
+    global _pending, _mode
+    _pending = False
+    _mode = f"activated on {why}"
     try:
         from .activation import _activate
 
@@ -117,11 +122,8 @@ def third_party_plugins() -> "list[str] | None":
         except OSError:
             continue  # a missing folder holds nothing
         for name in names:
-            if name.endswith(".dist-info"):
-                info = name[: -len(".dist-info")]
-            elif name.endswith(".egg-info"):
-                info = name[: -len(".egg-info")]
-            else:
+            info, suffix = os.path.splitext(name)
+            if suffix not in (".dist-info", ".egg-info"):
                 continue
             dist = _normalize(info.split("-")[0])
             if dist == _OWN_DISTRIBUTION:
@@ -234,5 +236,4 @@ def start() -> None:
         if not any(f is _FINDER for f in sys.meta_path):
             sys.meta_path.insert(0, _FINDER)
         return
-    _pending = True
-    complete(why)
+    _run(why)

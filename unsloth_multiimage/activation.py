@@ -163,7 +163,6 @@ def activate() -> list[PatchStatus]:
 def _activate() -> None:
     """activate() without building the status report (what the import-time bootstrap runs:
     deciding versions waits until a target is imported, to keep the activation cheap)."""
-    _bootstrap.settle("activated by an explicit call")
     if is_disabled():
         logger.info("unsloth_multiimage: disabled by %s", ENV_DISABLE)
         return
