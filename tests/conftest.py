@@ -29,14 +29,24 @@ UNSLOTH_ZOO = _version("unsloth_zoo")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``UNSLOTH_MULTIIMAGE_*`` variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_MULTIIMAGE_")}
+    env.update(extra)
+    return env
+
+
 def fresh_python(code: str, *, path: tuple[str, ...] = (), timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a new interpreter: the repository (then ``path``) first on ``PYTHONPATH``,
     no ``UNSLOTH_MULTIIMAGE_*`` variable but those in ``env``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_MULTIIMAGE_")}
-    clean["PYTHONPATH"] = os.pathsep.join([str(REPO), *path, os.environ.get("PYTHONPATH", "")])
-    clean.update(env)
+    pythonpath = os.pathsep.join([str(REPO), *path, os.environ.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-c", code], env=clean, cwd=str(REPO), capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", code],
+        env=clean_env(**{"PYTHONPATH": pythonpath, **env}),
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

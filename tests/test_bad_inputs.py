@@ -94,7 +94,7 @@ def test_the_smallest_accepted_size_loads():
 def test_arrays_without_pixels_raise(shape):
     arr = np.zeros(shape, dtype=np.uint8)
     assert needs_decoding(arr)
-    with pytest.raises(ImageLoadError, match=rf"row 0, image 4 is an array of shape"):
+    with pytest.raises(ImageLoadError, match=r"row 0, image 4 is an array of shape"):
         load_image(arr, 0, 4)
 
 

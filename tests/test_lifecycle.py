@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import pickle
-import subprocess
 import sys
 import textwrap
 import threading

@@ -34,7 +34,7 @@ from hypothesis import settings as settings_hyp
 from hypothesis import strategies as hst
 
 import unsloth_multiimage
-from conftest import fresh_python
+from conftest import clean_env, fresh_python
 from unsloth_multiimage import activation, compat, settings
 
 FAKE_SRC = Path(__file__).parent / "fake_plugins"
@@ -268,19 +268,13 @@ _SUBPROCS = {
 }
 
 
-def _clean_subprocess_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_MULTIIMAGE_")}
-    env.update(extra)
-    return env
-
-
 class Background:
     def __init__(self) -> None:
         self.procs: dict[str, subprocess.Popen] = {}
         self.results: dict[str, subprocess.CompletedProcess] = {}
 
     def start(self) -> None:
-        env = _clean_subprocess_env()
+        env = clean_env()
         for name, code in _SUBPROCS.items():
             self.procs[name] = self._popen([sys.executable, "-c", code], env)
         self.procs["doctor"] = self._popen([sys.executable, "-m", "unsloth_multiimage", "doctor"], env)
@@ -1075,7 +1069,7 @@ def test_doctor_no_import_lists_third_party_plugins(fake: FakeSites) -> None:
     vlm = fake.make("1.2.0", extra_plugins=("broken_plugin",))
     proc = subprocess.run(
         [sys.executable, "-m", "unsloth_multiimage", "doctor", "--no-import"],
-        env=_clean_subprocess_env(PYTHONPATH=str(vlm.site)),
+        env=clean_env(PYTHONPATH=str(vlm.site)),
         cwd=str(REPO),
         capture_output=True,
         text=True,

@@ -624,7 +624,6 @@ def test_collator_grid_with_embedded_rows(tiny, processor, collator):
 
 @zoo_only
 def test_collator_grid_and_cap_on_merged_and_prompt_completion_rows(tiny, processor, collator):
-    from conftest import UNSLOTH_ZOO, upstream_pc_failure
     from packaging.version import Version
 
     t = tiny.make_tile_image

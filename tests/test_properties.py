@@ -17,9 +17,9 @@ import os
 import re
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import TRANSFORMERS, UNSLOTH_ZOO
+from conftest import TRANSFORMERS
 
 pytestmark = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 

@@ -100,7 +100,6 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
 
     font = _font()
     line_h = _text_size(font, "Ag[|]")[1] + 4
-    char_w = max(1, _text_size(font, "x" * 40)[0] // 40)
 
     # Panel 1: thumbnails.
     thumbs = []
