@@ -6,7 +6,7 @@
     python scripts/compat_table_md.py --write README.md   # replace the README's block
 
 The block is the text between ``<!-- compat-table:start -->`` and ``<!-- compat-table:end -->``.
-Decisions come from unsloth_multiimage/compat.py of this checkout (imported without the package's
+Decisions come from unsloth_multiimage/engine/compat.py of this checkout (imported without the package's
 ``__init__``, so only ``packaging`` is needed, not the installed package nor its dependencies).
 """
 
@@ -26,8 +26,8 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_PATH = ROOT / "compat" / "matrix.toml"
-TABLE_PATH = ROOT / "unsloth_multiimage" / "compat_table.toml"
-COMPAT_PATH = ROOT / "unsloth_multiimage" / "compat.py"
+TABLE_PATH = ROOT / "unsloth_multiimage" / "engine" / "compat_table.toml"
+COMPAT_PATH = ROOT / "unsloth_multiimage" / "engine" / "compat.py"
 START = "<!-- compat-table:start -->"
 END = "<!-- compat-table:end -->"
 
@@ -44,8 +44,13 @@ FIX_WORDS = {
     "none_entries": "None entries reported",
     "column_content_merge": "column + content images merged",
     "row_count_validation": "per-row count check",
+    "pc_extract_tuple": "prompt/completion rows collate",
 }
-PATCH_TITLES = {"mllama_processor": "MllamaProcessor patch", "unsloth_collator": "UnslothVisionDataCollator patch"}
+PATCH_TITLES = {
+    "mllama_processor": "MllamaProcessor patch",
+    "unsloth_collator": "UnslothVisionDataCollator patch",
+    "unsloth_collator_pc_extract": "prompt/completion extraction patch",
+}
 
 
 def load_compat():

@@ -2,62 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
-import importlib.metadata
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import unsloth_multiimage
-from unsloth_multiimage import activation
-
-
-def _version(dist: str):
-    from packaging.version import Version
-
-    try:
-        return Version(importlib.metadata.version(dist))
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-TRANSFORMERS = _version("transformers")
-UNSLOTH_ZOO = _version("unsloth_zoo")
-REPO = Path(__file__).resolve().parents[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any ``UNSLOTH_MULTIIMAGE_*`` variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNSLOTH_MULTIIMAGE_")}
-    env.update(extra)
-    return env
-
-
-def fresh_python(code: str, *, path: tuple[str, ...] = (), timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a new interpreter: the repository (then ``path``) first on ``PYTHONPATH``,
-    no ``UNSLOTH_MULTIIMAGE_*`` variable but those in ``env``."""
-    pythonpath = os.pathsep.join([str(REPO), *path, os.environ.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=clean_env(**{"PYTHONPATH": pythonpath, **env}),
-        cwd=str(REPO),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@contextlib.contextmanager
-def patches_off():
-    """Run a block with every patch reverted (the upstream behaviour), then re-activate."""
-    unsloth_multiimage.deactivate()
-    try:
-        yield
-    finally:
-        unsloth_multiimage.activate()
+from helpers import REPO, TRANSFORMERS, UNSLOTH_ZOO, clean_env, fresh_python, patches_off, upstream_pc_failure  # noqa: F401
+from unsloth_multiimage.engine import activation
 
 
 @pytest.fixture
@@ -69,7 +22,7 @@ def unpatched():
 def tiny():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from unsloth_multiimage import tiny_mllama
+    from unsloth_multiimage.tools import tiny_mllama
 
     return tiny_mllama
 
@@ -113,21 +66,6 @@ def _plugin_active():
     unsloth_multiimage.reset_settings()
 
 
-def upstream_pc_failure(collator, tiny):
-    """Why the installed zoo's own prompt/completion path cannot carry even one embedded image
-    (unpatched), or None when it can. 2025.9.14 hands a 3-tuple to its own resize step."""
-    row = {
-        "prompt": [{"role": "user", "content": [{"type": "image", "image": tiny.make_tile_image(0, 0)}, {"type": "text", "text": "describe"}]}],
-        "completion": [{"role": "assistant", "content": [{"type": "text", "text": "red"}]}],
-    }
-    with patches_off():
-        try:
-            collator([row])
-        except Exception as exc:
-            return repr(exc)
-    return None
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Name the compat row (nox sets UMI_COMPAT_ROW) in every skip reason."""
@@ -137,3 +75,17 @@ def pytest_runtest_makereport(item, call):
     if row and report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
         path, lineno, reason = report.longrepr
         report.longrepr = (path, lineno, f"{reason} [row {row}]")
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A clean machinery and a fake-distribution factory (tests/fakesite.py)."""
+    from fakesite import fake_sites
+
+    yield from fake_sites(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="unsloth_multiimage")
+    return caplog

@@ -33,7 +33,7 @@ from unittest import mock
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from unsloth_multiimage.tiny_mllama import WORDS, make_tile_image
+from unsloth_multiimage.tools.tiny_mllama import WORDS, make_tile_image
 
 __all__ = ["FAMILIES", "Tiny", "Unavailable", "build", "make_tile_image"]
 
@@ -90,7 +90,7 @@ def _tokenizer(specials: list[str], *, template: str, bos: str | None, eos: str,
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    from unsloth_multiimage.tiny_mllama import word_level_backend
+    from unsloth_multiimage.tools.tiny_mllama import word_level_backend
 
     backend, vocab = word_level_backend(specials, words, unk)
     if prepend_bos and bos:

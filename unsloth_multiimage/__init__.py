@@ -11,60 +11,55 @@ from . import _bootstrap
 from ._version import __version__
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from .activation import PatchStatus, activate, deactivate, is_disabled, plugin_records, status
-    from .decision import Decision
-    from .hookspecs import hookimpl
-    from .patching import Patch
-    from .settings import Settings, configure, get_settings, reset_settings
+if TYPE_CHECKING:  # typing is not imported at run time: the import must stay cheap
+    from typing import Any
 
-__all__ = [
-    "__version__",
-    "Decision",
-    "Patch",
-    "PatchStatus",
-    "Settings",
-    "activate",
-    "configure",
-    "deactivate",
-    "get_settings",
-    "hookimpl",
-    "plugin_records",
-    "reset_settings",
-    "status",
-]
-
-# public name -> submodule that defines it
-_LAZY = {
-    "PatchStatus": "activation",
-    "activate": "activation",
-    "deactivate": "activation",
-    "is_disabled": "activation",
-    "plugin_records": "activation",
-    "status": "activation",
-    "Decision": "decision",
-    "hookimpl": "hookspecs",
-    "Patch": "patching",
+# The public surface, written once: name -> the module that defines it (a name equal to its
+# module's last part is that module itself, e.g. ``unsloth_multiimage.formats``).
+_PUBLIC = {
+    "activate": "engine.activation",
+    "deactivate": "engine.activation",
+    "status": "engine.activation",
+    "plugin_records": "engine.activation",
+    "find_adapter": "engine.activation",
+    "is_disabled": "engine.activation",
+    "PatchStatus": "engine.activation",
+    "Decision": "engine.decision",
+    "State": "engine.decision",
+    "Patch": "engine.patching",
+    "signature_accepts": "engine.patching",
+    "PatchCompat": "engine.compat",
+    "FixRange": "engine.compat",
+    "hookimpl": "engine.hookspecs",
+    "ModelAdapter": "adapters",
     "Settings": "settings",
     "configure": "settings",
     "get_settings": "settings",
     "reset_settings": "settings",
+    "RowError": "errors",
+    "ImageCountError": "errors",
+    "ImageLoadError": "errors",
+    "RowShapeError": "errors",
+    "formats": "formats",
 }
 
+__all__ = ["__version__", *_PUBLIC]
 
-def __getattr__(name: str) -> object:
-    submodule = _LAZY.get(name)
-    if submodule is None:
+
+def __getattr__(name: str) -> "Any":
+    module = _PUBLIC.get(name)
+    if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f"{__name__}.{submodule}"), name)
+    loaded = importlib.import_module(f"{__name__}.{module}")
+    value = loaded if module.rpartition(".")[2] == name else getattr(loaded, name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_PUBLIC))
 
 
 _bootstrap.start()

@@ -22,11 +22,13 @@ import os
 import sys
 from _thread import get_ident
 
+from . import _env
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: this module must stay cheap to import
     from typing import Any
 
-__all__ = ["ENV_DISABLE", "TRIGGER_ROOTS", "complete", "is_disabled", "mode", "pending", "settle", "start", "third_party_plugins"]
+__all__ = ["TRIGGER_ROOTS", "complete", "is_disabled", "mode", "pending", "settle", "start", "third_party_plugins"]
 
 #: Top-level packages whose import completes a deferred activation: the packages that the
 #: built-in patches target (a test checks that this covers every built-in patch).
@@ -34,21 +36,15 @@ TRIGGER_ROOTS = frozenset({"transformers", "unsloth_zoo"})
 
 _GROUP_HEADER = "[unsloth_multiimage]"
 _OWN_DISTRIBUTION = "unsloth_multiimage"
-ENV_DISABLE = "UNSLOTH_MULTIIMAGE_DISABLE"
 
 _pending = False
 _mode = "not started"
 _depth = {}  # type: dict[int, int]  # thread id -> trigger-package modules executing on it
 
 
-def truthy(value: "str | None") -> bool:
-    """How every on/off environment variable of the plugin is read."""
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def is_disabled() -> bool:
     """True when ``UNSLOTH_MULTIIMAGE_DISABLE`` turns the whole plugin off."""
-    return truthy(os.environ.get(ENV_DISABLE))
+    return _env.flag(_env.DISABLE)
 
 
 def pending() -> bool:
@@ -81,7 +77,7 @@ def _run(why: str) -> None:
     _pending = False
     _mode = f"activated on {why}"
     try:
-        from .activation import _activate
+        from .engine.activation import _activate
 
         _activate()
     except Exception:  # a failed activation must not fail the user's import of transformers
@@ -103,7 +99,7 @@ def third_party_plugins() -> "list[str] | None":
     Reads ``*.dist-info``/``*.egg-info`` ``entry_points.txt`` on ``sys.path`` the way the default
     path finder lays them out. Returns None when something on ``sys.path`` or ``sys.meta_path``
     could hold distributions this scan cannot see (a zip file, a custom finder): the caller then
-    activates at once, as before this laziness existed.
+    activates at once, since plugins it cannot see may target any module.
     """
     from _frozen_importlib_external import PathFinder  # importlib.machinery's, loaded at start-up
 
@@ -220,7 +216,7 @@ def start() -> None:
     """Called by ``import unsloth_multiimage``: activate now, or arm the trigger."""
     global _pending, _mode
     if is_disabled():
-        _mode = f"disabled by {ENV_DISABLE}"
+        _mode = f"disabled by {_env.DISABLE.name}"
         return
     imported = sorted(root for root in TRIGGER_ROOTS if root in sys.modules)
     others = None if imported else third_party_plugins()

@@ -1,9 +1,7 @@
-"""User settings for the image policies, from ``configure(...)`` or environment variables.
+"""User settings, from ``configure(...)`` or environment variables.
 
-Environment variables let unchanged scripts pick a setting:
-``UNSLOTH_MULTIIMAGE_MAX_IMAGES``, ``UNSLOTH_MULTIIMAGE_ON_EXCESS``,
-``UNSLOTH_MULTIIMAGE_MAX_PIXELS``, ``UNSLOTH_MULTIIMAGE_STRATEGY``, ``UNSLOTH_MULTIIMAGE_ALLOW_URLS``.
-Values given to :func:`configure` win over the environment.
+Each field has an ``UNSLOTH_MULTIIMAGE_*`` variable (:mod:`unsloth_multiimage._env`), so that
+unchanged scripts can pick a setting; values given to :func:`configure` win over the environment.
 """
 
 from __future__ import annotations
@@ -11,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from ._bootstrap import truthy
+from . import _env
 
 __all__ = ["Settings", "configure", "get_settings", "reset_settings"]
 
@@ -39,6 +37,8 @@ class Settings:
         grid_gap: pixels between cells of the grid canvas.
         grid_labels: draw a small index label in each grid cell.
         allow_urls: fetch ``http(s)://`` image strings (off: a clear error, no network access).
+        decode_threads: threads that load a batch's images from paths and bytes (PIL releases
+            the GIL while decoding); 1 decodes on the calling thread. Default: up to 4, one per CPU.
     """
 
     max_images: Optional[int] = None
@@ -48,6 +48,7 @@ class Settings:
     grid_gap: int = 4
     grid_labels: bool = False
     allow_urls: bool = False
+    decode_threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
 
     def __post_init__(self) -> None:
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
@@ -62,17 +63,13 @@ class Settings:
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
         if not isinstance(self.grid_gap, int) or self.grid_gap < 0:
             raise ValueError(f"grid_gap must be a non-negative integer, got {self.grid_gap!r}")
+        if not isinstance(self.decode_threads, int) or self.decode_threads < 1:
+            raise ValueError(f"decode_threads must be a positive integer, got {self.decode_threads!r}")
 
 
-_ENV = {
-    "max_images": ("UNSLOTH_MULTIIMAGE_MAX_IMAGES", int),
-    "on_excess": ("UNSLOTH_MULTIIMAGE_ON_EXCESS", str),
-    "max_pixels_per_example": ("UNSLOTH_MULTIIMAGE_MAX_PIXELS", int),
-    "strategy": ("UNSLOTH_MULTIIMAGE_STRATEGY", str),
-    "grid_gap": ("UNSLOTH_MULTIIMAGE_GRID_GAP", int),
-    "grid_labels": ("UNSLOTH_MULTIIMAGE_GRID_LABELS", truthy),
-    "allow_urls": ("UNSLOTH_MULTIIMAGE_ALLOW_URLS", truthy),
-}
+_PARSERS = {"int": int, "str": str, "flag": _env.truthy}
+#: field name -> its environment variable
+_ENV = {var.setting: var for var in _env.VARIABLES if var.setting is not None}
 
 _lock = threading.Lock()
 _overrides: dict[str, Any] = {}
@@ -80,14 +77,14 @@ _overrides: dict[str, Any] = {}
 
 def _from_env() -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for field, (var, parse) in _ENV.items():
-        raw = os.environ.get(var)
-        if raw is None or raw.strip() == "":
+    for field, var in _ENV.items():
+        raw = var.raw()
+        if raw is None:
             continue
         try:
-            values[field] = parse(raw)
+            values[field] = _PARSERS[var.kind](raw)
         except ValueError as exc:
-            raise ValueError(f"{var}={raw!r} is not valid: {exc}") from None
+            raise ValueError(f"{var.name}={raw!r} is not valid: {exc}") from None
     return values
 
 

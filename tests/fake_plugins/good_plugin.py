@@ -12,9 +12,7 @@ import pathlib
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from unsloth_multiimage import Patch, hookimpl
-from unsloth_multiimage.compat import Fix, PatchCompat
-from unsloth_multiimage.patching import signature_accepts
+from unsloth_multiimage import FixRange, Patch, PatchCompat, hookimpl, signature_accepts
 
 CONFIG = json.loads(pathlib.Path(__file__).with_suffix(".json").read_text(encoding="utf-8"))
 CALLS: list = []  # every wrapper call lands here too: observable from the test
@@ -29,7 +27,7 @@ def _compat(name: str, raw: dict | None) -> PatchCompat | None:
         target=raw["target"],
         supported=SpecifierSet(raw["supported"]),
         newest_tested=Version(raw["newest_tested"]),
-        fixes=tuple(Fix(f["name"], SpecifierSet(f["needed"]), f.get("why", "")) for f in raw["fixes"]),
+        fixes=tuple(FixRange(f["name"], SpecifierSet(f["needed"]), f.get("why", "")) for f in raw["fixes"]),
     )
 
 
@@ -64,7 +62,6 @@ def umi_patches():
             make_wrapper=_make_wrapper(p["name"]),
             shape_check=_shape_check,
             compat=_compat(p["name"], p.get("compat")),
-            description="fake third-party patch",
         )
         for p in CONFIG["patches"]
     ]

@@ -1,4 +1,4 @@
-"""Built-in adapter plugin: Gemma 3.
+"""Built-in model adapter: Gemma 3.
 
 The chat template renders ``<start_of_image>`` (the begin-of-image token) once per image; the
 processor replaces each by ``\\n\\n<start_of_image>`` + ``image_seq_length`` x ``<image_soft_token>`` +
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hookspecs import hookimpl
-from . import ModelAdapter, id_list, processor_is
+from . import ModelAdapter, id_list
 
 BOI_TOKEN = "<start_of_image>"
 
@@ -30,20 +29,10 @@ def _count(processor: Any, ids: Any) -> int:
 
 
 ADAPTER = ModelAdapter(
+    processor_classes=("Gemma3Processor",),
     name="gemma3",
     nesting="per_row",
     placeholder=BOI_TOKEN,
     count_in_ids=_count,
     multi_image=True,
-    notes=(
-        "Gemma 3: one <start_of_image> per image, expanded to image_seq_length soft tokens; the processor needs "
-        "one image list per text row ([] for text-only rows); pan-and-scan crops add more boi markers per image"
-    ),
 )
-
-
-@hookimpl
-def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
-    if processor_is(processor, "Gemma3Processor"):
-        return ADAPTER
-    return None

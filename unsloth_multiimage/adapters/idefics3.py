@@ -1,4 +1,4 @@
-"""Built-in adapter plugin: Idefics3 and SmolVLM (SmolVLM / SmolVLM2 processors).
+"""Built-in model adapter: Idefics3 and SmolVLM (SmolVLM / SmolVLM2 processors).
 
 The chat template renders ``<image>`` once per image; the processor expands each into
 ``<fake_token_around_image><global-img><image>*image_seq_len<fake_token_around_image>`` (plus one
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hookspecs import hookimpl
-from . import ModelAdapter, id_list, processor_is, token_id
+from . import ModelAdapter, id_list, token_id
 
 IMAGE_TOKEN = "<image>"
 GLOBAL_IMAGE_TAG = "<global-img>"
@@ -24,20 +23,10 @@ def _count(processor: Any, ids: Any) -> int:
 
 
 ADAPTER = ModelAdapter(
+    processor_classes=("Idefics3Processor", "SmolVLMProcessor"),
     name="idefics3",
     nesting="per_row",
     placeholder=IMAGE_TOKEN,
     count_in_ids=_count,
     multi_image=True,
-    notes=(
-        "Idefics3 / SmolVLM: one <image> per image, expanded with <fake_token_around_image>, <global-img> and "
-        "(when splitting) row/column crops; pixel_values is (rows, most images in a row, C, H, W), zero-padded"
-    ),
 )
-
-
-@hookimpl
-def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
-    if processor_is(processor, "Idefics3Processor", "SmolVLMProcessor"):
-        return ADAPTER
-    return None

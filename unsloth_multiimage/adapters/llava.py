@@ -1,4 +1,4 @@
-"""Built-in adapter plugin: LLaVA (``LlavaProcessor``: LLaVA-1.5 style checkpoints).
+"""Built-in model adapter: LLaVA (``LlavaProcessor``: LLaVA-1.5 style checkpoints).
 
 The chat template renders ``<image>`` once per image; the processor repeats it
 ``(height // patch_size) * (width // patch_size) + num_additional_image_tokens`` times, minus one
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hookspecs import hookimpl
-from . import ModelAdapter, id_list, processor_is, token_id
+from . import ModelAdapter, id_list, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -45,20 +44,10 @@ def _count(processor: Any, ids: Any) -> int:
 
 
 ADAPTER = ModelAdapter(
+    processor_classes=("LlavaProcessor",),
     name="llava",
     nesting="flat",
     placeholder=IMAGE_TOKEN,
     count_in_ids=_count,
-    multi_image=False,
-    notes=(
-        "LLaVA-1.5: one <image> per image, expanded to a fixed number of tokens; the model takes several images "
-        "per sample but the checkpoints were tuned on one image per conversation"
-    ),
+    multi_image=True,
 )
-
-
-@hookimpl
-def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
-    if processor_is(processor, "LlavaProcessor"):
-        return ADAPTER
-    return None

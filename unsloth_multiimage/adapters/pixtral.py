@@ -1,4 +1,4 @@
-"""Built-in adapter plugin: Pixtral (``PixtralProcessor``).
+"""Built-in model adapter: Pixtral (``PixtralProcessor``).
 
 The chat template renders ``[IMG]`` once per image; the processor expands each into rows of
 ``[IMG]`` tokens (one per patch) separated by ``[IMG_BREAK]`` and closed by one ``[IMG_END]``
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hookspecs import hookimpl
-from . import ModelAdapter, id_list, processor_is, token_id
+from . import ModelAdapter, id_list, token_id
 
 IMAGE_TOKEN = "[IMG]"
 IMAGE_END_TOKEN = "[IMG_END]"
@@ -23,20 +22,10 @@ def _count(processor: Any, ids: Any) -> int:
 
 
 ADAPTER = ModelAdapter(
+    processor_classes=("PixtralProcessor",),
     name="pixtral",
     nesting="flat",
     placeholder=IMAGE_TOKEN,
     count_in_ids=_count,
     multi_image=True,
-    notes=(
-        "Pixtral: one [IMG] per image in the rendered text, expanded to rows of [IMG]/[IMG_BREAK] ending in "
-        "[IMG_END]; variable image sizes, pixel_values one entry per image with image_sizes"
-    ),
 )
-
-
-@hookimpl
-def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
-    if processor_is(processor, "PixtralProcessor"):
-        return ADAPTER
-    return None

@@ -1,4 +1,4 @@
-"""Built-in adapter plugin: Qwen2-VL and Qwen2.5-VL.
+"""Built-in model adapter: Qwen2-VL and Qwen2.5-VL.
 
 The chat template renders ``<|vision_start|><|image_pad|><|vision_end|>`` for each image (and
 ``<|vision_start|><|video_pad|><|vision_end|>`` for each video); the processor then repeats
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hookspecs import hookimpl
-from . import ModelAdapter, id_list, processor_is, token_id
+from . import ModelAdapter, id_list, token_id
 
 VISION_START = "<|vision_start|>"
 IMAGE_PAD = "<|image_pad|>"
@@ -35,20 +34,10 @@ def _count(processor: Any, ids: Any) -> int:
 
 
 ADAPTER = ModelAdapter(
+    processor_classes=("Qwen2VLProcessor", "Qwen2_5_VLProcessor"),
     name="qwen2_vl",
     nesting="flat",
     placeholder=PLACEHOLDER,
     count_in_ids=_count,
     multi_image=True,
-    notes=(
-        "Qwen2-VL / Qwen2.5-VL: one <|vision_start|><|image_pad|><|vision_end|> group per image, <|image_pad|> "
-        "expanded per merged patch; images of all rows are flattened into pixel_values, one image_grid_thw row each"
-    ),
 )
-
-
-@hookimpl
-def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
-    if processor_is(processor, "Qwen2VLProcessor", "Qwen2_5_VLProcessor"):
-        return ADAPTER
-    return None

@@ -12,15 +12,27 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..decision import Decision
 from ..adapters import id_list
-from ..hookspecs import hookimpl
-from ..images import ImageCountError
-from ..patching import Patch, signature_accepts
+from ..engine.decision import Decision, StrEnum
+from ..engine.hookspecs import hookimpl
+from ..engine.patching import Patch, signature_accepts
+from ..errors import ImageCountError
 
 MODULE = "transformers.models.mllama.processing_mllama"
 PATCH_NAME = "mllama_processor"
 IMAGE_TOKEN = "<|image|>"
+
+
+class Fix(StrEnum):
+    """The upstream bugs this patch repairs (their version ranges: ``compat_table.toml``)."""
+
+    FLAT_IMAGES_REGROUP = "flat_images_regroup"
+    DROPPED_ROWS_REALIGN = "dropped_rows_realign"
+    MIXED_TEXT_ONLY_ROWS = "mixed_text_only_rows"
+    ROW_NAMED_ERRORS = "row_named_errors"
+    TRUNCATION_CHECK = "truncation_check"
+
+
 # Keys shaped (batch, seq_len, ...) that are padded to a common length when merging.
 _TOKEN_KEYS = ("input_ids", "attention_mask", "cross_attention_mask", "token_type_ids")
 
@@ -34,7 +46,7 @@ def umi_patches() -> list[Patch]:
             attribute="MllamaProcessor.__call__",
             make_wrapper=make_wrapper,
             shape_check=lambda call: signature_accepts(call, "images", "text"),
-            description="MllamaProcessor: nested per-sample images, mixed text-only rows, per-sample errors",
+            fixes=tuple(Fix),
         )
     ]
 
@@ -117,12 +129,12 @@ def make_wrapper(decision: Decision) -> Callable:
             return wrapped(*args, **kwargs)  # pre-tokenized input: upstream's business
         token = getattr(instance, "image_token", None) or IMAGE_TOKEN
         counts = [t.count(token) for t in texts]
-        groups = nest_images(images, counts, realign="dropped_rows_realign" in fixes)
-        check = "truncation_check" in fixes and bool(kw.get("truncation")) and kw.get("max_length") is not None
+        groups = nest_images(images, counts, realign=Fix.DROPPED_ROWS_REALIGN in fixes)
+        check = Fix.TRUNCATION_CHECK in fixes and bool(kw.get("truncation")) and kw.get("max_length") is not None
         try:
             if not any(groups):
                 out = wrapped(text=text, **kw)  # every sample text-only: no images at all
-            elif all(groups) or "mixed_text_only_rows" not in fixes:
+            elif all(groups) or Fix.MIXED_TEXT_ONLY_ROWS not in fixes:
                 out = wrapped(images=groups, text=text, **kw)
             else:
                 out = _mixed_batch(wrapped, instance, texts, groups, kw)
@@ -216,4 +228,4 @@ def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, k
     return BatchFeature(data=merged, tensor_type=requested)
 
 
-__all__ = ["umi_patches", "make_wrapper", "nest_images"]
+__all__ = ["Fix", "umi_patches", "make_wrapper", "nest_images"]

@@ -1,0 +1,111 @@
+"""The environment opt-outs: DISABLE, DISABLE_PATCHES, FORCE."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import itertools
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wrapt
+from hypothesis import given
+from hypothesis import settings as settings_hyp
+from hypothesis import strategies as hst
+
+import unsloth_multiimage
+from conftest import clean_env, fresh_python
+from unsloth_multiimage import _env, settings
+from unsloth_multiimage.engine import activation, compat
+
+from fakesite import (  # noqa: F401
+    ENV_VARS, COLLATOR_PATCH, FAKE_FIXES, FAKE_NEWEST, FAKE_SUPPORTED, LOGGER, REPO, SUB_PATCH, UNPATCHED,
+    FakeSites, FakeVLM, call, errors_of, statuses, warnings_of,
+)
+
+
+# --------------------------------------------------------------------------------------
+# Environment opt-outs
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
+def test_disable_turns_everything_off(fake: FakeSites, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    vlm = fake.make("1.2.0")
+    monkeypatch.setenv(_env.DISABLE.name, value)
+    assert activation.is_disabled()
+    out = activation.activate()
+    mod = vlm.import_target()  # no hook either
+    assert call(mod) == UNPATCHED
+    assert out and all(s.decision == "disabled" and not s.applied for s in out)
+    st = statuses()[COLLATOR_PATCH]
+    assert (st.decision, st.applied) == ("disabled", False)
+    assert _env.DISABLE.name in st.reason
+    assert not activation._state.active
+
+
+@pytest.mark.parametrize("value", ["0", "", "no"])
+def test_disable_falsy_values_do_not_disable(fake: FakeSites, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    vlm = fake.make("1.2.0")
+    monkeypatch.setenv(_env.DISABLE.name, value)
+    mod = vlm.import_target()
+    activation.activate()
+    assert call(mod)["patched_by"] == COLLATOR_PATCH
+
+
+def test_disable_patches_blocks_one_patch_by_name(fake: FakeSites, monkeypatch: pytest.MonkeyPatch) -> None:
+    vlm = fake.make(
+        "1.2.0", patches=((COLLATOR_PATCH, "Collator.__call__", True), (SUB_PATCH, "SubCollator.__call__", True))
+    )
+    monkeypatch.setenv(_env.DISABLE_PATCHES.name, f" {COLLATOR_PATCH} , some_other_name")
+    mod = vlm.import_target()
+    original = mod.Collator.__dict__["__call__"]
+    activation.activate()
+    st = statuses()
+    assert (st[COLLATOR_PATCH].decision, st[COLLATOR_PATCH].applied) == ("blocked", False)
+    assert _env.DISABLE_PATCHES.name in st[COLLATOR_PATCH].reason
+    assert mod.Collator.__dict__["__call__"] is original
+    assert call(mod) == UNPATCHED
+    # The other patch of the same plugin still applies.
+    assert st[SUB_PATCH].applied
+    assert mod.SubCollator()(["x"])["patched_by"] == SUB_PATCH
+
+
+def test_disable_patches_blocks_one_patch_also_when_imported_later(
+    fake: FakeSites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vlm = fake.make("1.2.0")
+    monkeypatch.setenv(_env.DISABLE_PATCHES.name, COLLATOR_PATCH)
+    activation.activate()
+    mod = vlm.import_target()
+    assert call(mod) == UNPATCHED
+    assert statuses()[COLLATOR_PATCH].decision == "blocked"
+
+
+def test_disable_patches_blocks_a_whole_plugin_by_entry_point_name(
+    fake: FakeSites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vlm = fake.make(
+        "1.2.0", patches=((COLLATOR_PATCH, "Collator.__call__", True), (SUB_PATCH, "SubCollator.__call__", True))
+    )
+    monkeypatch.setenv(_env.DISABLE_PATCHES.name, vlm.plugin_ep)
+    mod = vlm.import_target()
+    activation.activate()
+    records = {r.name: r for r in activation.plugin_records()}
+    assert records[vlm.plugin_ep].blocked and not records[vlm.plugin_ep].loaded
+    assert vlm.plugin_module not in sys.modules  # a blocked plugin is not even imported
+    assert COLLATOR_PATCH not in statuses() and SUB_PATCH not in statuses()
+    assert call(mod) == UNPATCHED and "__call__" not in mod.SubCollator.__dict__
+    # The other plugins are unaffected.
+    assert records["mllama_processor"].loaded and records["unsloth_collator"].loaded
+
+

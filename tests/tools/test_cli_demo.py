@@ -1,0 +1,200 @@
+"""The user-facing commands: ``demo`` (trains), ``preview`` (PNG of one row), ``doctor --dataset``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "TQDM_DISABLE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "unsloth_multiimage", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env,
+    )
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def test_demo_data_answers_need_several_images_and_words_are_known(tiny):
+    from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.rows.plan import plan_row
+
+    rows = demo_data.make_rows(16, seed=3)
+    again = demo_data.make_rows(16, seed=3)
+    assert [r["messages"] for r in rows] == [r["messages"] for r in again]
+    assert all(
+        list(a.tobytes() for a in plan_row(r, i).images) == list(b.tobytes() for b in plan_row(s, i).images)
+        for i, (r, s) in enumerate(zip(rows, again))
+    )
+    kinds = {demo_data.row_kind(i) for i in range(len(rows))}
+    assert kinds == {"column", "embedded", "multi_turn", "text_only"}
+    words = set(tiny.WORDS)
+    for i, row in enumerate(rows):
+        plan = plan_row(row, i)
+        for m in row["messages"]:
+            for part in m["content"]:
+                if part["type"] == "text":
+                    assert set(part["text"].split()) <= words, part["text"]
+        if demo_data.row_kind(i) != "text_only":
+            assert len(plan.images) >= 2
+            answer = row["messages"][-1]["content"][0]["text"]
+            assert answer in {f"the {o}" for o in demo_data.ORDINALS}
+
+
+# ------------------------------------------------------------------------------------------ demo
+
+
+def _losses(stdout: str) -> tuple[float, float]:
+    m = re.search(r"loss: first \d+ steps ([\d.]+) -> last \d+ steps ([\d.]+)", stdout)
+    assert m, stdout
+    return float(m.group(1)), float(m.group(2))
+
+
+def test_demo_trains_and_the_loss_falls():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    proc = _cli("demo", "--steps", "8")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, last = _losses(proc.stdout)
+    assert last < first
+    m = re.search(r"images sent to the model: (\d+) of (\d+)", proc.stdout)
+    assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0, proc.stdout
+    assert "demo OK" in proc.stdout
+
+
+def test_demo_grid_strategy():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    proc = _cli("demo", "--steps", "8", "--strategy", "grid")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, last = _losses(proc.stdout)
+    assert last < first
+
+
+# ------------------------------------------------------------------------------------------ preview
+
+
+def _check_heatmap(png: Path, meta: dict, expected) -> None:
+    from PIL import Image
+
+    from unsloth_multiimage.tools.preview import MASK_OFF, MASK_ON
+
+    img = Image.open(png).convert("RGB")
+    assert img.size == tuple(meta["size"])
+    x0, y0, x1, y1 = meta["mask_box"]
+    cw, ch = meta["cell_size"]
+    seq, slots = expected.shape
+    assert (x1 - x0, y1 - y0) == (slots * cw, seq * ch)
+    assert 0 <= x0 < x1 <= img.size[0] and 0 <= y0 < y1 <= img.size[1]
+    bright = sum(MASK_ON) / 3
+    dark = sum(MASK_OFF) / 3
+    ones = 0
+    for i in range(seq):
+        for s in range(slots):
+            px = img.getpixel((x0 + s * cw + cw // 2, y0 + i * ch + ch // 2))
+            level = sum(px) / 3
+            if expected[i, s] == 1:
+                ones += 1
+                assert abs(level - bright) < 10, (i, s, px)
+            else:
+                assert abs(level - dark) < 10, (i, s, px)
+    assert ones > 0
+
+
+@pytest.mark.parametrize("row", [0, 3])  # a column row; a multi-turn row (images in two turns)
+def test_preview_png_matches_the_mask_tensor(tmp_path, processor, tiny, row):
+    from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.tools.demo import SimpleCollator
+    from unsloth_multiimage.rows.plan import plan_row
+    from unsloth_multiimage.tools.preview import render_preview
+
+    example = demo_data.make_rows(8, seed=0)[row]
+    n_images = len(plan_row(example, 0).images)
+    out = tmp_path / "p.png"
+    meta = render_preview(example, processor, out, strategy="native")
+    batch = SimpleCollator(processor)([example])  # the same row through the same code path
+    cam = batch["cross_attention_mask"]
+    assert meta["mask_shape"] == tuple(cam.shape)
+    assert cam.shape[2] == n_images == meta["n_images"]
+    assert meta["text"].count("<|image|>") == n_images
+    _check_heatmap(out, meta, cam[0, :, :, 0])
+
+
+def test_preview_cli_on_a_jsonl_row(tmp_path):
+    pytest.importorskip("transformers")
+    from PIL import Image
+
+    from unsloth_multiimage.tools import demo_data
+
+    path = demo_data.to_jsonl(tmp_path / "d.jsonl", demo_data.make_rows(4, seed=1), tmp_path / "img")
+    out = tmp_path / "preview.png"
+    proc = _cli("preview", "--dataset", str(path), "--row", "2", "--out", str(out))  # row 2: images in content
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert str(out) in proc.stdout
+    assert Image.open(out).size[0] > 100
+
+
+def test_preview_grid(tmp_path, processor):
+    from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.tools.preview import render_preview
+
+    meta = render_preview(demo_data.make_rows(2)[0], processor, tmp_path / "g.png", strategy="grid")
+    assert meta["n_images"] == 1 and meta["mask_shape"][2] == 1
+
+
+# ------------------------------------------------------------------------------------------ doctor --dataset
+
+
+@pytest.fixture
+def bad_dataset(tmp_path):
+    from unsloth_multiimage.tools import demo_data
+
+    rows = demo_data.make_rows(2, seed=0)
+    path = demo_data.to_jsonl(tmp_path / "d.jsonl", rows, tmp_path / "img")
+    good, second = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    mismatch = json.loads(json.dumps(good))
+    mismatch["messages"][0]["content"] = mismatch["messages"][0]["content"][1:]  # one placeholder fewer
+    missing = json.loads(json.dumps(second))
+    missing["images"][1] = "img/does_not_exist.png"
+    Path(path).write_text("\n".join(json.dumps(r) for r in (good, mismatch, missing)) + "\n")
+    return path
+
+
+def test_doctor_dataset_reports_each_bad_row(bad_dataset):
+    proc = _cli("doctor", "--no-import", "--dataset", str(bad_dataset))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    table = {int(m.group(1)): m.group(0) for m in re.finditer(r"^(\d+)\s+\S+\s+\d+\s+\d+\s+\S+\s+(ok|fixed|ERROR).*$", out, re.M)}
+    assert set(table) == {0, 1, 2}, out
+    assert "ERROR" not in table[0]
+    assert "ERROR" in table[1] and "ERROR" in table[2]
+    assert re.search(r"row 1 has 2 image\(s\) in its `images` column but 1 bare", out), out
+    assert "row 2, image 1: no such image file" in out and "does_not_exist.png" in out
+
+
+def test_check_dataset_file_ok_and_json_list(tmp_path):
+    from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.tools.dataset_check import check_dataset_file
+
+    jsonl = demo_data.to_jsonl(tmp_path / "d.jsonl", demo_data.make_rows(8, seed=2), tmp_path / "img")
+    report, ok = check_dataset_file(jsonl, limit=8)
+    assert ok, report
+    assert "8 row(s)" in report and "text-only" in report
+    as_list = tmp_path / "d.json"
+    as_list.write_text(json.dumps([json.loads(line) for line in Path(jsonl).read_text().splitlines()]))
+    report2, ok2 = check_dataset_file(as_list, limit=3)
+    assert ok2 and "first 3 row(s)" in report2
+    none_row = tmp_path / "n.jsonl"
+    none_row.write_text(json.dumps({"messages": [{"role": "user", "content": [{"type": "image"}]}], "images": [None]}) + "\n")
+    report3, ok3 = check_dataset_file(none_row)
+    assert not ok3 and "None at position(s) [0]" in report3

@@ -1,0 +1,42 @@
+"""The built-in adapter table, and the plugin that answers ``umi_model_adapter`` from it.
+
+One entry per family module of this package. A processor is matched on its class and then its
+base classes, most derived first, so a subclass family (SmolVLM over Idefics3) wins over its
+base. The hook implementation runs last (``trylast``): a third party's adapter for the same
+processor class wins over the built-in one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..engine.hookspecs import hookimpl
+from . import ModelAdapter, gemma3, idefics3, llava, mllama, pixtral, qwen2_vl
+
+__all__ = ["BUILTIN_ADAPTERS", "adapter_for_class", "umi_model_adapter"]
+
+#: Every built-in adapter, in the order ``doctor`` lists them.
+BUILTIN_ADAPTERS: tuple[ModelAdapter, ...] = (
+    mllama.ADAPTER,
+    qwen2_vl.ADAPTER,
+    gemma3.ADAPTER,
+    idefics3.ADAPTER,
+    llava.ADAPTER,
+    pixtral.ADAPTER,
+)
+
+_BY_CLASS = {cls: adapter for adapter in BUILTIN_ADAPTERS for cls in adapter.processor_classes}
+
+
+def adapter_for_class(cls: type) -> ModelAdapter | None:
+    """The built-in adapter of a processor class (or of its nearest base class that has one)."""
+    for klass in cls.__mro__:
+        found = _BY_CLASS.get(klass.__name__)
+        if found is not None:
+            return found
+    return None
+
+
+@hookimpl(trylast=True)
+def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
+    return adapter_for_class(type(processor))

@@ -1,0 +1,121 @@
+"""The collator's processor, seen through a proxy while upstream runs one batch.
+
+On the batch call the proxy lines up upstream's image list with the rows, puts in every image
+upstream left out (resized the way that release resizes the images it keeps), checks each
+rendered text's placeholders against its row's images, hands the images over in the layout the
+processor family wants (model adapter), and checks that truncation left every row's image tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import wrapt
+
+from ..adapters import ModelAdapter
+from ..errors import ImageCountError
+from ..rows.plan import RowPlan, check_rendered_counts
+from .zoo_release import resizer
+
+__all__ = ["BatchImages", "ProcessorProxy"]
+
+PATCH_NAME = "unsloth_collator"
+
+
+class BatchImages:
+    """The per-row image plan of one collator call, and the alignment of upstream's list."""
+
+    def __init__(self, plans: Sequence[RowPlan], collator: Any, adapter: ModelAdapter | None, examples: Sequence[Any] = ()) -> None:
+        self.plans = list(plans)
+        self.examples = list(examples) or None  # the rows, to name a dataset layout in count errors
+        self.collator = collator
+        self.adapter = adapter
+        self.token = adapter.placeholder if adapter is not None else None
+        self.nesting = adapter.nesting if adapter is not None else None
+        self.used = False
+
+    def check_truncation(self, processor: Any, out: Any, aligned: list[list], max_length: Any) -> None:
+        """Raise naming the first row whose images lost their tokens in ``input_ids`` (truncation)."""
+        count = self.adapter.count_in_ids if self.adapter is not None else None
+        ids = out.get("input_ids") if hasattr(out, "get") else None
+        if count is None or ids is None or len(ids) != len(aligned):
+            return
+        for plan, row_ids, images in zip(self.plans, ids, aligned):
+            row = plan.row
+            found = count(processor, row_ids)
+            if found < len(images):
+                raise ImageCountError(
+                    f"unsloth_multiimage: row {row} has {len(images)} image(s) but only {found} survive in its "
+                    f"input_ids (max_length={max_length}): truncation cut the image tokens. Fix: raise max_seq_length "
+                    f"(max_length), or shorten row {row}.",
+                    row=row,
+                )
+
+    def layout(self, aligned: list[list], upstream: Any) -> list:
+        """The aligned rows in the layout the processor family wants."""
+        if self.nesting == "flat":
+            return [img for row in aligned for img in row]
+        if self.nesting == "per_row" or upstream is None or len(upstream) == len(aligned):
+            return aligned
+        # Unknown family on a release that leaves text-only rows out (2025.9.3-2026.9.7): keep that.
+        return [row for row in aligned if row]
+
+    def align(self, upstream: Any) -> list[list]:
+        entries = [] if upstream is None else list(upstream)
+        entries = [[] if e is None else (list(e) if isinstance(e, (list, tuple)) else [e]) for e in entries]
+        n = len(self.plans)
+        if len(entries) != n:
+            # Releases 2025.9.3-2026.9.7 leave out the rows whose extraction came back empty.
+            # Merged rows reach upstream through their message content, every image included.
+            rows = [i for i, p in enumerate(self.plans) if (len(p.images) if p.merged else p.upstream_count) > 0]
+            if len(entries) != len(rows):
+                raise RuntimeError(
+                    f"unsloth_multiimage: cannot line up the collator's {len(entries)} image lists with "
+                    f"{n} rows ({len(rows)} rows with images). Please report this with your unsloth_zoo version; "
+                    f"set UNSLOTH_MULTIIMAGE_DISABLE_PATCHES={PATCH_NAME} to run without the patch."
+                )
+            by_row = dict(zip(rows, entries))
+            entries = [by_row.get(i, []) for i in range(n)]
+        out: list[list] = []
+        resize = None
+        for plan, entry in zip(self.plans, entries):
+            if not plan.merged and len(entry) == len(plan.images):
+                out.append(entry)  # upstream got this row right: keep its own objects
+                continue
+            resize = resize or resizer(self.collator)  # the images are decoded already
+            out.append(resize(list(plan.images)))
+        return out
+
+
+class ProcessorProxy(wrapt.ObjectProxy):
+    """Looks like the processor (isinstance included); fixes the images of the batch call."""
+
+    def __init__(self, processor: Any, batch: BatchImages) -> None:
+        super().__init__(processor)
+        self._self_batch = batch
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        batch = self._self_batch
+        text = kwargs.get("text")
+        if not batch.used and not args and isinstance(text, (list, tuple)) and len(text) == len(batch.plans):
+            batch.used = True
+            upstream = kwargs.get("images")
+            try:
+                aligned = batch.align(upstream)
+                if batch.token is not None:
+                    check_rendered_counts(text, [len(r) for r in aligned], batch.token, examples=batch.examples,
+                                          first_row=batch.plans[0].row)
+                if any(aligned):
+                    images = batch.layout(aligned, upstream)
+                    if isinstance(upstream, list):
+                        upstream[:] = images  # upstream's fallbacks reuse its own list object
+                    kwargs["images"] = images
+                else:
+                    kwargs.pop("images", None)  # an all-text batch: as upstream does
+            except Exception as exc:
+                exc._umi_own = True  # type: ignore[attr-defined]  # the plugin's own: never blamed on a row
+                raise
+            out = self.__wrapped__(*args, **kwargs)
+            batch.check_truncation(self.__wrapped__, out, aligned, kwargs.get("max_length"))
+            return out
+        return self.__wrapped__(*args, **kwargs)

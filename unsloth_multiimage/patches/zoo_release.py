@@ -1,0 +1,219 @@
+"""What each unsloth_zoo release does with a row: the facts the collator patch and the dry run share.
+
+The fixes (:class:`Fix`) are the release bugs the patch repairs; their version ranges live in
+``compat_table.toml``. The capabilities below are what upstream does by itself from some release
+on (read from the released wheels; see the project's research notes): they decide which rows
+the plugin must hand over already loaded, and which rows upstream alone would get wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from ..engine.decision import Decision, StrEnum
+from ..rows.chat import carrying_part, has_column, is_chat, rewrite_image_parts
+from ..rows.pipeline import PreparedRow
+
+__all__ = ["Fix", "for_upstream", "installed_decision", "resizer", "upstream_problems", "pc_path_problem"]
+
+DISTRIBUTION = "unsloth_zoo"
+
+
+class Fix(StrEnum):
+    """The upstream bugs the collator patches repair (their version ranges: ``compat_table.toml``)."""
+
+    ALL_COLUMN_IMAGES = "all_column_images"
+    TEXT_ONLY_ROW_SLOTS = "text_only_row_slots"
+    PC_COLUMN_IMAGES = "pc_column_images"
+    NONE_ENTRIES = "none_entries"
+    COLUMN_CONTENT_MERGE = "column_content_merge"
+    ROW_COUNT_VALIDATION = "row_count_validation"
+
+
+class PcFix(StrEnum):
+    """The upstream bug the prompt/completion extraction patch repairs."""
+
+    PC_EXTRACT_TUPLE = "pc_extract_tuple"
+
+
+# Releases from which upstream does something itself (first release that does it).
+PC_PATH = (2025, 9, 3)  # prompt/completion rows are collated at all
+CONTENT_BESIDE_COLUMN = (2025, 3, 11)  # a content row in a batch with column rows
+CONTENT_BYTES = (2025, 12, 4)  # bytes and {"bytes"/"path"} dicts embedded in the messages
+COLUMN_DECODING = (2026, 9, 8)  # str / bytes / dict entries of the images column are decoded
+_COLUMN_DECODED_TYPES = (str, bytes, bytearray, Mapping)
+
+
+def _release(decision: Decision) -> tuple[int, ...]:
+    """The release as a tuple of ints; the newest behaviour when the version is unknown or newer."""
+    try:
+        return tuple(int(p) for p in (decision.version or "").split(".")[:3])
+    except ValueError:
+        return (9999,)
+
+
+def installed_decision(patch: str = "unsloth_collator") -> Decision:
+    """A collator patch's decision for the installed unsloth_zoo, without importing it (the
+    newest tested release's when unsloth_zoo is not installed)."""
+    from ..engine import compat
+
+    version = compat.installed_version(DISTRIBUTION)
+    if version is None:
+        version = str(compat.compat_table()[patch].newest_tested)
+    return compat.decide(patch, version)
+
+
+# --------------------------------------------------------------------------------- resizing
+
+
+def resizer(collator: Any) -> Callable[[list], list]:
+    """Resize a row's images the way this release resizes the images it keeps."""
+    own = getattr(collator, "_resize_images_inplace", None)
+    if own is not None:  # 2025.9.3+: upstream's own method
+        return lambda imgs: own(list(imgs)) or []
+    if hasattr(type(collator), "image_size"):  # 2025.3.11 - 2025.9.2: inline resize by `image_size`
+        size = getattr(collator, "image_size", None)
+        return lambda imgs: [_inline_resize(img, size) for img in imgs]
+    return list  # up to 2025.3.9: no resizing
+
+
+def _inline_resize(img: Any, size: Any) -> Any:
+    # Behaviour of the 2025.3.11-2025.9.2 inline loop: a tuple is an exact size; an int caps the
+    # width, keeping the aspect ratio; "max" (None) leaves the image alone.
+    if size is None or not hasattr(img, "resize"):
+        return img
+    from PIL import Image
+
+    lanczos = Image.Resampling.LANCZOS
+    if isinstance(size, tuple):
+        return img.resize(size, lanczos)
+    if img.size[0] > size:
+        return img.resize((size, int(img.size[1] * (size / img.size[0]))), lanczos)
+    return img
+
+
+# --------------------------------------------------------------------------------- the row upstream gets
+
+
+def is_pc_row(example: Any) -> bool:
+    """True for a TRL prompt/completion row (what upstream's own test is: both keys present)."""
+    return isinstance(example, Mapping) and example.get("prompt") is not None and example.get("completion") is not None
+
+
+def _with_images_in_content(example: Mapping, images: Sequence) -> dict:
+    """The example with every image part of its chat carrying the next of ``images``, no column."""
+    without_column = {k: v for k, v in example.items() if k != "images"}
+    return rewrite_image_parts(without_column, lambda k, part: carrying_part(part, images[k]))
+
+
+# Keys upstream tests for presence; Arrow gives every row every column, with None where absent.
+_LAYOUT_KEYS = ("messages", "conversations", "prompt", "completion")
+
+
+def for_upstream(prepared: PreparedRow, fixes: frozenset[str]) -> Any:
+    """The example as upstream should see it on its release.
+
+    Upstream reads a present ``images`` key first (indexing ``[0]`` on old releases, so it must
+    be a non-empty list of loaded images), else the message content; it picks its code path by
+    the presence of keys, so keys holding None are left out.
+    """
+    example, plan = prepared.example, prepared.plan
+    if not isinstance(example, Mapping):
+        return example
+    if any(k in example and example[k] is None for k in _LAYOUT_KEYS):
+        example = {k: v for k, v in example.items() if not (k in _LAYOUT_KEYS and v is None)}
+    is_pc = is_chat(example.get("prompt")) and is_chat(example.get("completion"))
+    if plan.merged or (not plan.column and prepared.decoded) or (
+        plan.column and is_pc and Fix.PC_COLUMN_IMAGES in fixes and plan.placeholders == len(plan.images)
+    ):
+        # Merged rows, rows whose embedded images we decoded, and prompt/completion rows on releases
+        # that read their images from the content only: every image goes into its part.
+        return _with_images_in_content(example, plan.images)
+    if "images" not in example:
+        return example
+    if not plan.column or not plan.images:
+        # None (content rows) or an empty column: without the key every release reads the content.
+        return {k: v for k, v in example.items() if k != "images"}
+    value = example["images"]
+    if isinstance(value, list) and len(value) == len(plan.images) and all(a is b for a, b in zip(value, plan.images)):
+        return example
+    return {**example, "images": list(plan.images)}
+
+
+# --------------------------------------------------------------------------------- what upstream alone does
+
+
+def pc_path_problem(decision: Decision) -> str | None:
+    """Why this release cannot collate prompt/completion rows at all, or None."""
+    if _release(decision) < PC_PATH:
+        return (
+            f"unsloth_zoo {decision.version} collates `messages` rows only (prompt/completion rows arrived in "
+            f"2025.9.3)"
+        )
+    return None
+
+
+def upstream_problems(prepared: PreparedRow, decision: Decision, pc_decision: Decision | None = None) -> list[str]:
+    """What the release of ``decision`` would get wrong on this row without the plugin, in a batch
+    beside a row with one image in its ``images`` column (the usual TRL/Unsloth row); [] when it
+    would collate the row exactly as the plugin does.
+
+    ``pc_decision`` is the prompt/completion extraction patch's decision (its fix, when active,
+    repairs every prompt/completion row).
+    """
+    example, plan = prepared.example, prepared.plan
+    fixes, release = decision.fixes, _release(decision)
+    n = len(plan.images)
+    out: list[str] = []
+    if is_pc_row(example) and pc_decision is not None and PcFix.PC_EXTRACT_TUPLE in pc_decision.fixes:
+        out.append(f"unsloth_zoo {decision.version} fails on every prompt/completion row (its image extraction "
+                   f"returns a tuple to its resize step)")
+    if plan.merged:
+        out.append("upstream would let the `images` column hide the images embedded in the messages")
+    column = example.get("images") if has_column(example) else None
+    if column is not None and not isinstance(column, (list, tuple)):
+        out.append("upstream would index a single image given without a list")
+    if n == 0 and Fix.TEXT_ONLY_ROW_SLOTS in fixes:
+        out.append("upstream would crash on this text-only row or drop it from the image list, misaligning the batch")
+    if n and is_pc_row(example) and release < COLUMN_DECODING:
+        out.append(f"unsloth_zoo {decision.version} loses the images of prompt/completion rows")
+    elif n and plan.column and not plan.merged:
+        if n > 1 and Fix.ALL_COLUMN_IMAGES in fixes:
+            out.append(f"upstream would send only the first of the {n} images ({n - 1} dropped)")
+        entries = column if isinstance(column, (list, tuple)) else [column]
+        if _needs_loading(entries, release):
+            out.append(f"unsloth_zoo {decision.version} would pass unloaded image files to the processor")
+    elif n and not plan.column:
+        if release < CONTENT_BESIDE_COLUMN:
+            out.append(f"unsloth_zoo {decision.version} cannot batch images embedded in the messages beside column rows")
+        elif release < CONTENT_BYTES and any(isinstance(img, (bytes, bytearray, Mapping)) for img in _payloads(example)):
+            out.append(f"unsloth_zoo {decision.version} cannot read image bytes embedded in the messages")
+    return list(dict.fromkeys(out))
+
+
+def _payloads(example: Any) -> list:
+    from ..rows.chat import image_parts, messages_of, part_payload
+
+    return [part_payload(p) for p in image_parts(messages_of(example))]
+
+
+def _needs_loading(entries: Sequence[Any], release: tuple[int, ...]) -> bool:
+    """True when upstream would hand some column entry to the processor unread."""
+    from ..rows.decode import needs_decoding
+
+    pil = _pil_class()
+    for entry in entries:
+        if pil is not None and isinstance(entry, pil):
+            continue  # the processor converts modes itself
+        if release >= COLUMN_DECODING and isinstance(entry, _COLUMN_DECODED_TYPES):
+            continue
+        if needs_decoding(entry):
+            return True
+    return False
+
+
+def _pil_class() -> Any:
+    import sys
+
+    module = sys.modules.get("PIL.Image")
+    return getattr(module, "Image", None) if module is not None else None

@@ -1,0 +1,170 @@
+"""The one row pipeline: what happens to a batch's rows before any upstream code sees them.
+
+Stages, each over the whole batch before the next (so the first bad row of a stage is the one
+named): **shape** (:func:`~unsloth_multiimage.rows.shape.check_row`) -> **plan** (every image
+of the row in placeholder order, :func:`~unsloth_multiimage.rows.plan.plan_row`) -> **reject**
+what can never reach the model (an image in a prompt/completion row's completion) -> **cap**
+(``max_images``, before decoding, so dropped images are never loaded) -> **decode** (paths,
+bytes, dicts, arrays, odd modes; on a small thread pool) -> **budget / grid** -> **fit** (a
+family that takes one image per row).
+
+The patched collator, ``demo``, ``preview`` and ``doctor --dataset`` all call
+:func:`prepare_batch`, so the dry run says exactly what training does. Pure Python + PIL.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from ..settings import Settings, get_settings
+from .chat import image_parts, is_chat
+from .decode import load_image, needs_decoding
+from ..errors import ImageCountError
+from .plan import RowPlan, plan_row
+from .policy import apply_policies
+from .shape import check_formatted, check_row
+
+__all__ = ["PreparedRow", "prepare_batch", "format_rows"]
+
+
+@dataclass(frozen=True)
+class PreparedRow:
+    """One row after the pipeline.
+
+    Attributes:
+        row: index of the row in its batch.
+        example: the row as the policies left it (image parts dropped or merged where a policy
+            did so; the very same object where nothing changed).
+        plan: the row's images, loaded, in placeholder order, after the policies.
+        given: how many images the row held before the policies.
+        decoded: True when at least one image had to be loaded or normalised.
+    """
+
+    row: int
+    example: Any
+    plan: RowPlan
+    given: int
+    decoded: bool
+
+
+def format_rows(examples: Sequence[Any], formatting_func: Callable[[Any], Any] | None) -> list:
+    """``formatting_func`` applied to each row (as the collator does), its result checked."""
+    if formatting_func is None:
+        return list(examples)
+    out = []
+    for row, example in enumerate(examples):
+        result = formatting_func(example)
+        check_formatted(result, row)
+        out.append(result)
+    return out
+
+
+def prepare_batch(
+    examples: Sequence[Any],
+    settings: Settings | None = None,
+    *,
+    single_image_family: str | None = None,
+    first_row: int = 0,
+    headers_only: bool = False,
+) -> list[PreparedRow]:
+    """Run every stage of the pipeline over a batch (see the module docstring).
+
+    Args:
+        examples: the batch's rows (after any ``formatting_func``: :func:`format_rows`).
+        settings: the policies; default: the settings in force (:func:`~unsloth_multiimage.get_settings`).
+        single_image_family: the name of the model family when it takes one image per row only
+            (its adapter says so): a row left with several images then raises.
+        first_row: the number errors give the first row (a dry run of a dataset names its rows;
+            the collator names the rows of its batch from 0).
+        headers_only: open image files without decoding them (a dry run over many rows); the
+            pixel budget and the grid, which need pixels, are then not applied.
+
+    Raises:
+        RowError: the first bad row of the first stage that finds one (a ``ValueError`` naming it).
+    """
+    settings = settings or get_settings()
+    for row, example in enumerate(examples, first_row):
+        check_row(example, row)
+    plans = [plan_row(example, row) for row, example in enumerate(examples, first_row)]
+    _reject_completion_images(examples, plans)
+    given = [len(p.images) for p in plans]
+    # The cap first, so images it drops are never loaded; then decode; then budget and grid.
+    capped, plans = apply_policies(examples, plans, replace(settings, max_pixels_per_example=None, strategy="native"))
+    plans, decoded = _decode_batch(plans, settings, headers_only)
+    if headers_only:
+        final = capped
+    else:
+        final, plans = apply_policies(capped, plans, settings)
+    if single_image_family is not None:
+        _reject_multi_image(plans, single_image_family, settings)
+    return [PreparedRow(p.row, e, p, g, d) for e, p, g, d in zip(final, plans, given, decoded)]
+
+
+def _reject_completion_images(examples: Sequence[Any], plans: Sequence[RowPlan]) -> None:
+    """Prompt/completion rows: upstream sends images with the prompt only, so an image in the
+    completion could never reach the model; say so instead of a count error."""
+    for example, plan in zip(examples, plans):
+        if not (isinstance(example, Mapping) and is_chat(example.get("completion"))):
+            continue
+        n = len(image_parts(example["completion"]))
+        if n:
+            raise ImageCountError(
+                f"unsloth_multiimage: row {plan.row} has {n} image part(s) in its completion; prompt/completion "
+                f"rows carry images in the prompt only (the completion is tokenized as text). Fix: move the "
+                f"image(s) into the prompt messages, or use the `messages` layout.",
+                row=plan.row,
+            )
+
+
+def _reject_multi_image(plans: Sequence[RowPlan], family: str, settings: Settings) -> None:
+    for plan in plans:
+        if len(plan.images) > 1:
+            raise ImageCountError(
+                f"unsloth_multiimage: row {plan.row} has {len(plan.images)} images, but {family} models take one image "
+                f'per row. Fix: configure(strategy="grid") (UNSLOTH_MULTIIMAGE_STRATEGY=grid) to compose each row\'s '
+                f'images into one canvas, or configure(max_images=1, on_excess="keep_first") to keep the first.',
+                row=plan.row,
+            )
+
+
+# ------------------------------------------------------------------------------------- decoding
+
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of ``threads`` for this process (a DataLoader worker forked from a parent that had
+    one gets its own: threads do not survive a fork)."""
+    key = (os.getpid(), threads)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="umi-decode")
+        return pool
+
+
+def _decode_batch(plans: Sequence[RowPlan], settings: Settings, headers_only: bool = False) -> tuple[list[RowPlan], list[bool]]:
+    """Load every image that is not ready yet; order and row-named errors as in a serial loop."""
+    todo = [(i, k, img) for i, p in enumerate(plans) for k, img in enumerate(p.images) if needs_decoding(img)]
+    if not todo:
+        return list(plans), [False] * len(plans)
+
+    def load(task: tuple[int, int, Any]) -> Any:
+        i, k, img = task
+        return load_image(img, plans[i].row, k, allow_urls=settings.allow_urls, header_only=headers_only)
+
+    if settings.decode_threads > 1 and len(todo) > 1:
+        loaded = list(_pool(settings.decode_threads).map(load, todo))  # raises the first failure, in order
+    else:
+        loaded = [load(t) for t in todo]
+    images = [list(p.images) for p in plans]
+    for (i, k, _), img in zip(todo, loaded):
+        images[i][k] = img
+    touched = {i for i, _, _ in todo}
+    out = [replace(p, images=tuple(images[i])) if i in touched else p for i, p in enumerate(plans)]
+    return out, [i in touched for i in range(len(plans))]

@@ -1,0 +1,173 @@
+"""``unsloth-multiimage doctor --dataset FILE``: what the patched collator does with each row, without a model.
+
+Each row goes through the same row pipeline the patched ``UnslothVisionDataCollator`` runs
+(:func:`unsloth_multiimage.rows.pipeline.prepare_batch`), then, with a processor, through its chat
+template and the per-row placeholder check the collator runs on the rendered text, and through the
+processor itself. The verdict of a row:
+
+- ``error``: the patched collator raises on this row, with this very message;
+- ``fixed``: it collates, and the installed unsloth_zoo release without the plugin would get the
+  row wrong (the note says how: :func:`unsloth_multiimage.patches.unsloth_collator.upstream_problems`);
+- ``ok``: it collates, and the release alone would have collated it the same way.
+
+Verdicts are about a row in a batch beside rows with images (what a shuffled dataset gives). The
+``headers`` mode (``--all``) reads only each image's header (size and mode) instead of decoding
+it, and skips the processor: fast enough for every row of a large dataset, blind to damage past
+an image's header.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
+
+from ..engine.decision import Decision
+from ..errors import RowError
+from ..rows.pipeline import PreparedRow, prepare_batch
+from ..rows.plan import check_rendered_counts
+from ..settings import Settings, get_settings
+
+__all__ = ["RowReport", "DryRun", "Verdict"]
+
+Verdict = Literal["ok", "fixed", "error"]
+Mode = Literal["full", "headers"]
+
+
+@dataclass(frozen=True)
+class RowReport:
+    """What the dry run found for one row.
+
+    Attributes:
+        row: the row's number in the dataset.
+        layout: ``column``, ``content``, ``merged``, ``text-only`` (how the row holds its images), or
+            ``?`` when the row could not be read that far.
+        images: images the row holds (None when unknown).
+        sent: images the model gets, after the policies (None on error).
+        tokens: image placeholders in the rendered text (None without a processor, or on error).
+        verdict: ``ok``, ``fixed`` or ``error``.
+        note: for ``error`` the message training raises; else what the plugin fixes or changes.
+    """
+
+    row: int
+    layout: str
+    images: int | None
+    sent: int | None
+    tokens: int | None
+    verdict: Verdict
+    note: str
+
+
+def _layout(prepared: PreparedRow) -> str:
+    plan = prepared.plan
+    if not prepared.given:
+        return "text-only"
+    if plan.merged:
+        return "merged"
+    return "column" if plan.column else "content"
+
+
+class DryRun:
+    """Checks rows as the patched collator of the installed release would.
+
+    Args:
+        processor: the model's processor (renders the chat, counts placeholders, processes the
+            row); None checks the rows without rendering them.
+        settings: the policies (default: the settings in force).
+        zoo: the collator patch's decision for the installed unsloth_zoo (default: read from the
+            compat table for the installed version, or the newest tested one when absent).
+        mode: ``full`` decodes every image and runs the processor; ``headers`` reads image headers only.
+    """
+
+    def __init__(
+        self,
+        processor: Any | None = None,
+        settings: Settings | None = None,
+        *,
+        zoo: Decision | None = None,
+        mode: Mode = "full",
+    ) -> None:
+        from ..patches import unsloth_collator, zoo_release
+
+        self.processor = processor
+        self.settings = settings or get_settings()
+        self.zoo = zoo or zoo_release.installed_decision()
+        self.pc_zoo = zoo_release.installed_decision(unsloth_collator.PC_PATCH_NAME)
+        self.mode = mode
+        self.adapter = None
+        if processor is not None:
+            from ..engine.activation import find_adapter
+
+            self.adapter = find_adapter(processor)
+        self._collator = unsloth_collator
+        self._release = zoo_release
+
+    def check(self, example: Any, row: int) -> RowReport:
+        """The report of one row (numbered ``row`` in every message)."""
+        single = self.adapter.name if self.adapter is not None and not self.adapter.multi_image else None
+        settings = self.settings if self.mode == "full" else dataclasses.replace(self.settings, max_pixels_per_example=None, strategy="native")
+        try:
+            [prepared] = prepare_batch(
+                [example], settings, single_image_family=single, first_row=row, headers_only=self.mode == "headers"
+            )
+        except RowError as exc:
+            return RowReport(row, "?", None, None, None, "error", str(exc))
+        n = len(prepared.plan.images)
+        layout = _layout(prepared)
+        tokens = None
+        if self.processor is not None and self.adapter is not None:
+            try:
+                text = self._collator.render_row(self.processor, prepared.example, row, self.zoo)
+                tokens = text.count(self.adapter.placeholder)
+                check_rendered_counts([text], [n], self.adapter.placeholder, examples=[prepared.example], first_row=row)
+                if self.mode == "full":
+                    self._collator.process_row(self.processor, text, prepared.plan.images, row, self.zoo)
+            except RowError as exc:
+                return RowReport(row, layout, prepared.given, None, tokens, "error", str(exc))
+        problem = self._release.pc_path_problem(self.zoo) if self._release.is_pc_row(prepared.example) else None
+        if problem:
+            return RowReport(row, layout, prepared.given, None, tokens, "error", self._collator.pc_row_error(row, problem).args[0])
+        notes = self._release.upstream_problems(prepared, self.zoo, self.pc_zoo)
+        verdict: Verdict = "fixed" if notes else "ok"
+        if n != prepared.given:
+            notes.append(f"policy: {prepared.given} -> {n} image(s)")
+        return RowReport(row, layout, prepared.given, n, tokens, verdict, "; ".join(notes))
+
+    def check_rows(self, rows: Iterable[Any], first_row: int = 0) -> list[RowReport]:
+        """The reports of ``rows``, numbered from ``first_row``."""
+        return [self.check(example, row) for row, example in enumerate(rows, first_row)]
+
+
+def format_report(reports: Sequence[RowReport], title: str) -> str:
+    """A table of the reports, the counts, and every error message in full."""
+    import textwrap
+
+    headers = ("row", "layout", "images", "sent", "placeholders", "verdict", "note")
+    table = [
+        (
+            str(r.row),
+            r.layout,
+            "-" if r.images is None else str(r.images),
+            "-" if r.sent is None else str(r.sent),
+            "-" if r.tokens is None else str(r.tokens),
+            r.verdict,
+            "see below" if r.verdict == "error" else (r.note or "-"),
+        )
+        for r in reports
+    ]
+    widths = [max(len(c) for c in col) for col in zip(headers, *table)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    out = [title, fmt(headers), "  ".join("-" * w for w in widths), *(fmt(t) for t in table)]
+    counts = {v: sum(r.verdict == v for r in reports) for v in ("ok", "fixed", "error")}
+    out += ["", f"{len(reports)} row(s): {counts['ok']} ok, {counts['fixed']} fixed by the plugin, {counts['error']} error(s)"]
+    for r in reports:
+        if r.verdict == "error":
+            out.append(textwrap.fill(f"row {r.row}: {r.note}", width=110, subsequent_indent="    "))
+    return "\n".join(out)
+
+
+__all__ += ["format_report"]

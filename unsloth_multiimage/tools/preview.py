@@ -1,0 +1,237 @@
+"""``unsloth-multiimage preview``: a PNG of what Llama-3.2-Vision is given for one row.
+
+The picture has three panels, drawn with Pillow only (default font):
+
+1. the row's images in slot order (``--strategy grid``: the one grid canvas the model gets);
+2. the rendered chat, each ``<|image|>`` shown as ``[IMG k]`` in its place;
+3. the cross-attention mask as a heat map: one row per text token, one column per image slot
+   (first tile), bright where the token attends to the slot, dark where it does not.
+
+The mask comes from running the processor (the tiny offline one, or ``--model PATH``'s)
+through the plugin's code path on that one row: :func:`unsloth_multiimage.demo.prepare_rows`
+(per-row images, file loading, policies, chat template) and the patched ``MllamaProcessor``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import textwrap
+from dataclasses import replace
+from typing import Any
+
+__all__ = ["render_preview", "run", "MASK_ON", "MASK_OFF", "mask_colour"]
+
+#: Heat-map colours for mask value 1 and 0 (other values are interpolated).
+MASK_ON = (255, 214, 64)
+MASK_OFF = (24, 24, 48)
+_BG = (255, 255, 255)
+_INK = (20, 20, 20)
+_MUTED = (110, 110, 110)
+_ACCENT = (200, 40, 40)
+_GRID_LINE = (90, 90, 110)
+_MARGIN = 12
+_THUMB_H = 128
+_CELL_W = 44
+_MAX_HEATMAP_H = 4000
+
+
+def mask_colour(value: float) -> tuple[int, int, int]:
+    """The heat-map colour of a mask value in [0, 1]."""
+    v = min(1.0, max(0.0, float(value)))
+    return tuple(int(round(a + (b - a) * v)) for a, b in zip(MASK_OFF, MASK_ON))  # type: ignore[return-value]
+
+
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default()
+
+
+def _text_size(font: Any, text: str) -> tuple[int, int]:
+    left, top, right, bottom = font.getbbox(text or " ")
+    return int(right - min(0, left)), int(bottom - min(0, top))
+
+
+def _marked_text(text: str, token: str) -> str:
+    parts = text.split(token)
+    out = parts[0]
+    for k, part in enumerate(parts[1:], 1):
+        out += f"[IMG {k}]" + part
+    return out
+
+
+def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, strategy: str = "native") -> dict:
+    """Write the preview PNG of ``example`` and return its metadata.
+
+    Returns a dict with ``path``; ``size`` (PNG width, height); ``mask_box`` (x0, y0, x1, y1 of
+    the heat map in the PNG, x1/y1 exclusive); ``cell_size`` (width, height of one cell);
+    ``mask_shape`` (the shape of the batch's ``cross_attention_mask``, ``(1, seq, slots, tiles)``,
+    or ``None`` for a text-only row); ``heatmap`` (the ``seq x slots`` values drawn, first tile);
+    ``tokens``; ``text`` (the rendered chat); ``n_images``; ``strategy``; ``image_sizes``.
+    Raises the plugin's per-row errors (``ImageCountError`` / ``ImageLoadError``) for a bad row.
+    """
+    from PIL import Image, ImageDraw
+
+    from ..settings import get_settings
+    from .demo import prepare_rows, starts_with_bos
+
+    out_path = os.fspath(out_path)
+    settings = replace(get_settings(), strategy=strategy)
+    _examples, plans, texts = prepare_rows([example], processor, settings)
+    images = [img.convert("RGB") if getattr(img, "mode", "RGB") != "RGB" else img for img in plans[0].images]
+    text = texts[0]
+    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": not starts_with_bos(processor, [text])}
+    if images:
+        kwargs["images"] = [images]
+    batch = processor(**kwargs)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    ids = batch["input_ids"][0].tolist()
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    cam = batch.get("cross_attention_mask")
+    n_slots = 0
+    heat: list[list[float]] = [[] for _ in ids]
+    mask_shape = None
+    if cam is not None:
+        mask_shape = tuple(int(d) for d in cam.shape)
+        n_slots = int(cam.shape[2])
+        heat = cam[0, :, :, 0].float().tolist()
+    token = getattr(processor, "image_token", None) or "<|image|>"
+
+    font = _font()
+    line_h = _text_size(font, "Ag[|]")[1] + 4
+
+    # Panel 1: thumbnails.
+    thumbs = []
+    for img in images:
+        scale = _THUMB_H / img.height
+        thumbs.append(img.resize((max(1, round(img.width * scale)), _THUMB_H), Image.NEAREST))
+    label = "GRID" if strategy == "grid" else "IMG"
+    thumbs_w = sum(t.width for t in thumbs) + _MARGIN * max(0, len(thumbs) - 1)
+
+    # Panel 2: the rendered chat, wrapped.
+    wrap = 100
+    lines = []
+    for raw in _marked_text(text, token).split("\n"):
+        lines.extend(textwrap.wrap(raw, width=wrap, break_long_words=True, replace_whitespace=False) or [""])
+    text_w = max((_text_size(font, ln)[0] for ln in lines), default=0)
+
+    # Panel 3: the heat map.
+    seq = len(ids)
+    cell_h = max(1, min(line_h, _MAX_HEATMAP_H // max(1, seq)))
+    show_labels = cell_h >= line_h - 2
+    label_texts = [f"{i:>4} {tok[:22]}" for i, tok in enumerate(tokens)]
+    label_w = max((_text_size(font, t)[0] for t in label_texts), default=0) + 8 if show_labels else 40
+    heat_w = label_w + max(1, n_slots) * _CELL_W
+
+    title = (f"unsloth-multiimage preview: {len(images)} image(s) to the model, strategy {strategy}, "
+             f"{seq} tokens, cross_attention_mask {list(mask_shape) if mask_shape else 'none (text-only row)'}")
+    width = _MARGIN * 2 + max(thumbs_w, text_w, heat_w, _text_size(font, title)[0], 320)
+    y_images = _MARGIN + line_h * 2
+    y_text = y_images + (_THUMB_H + line_h + _MARGIN if thumbs else line_h) + line_h
+    y_heat_title = y_text + len(lines) * line_h + _MARGIN
+    y_heat = y_heat_title + line_h * 2
+    height = y_heat + seq * cell_h + _MARGIN
+
+    canvas = Image.new("RGB", (width, height), _BG)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((_MARGIN, _MARGIN), title, fill=_INK, font=font)
+
+    draw.text((_MARGIN, y_images - line_h), "Images, in slot order:" if thumbs else "No images (text-only row).",
+              fill=_MUTED, font=font)
+    x = _MARGIN
+    for k, (thumb, img) in enumerate(zip(thumbs, images), 1):
+        canvas.paste(thumb, (x, y_images))
+        draw.rectangle([x - 1, y_images - 1, x + thumb.width, y_images + thumb.height], outline=_GRID_LINE)
+        draw.text((x, y_images + thumb.height + 2), f"{label} {k} ({img.width}x{img.height})", fill=_INK, font=font)
+        x += thumb.width + _MARGIN
+
+    draw.text((_MARGIN, y_text - line_h), "Rendered chat ([IMG k] = the k-th image token):", fill=_MUTED, font=font)
+    for n, ln in enumerate(lines):
+        draw.text((_MARGIN, y_text + n * line_h), ln, fill=_INK, font=font)
+        if "[IMG " in ln:  # redraw the markers in the accent colour, in place
+            start = 0
+            while (pos := ln.find("[IMG ", start)) >= 0:
+                end = ln.index("]", pos) + 1
+                dx = _text_size(font, ln[:pos])[0] if pos else 0
+                draw.text((_MARGIN + dx, y_text + n * line_h), ln[pos:end], fill=_ACCENT, font=font)
+                start = end
+
+    draw.text((_MARGIN, y_heat_title), "cross_attention_mask (first tile): rows = tokens, columns = image slots; "
+              "bright = attends", fill=_MUTED, font=font)
+    x0 = _MARGIN + label_w
+    for s in range(n_slots):
+        draw.text((x0 + s * _CELL_W + 4, y_heat - line_h), f"{label} {s + 1}", fill=_INK, font=font)
+    for i in range(seq):
+        y = y_heat + i * cell_h
+        if show_labels:
+            colour = _ACCENT if tokens[i] == token else _INK
+            draw.text((_MARGIN, y), label_texts[i], fill=colour, font=font)
+        for s in range(n_slots):
+            draw.rectangle([x0 + s * _CELL_W, y, x0 + (s + 1) * _CELL_W - 1, y + cell_h - 1], fill=mask_colour(heat[i][s]))
+    box = (x0, y_heat, x0 + n_slots * _CELL_W, y_heat + seq * cell_h)
+    if n_slots:  # thin separators on the cell borders (cell centres keep their colour)
+        for s in range(n_slots + 1):
+            draw.line([(x0 + s * _CELL_W, y_heat), (x0 + s * _CELL_W, box[3] - 1)], fill=_GRID_LINE)
+
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    canvas.save(out_path, format="PNG")
+    return {
+        "path": os.path.abspath(out_path),
+        "size": canvas.size,
+        "mask_box": box,
+        "cell_size": (_CELL_W, cell_h),
+        "mask_shape": mask_shape,
+        "heatmap": heat,
+        "tokens": tokens,
+        "text": text,
+        "n_images": len(images),
+        "strategy": strategy,
+        "image_sizes": [img.size for img in images],
+    }
+
+
+def _load_processor(model_path: str | None) -> Any:
+    if model_path is None:
+        from . import tiny_mllama
+
+        return tiny_mllama.build_processor()
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(model_path, local_files_only=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import RowError
+
+    dataset = getattr(args, "dataset", None)
+    row = int(getattr(args, "row", 0))
+    strategy = getattr(args, "strategy", "native")
+    out = getattr(args, "out", None) or "preview.png"
+    if dataset:
+        from .dataset_check import load_dataset_file
+
+        try:
+            rows = load_dataset_file(dataset, limit=row + 1)
+        except (OSError, ValueError) as exc:
+            print(f"preview: cannot read {dataset}: {exc}")
+            return 1
+        source = dataset
+    else:
+        from .demo_data import make_rows
+
+        rows, source = make_rows(n=max(16, row + 1), seed=0), "the demo data"
+    if not 0 <= row < len(rows):
+        print(f"preview: row {row} is out of range ({source} has {len(rows)} row(s) read)")
+        return 1
+    processor = _load_processor(getattr(args, "model", None))
+    try:
+        meta = render_preview(rows[row], processor, out, strategy=strategy)
+    except RowError as exc:
+        print(f"preview: row {row} of {source} cannot be sent to the model (it is row 0 of the preview's "
+              f"one-row batch below):\n  {exc}")
+        return 1
+    print(f"preview of row {row} of {source} written to {meta['path']} ({meta['size'][0]}x{meta['size'][1]} px)")
+    print(f"  {meta['n_images']} image(s) to the model, {len(meta['tokens'])} tokens, "
+          f"cross_attention_mask shape {list(meta['mask_shape']) if meta['mask_shape'] else 'none (text-only row)'}")
+    return 0
