@@ -45,6 +45,7 @@ FIX_WORDS = {
     "column_content_merge": "column + content images merged",
     "row_count_validation": "per-row count check",
     "pc_extract_tuple": "prompt/completion rows collate",
+    "pc_cross_attention": "prompt/completion cross-attention mask",
 }
 PATCH_TITLES = {
     "mllama_processor": "MllamaProcessor patch",

@@ -6,7 +6,7 @@ Images encode (row, index) in their pixels (tiny_mllama.make_tile_image / decode
 shifted, dropped, duplicated or swapped image is caught in the tensors the model would see.
 
 Example counts: ``UMI_HYPOTHESIS_PROFILE=ci-full`` (set by the default CI session) runs 2,000
-examples per property, anything else ~200 (the version-row sessions on the 2-core CI machine).
+examples per property, anything else 300 (the version-row sessions on the 2-core CI machine).
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import TRANSFORMERS
+from conftest import TRANSFORMERS, UNSLOTH_ZOO
+from packaging.version import Version
+from rowgen import LAYOUTS, assert_names_a_bad_row, assert_row_ok, build_row, row_specs
+
+PC_PATH = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.9.3")  # prompt/completion collation
 
 pytestmark = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 
@@ -29,185 +33,10 @@ _COMMON = dict(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 settings.register_profile("umi-ci-full", max_examples=2000, **_COMMON)
-settings.register_profile("umi-quick", max_examples=200, **_COMMON)
+settings.register_profile("umi-quick", max_examples=300, **_COMMON)
 PROFILE_NAME = "umi-ci-full" if os.environ.get("UMI_HYPOTHESIS_PROFILE", "").strip() == "ci-full" else "umi-quick"
 PROFILE = settings.get_profile(PROFILE_NAME)
 
-ROW_NAMED = re.compile(r"\b(?:row|sample) (\d+)\b")
-SIZES = [(28, 28), (28, 28), (28, 28), (56, 28), (28, 56)]
-REPRS = ["pil", "pil", "pil", "pil", "png", "dict_bytes", "dict_path", "path", "rgba", "palette"]
-
-
-# ------------------------------------------------------------------ images in every representation
-
-
-@functools.lru_cache(maxsize=None)
-def _png(row: int, index: int, size: tuple) -> bytes:
-    from unsloth_multiimage.tools import tiny_mllama
-
-    buf = io.BytesIO()
-    tiny_mllama.make_tile_image(row, index, size).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def image_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("umi_property_images")
-
-
-def make_image(kind: str, row: int, index: int, size: tuple, folder) -> object:
-    """An image that decodes to (row, index), in the representation ``kind``."""
-    from PIL import Image
-
-    from unsloth_multiimage.tools import tiny_mllama
-
-    if kind == "pil":
-        return tiny_mllama.make_tile_image(row, index, size)
-    if kind == "rgba":  # opaque alpha: composited on white it is the same colour
-        return tiny_mllama.make_tile_image(row, index, size).convert("RGBA")
-    if kind == "palette":  # a solid image quantizes exactly
-        return tiny_mllama.make_tile_image(row, index, size).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
-    data = _png(row, index, size)
-    if kind == "png":
-        return data
-    if kind == "dict_bytes":
-        return {"bytes": data, "path": None}
-    path = folder / f"r{row}_i{index}_{size[0]}x{size[1]}.png"
-    if not path.exists():
-        path.write_bytes(data)
-    return {"bytes": None, "path": str(path)} if kind == "dict_path" else str(path)
-
-
-CORRUPT = b"\x89PNG\r\n\x1a\n this is not an image"
-
-
-# ------------------------------------------------------------------ row specs (pure data, shrink well)
-
-FAULTS_BY_KIND = {
-    "text": [None],
-    "column": [None, "none_entry", "extra_image", "missing_image", "corrupt"],
-    "content": [None, "bare_no_column", "corrupt"],
-    "mixed": [None, "none_entry", "missing_image", "corrupt"],
-}
-
-
-@st.composite
-def row_specs(draw, allow_faults: bool = True):
-    kind = draw(st.sampled_from(["text", "column", "column", "content", "mixed"]))
-    pairs = draw(st.integers(1, 3))
-    n = 0 if kind == "text" else draw(st.integers(1, 6))
-    turns = sorted(draw(st.lists(st.integers(0, 2 * pairs - 1), min_size=n, max_size=n)))
-    if kind == "column":
-        filled = [False] * n
-    elif kind == "content":
-        filled = [True] * n
-    else:
-        filled = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    reprs = draw(st.lists(st.sampled_from(REPRS), min_size=n, max_size=n))
-    sizes = draw(st.lists(st.sampled_from(SIZES), min_size=n, max_size=n))
-    text_first = draw(st.lists(st.booleans(), min_size=2 * pairs, max_size=2 * pairs))
-    if kind == "text":
-        images_key = draw(st.sampled_from(["absent", "none", "empty"]))
-    elif kind == "content":
-        images_key = draw(st.sampled_from(["absent", "none", "empty"]))
-    elif kind == "column" and n == 1:
-        images_key = draw(st.sampled_from(["list", "single"]))
-    else:
-        images_key = "list"
-    fault = draw(st.sampled_from(FAULTS_BY_KIND[kind])) if allow_faults and draw(st.integers(0, 9)) == 0 else None
-    if fault in ("none_entry", "missing_image") and not any(not f for f in filled):
-        fault = None  # a mixed row whose parts all carry their image has no column entry to spoil
-    fault_at = draw(st.integers(0, 5))
-    return dict(kind=kind, pairs=pairs, turns=turns, filled=filled, reprs=reprs, sizes=sizes,
-                text_first=text_first, images_key=images_key, fault=fault, fault_at=fault_at)
-
-
-def build_row(spec: dict, row: int, folder) -> tuple[dict, int]:
-    """(the example, how many images it must show); images are numbered in placeholder order."""
-    n = len(spec["turns"])
-    images = [make_image(spec["reprs"][k], row, k, spec["sizes"][k], folder) for k in range(n)]
-    filled = list(spec["filled"])
-    fault, at = spec["fault"], spec["fault_at"]
-    if fault == "corrupt" and n:
-        images[at % n] = CORRUPT
-    if fault == "bare_no_column" and n:
-        filled[at % n] = False
-    messages = []
-    for turn in range(2 * spec["pairs"]):
-        role = "user" if turn % 2 == 0 else "assistant"
-        parts = [
-            {"type": "image", "image": images[k]} if filled[k] else {"type": "image"}
-            for k in range(n)
-            if spec["turns"][k] == turn
-        ]
-        text = {"type": "text", "text": "describe the image" if role == "user" else "the first"}
-        messages.append({"role": role, "content": [text, *parts] if spec["text_first"][turn] else [*parts, text]})
-    example: dict = {"messages": messages}
-    column = [images[k] for k in range(n) if not filled[k]]
-    if spec["kind"] in ("column", "mixed"):
-        if fault == "none_entry" and column:
-            column[at % len(column)] = None
-        if fault == "extra_image":
-            column.append(make_image("pil", row, n, (28, 28), folder))
-        if fault == "missing_image" and column:
-            column.pop()
-        if spec["images_key"] == "single" and len(column) == 1:
-            example["images"] = column[0]
-        else:
-            example["images"] = column
-    elif spec["images_key"] == "none":
-        example["images"] = None
-    elif spec["images_key"] == "empty":
-        example["images"] = []
-    return example, n
-
-
-# ------------------------------------------------------------------ the invariant
-
-
-def _decoded(tiny, processor, batch, row: int, n: int) -> list:
-    pv = batch["pixel_values"]
-    got = [tiny.decode_tile(pv[row, k, 0], processor) for k in range(min(n, pv.shape[1]))]
-    if n > pv.shape[1]:
-        got.append(f"only {pv.shape[1]} slots for {n} images")
-    return got
-
-
-def assert_row_ok(tiny, processor, batch, row: int, n: int) -> None:
-    """Row ``row`` shows exactly its ``n`` images (row, 0..n-1) in slot order, nothing else, and the
-    cross-attention mask switches image k on at its token (never before), off for empty slots."""
-    import torch
-
-    ids = batch["input_ids"][row]
-    positions = (ids == processor.image_token_id).nonzero().flatten().tolist()
-    assert len(positions) == n, f"row {row}: {len(positions)} image tokens for {n} images"
-    if n:
-        assert _decoded(tiny, processor, batch, row, n) == [(row, k) for k in range(n)], f"row {row}"
-    if "pixel_values" in batch:
-        assert (batch["pixel_values"][row, n:] == 0).all(), f"row {row}: data in a slot past its {n} images"
-    cam = batch.get("cross_attention_mask")
-    if cam is None:
-        assert n == 0
-        return
-    on = cam[row].bool().any(-1)  # (seq, slots)
-    assert not on[:, n:].any(), f"row {row}: cross-attention to an empty slot"
-    attention = batch["attention_mask"][row].bool()
-    for k, p in enumerate(positions):
-        assert not on[:p, k].any(), f"row {row}: image {k} visible before its token"
-        assert on[p, k], f"row {row}: image {k} not visible at its token"
-    if n:
-        # Every real token after the first image sees the most recent image before it.
-        pos = torch.tensor(positions)
-        for t in range(positions[0], ids.shape[0]):
-            if attention[t]:
-                latest = int((pos <= t).sum()) - 1
-                assert on[t, latest], f"row {row}: token {t} does not see image {latest}"
-
-
-def assert_names_a_bad_row(exc: BaseException, bad: set) -> None:
-    named = {int(m) for m in ROW_NAMED.findall(str(exc))}
-    assert named, f"the error names no row: {exc}"
-    assert named <= bad, f"the error names rows {sorted(named)}, the bad rows are {sorted(bad)}: {exc}"
 
 
 # ------------------------------------------------------------------ the patched collator (real unsloth_zoo)
@@ -231,12 +60,36 @@ def all_text_batch_refused(collator) -> bool:
     return False
 
 
+@st.composite
+def batches(draw):
+    """1-4 rows in one chat layout (the collator reads a batch the way its first row asks), each
+    valid or with one fault; sometimes one row in the other layout (a batch-level fault)."""
+    layout = draw(st.sampled_from(LAYOUTS))
+    specs = draw(st.lists(row_specs(layout=layout), min_size=1, max_size=4))
+    mismatch = None
+    if len(specs) > 1 and draw(st.integers(0, 11)) == 0:
+        mismatch = draw(st.integers(1, len(specs) - 1))
+        other = "messages" if layout == "pc" else "pc"
+        specs[mismatch] = draw(row_specs(allow_faults=False, layout=other))
+    return specs, mismatch
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("umi_property_images")
+
+
 @PROFILE
-@given(specs=st.lists(row_specs(), min_size=1, max_size=8))
-def test_collator_puts_every_image_in_its_rows_slot_or_names_the_row(specs, tiny, processor, collator, image_dir):
+@given(case=batches())
+def test_collator_puts_every_image_in_its_rows_slot_or_names_the_row(case, tiny, processor, collator, image_dir):
+    specs, mismatch = case
     rows = [build_row(spec, r, image_dir) for r, spec in enumerate(specs)]
-    bad = {r for r, spec in enumerate(specs) if spec["fault"] is not None}
     examples = [example for example, _ in rows]
+    bad = {r for r, spec in enumerate(specs) if spec["fault"] is not None}
+    if mismatch is not None:
+        bad.add(mismatch)
+    if specs[0]["layout"] == "pc" and not PC_PATH:
+        bad |= {r for r, spec in enumerate(specs) if spec["layout"] == "pc"}  # this release reads `messages` only
     if not bad and all(n == 0 for _, n in rows) and all_text_batch_refused(collator):
         with pytest.raises(ValueError, match="is text-only"):
             collator(examples)

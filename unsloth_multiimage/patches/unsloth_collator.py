@@ -28,6 +28,7 @@ from ..errors import RowError, RowShapeError
 from ..rows.chat import messages_of
 from ..rows.pipeline import PreparedRow, format_rows, prepare_batch
 from ..settings import get_settings
+from . import pc_cross_attention
 from .zoo_proxy import BatchImages, ProcessorProxy
 from .zoo_release import Fix, PcFix, for_upstream, is_pc_row, pc_path_problem
 
@@ -136,7 +137,7 @@ def _check_layouts(examples: Sequence[Any], decision: Decision) -> None:
             kinds = ("prompt/completion", "messages")
             first, this = (kinds[0], kinds[1]) if pc[0] else (kinds[1], kinds[0])
             raise RowShapeError(
-                f"unsloth_multiimage: row {row} is a {this} row, but row 0 is a {first} row: unsloth_zoo collates a "
+                f"unsloth_multiimage: row {row} is a {this} row, but the first row of the batch is a {first} row: unsloth_zoo collates a "
                 f"whole batch in the layout of its first row. Fix: use one layout for the whole dataset.",
                 row=row,
             )
@@ -148,13 +149,20 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
 
     def collate(wrapped: Callable, instance: Any, prepared: Sequence[PreparedRow], adapter: Any) -> Any:
         plans = [p.plan for p in prepared]
-        proxy = ProcessorProxy(instance.processor, BatchImages(plans, instance, adapter, [p.example for p in prepared]))
+        handed = [for_upstream(p, decision.fixes) for p in prepared]
+        images = BatchImages(plans, instance, adapter, [p.example for p in prepared], [k for _, k in handed])
         processor = instance.processor
-        instance.processor = proxy
+        instance.processor = ProcessorProxy(processor, images)
         try:
-            return wrapped([for_upstream(p, decision.fixes) for p in prepared])
+            out = wrapped([example for example, _ in handed])
         finally:
             instance.processor = processor
+        if Fix.PC_CROSS_ATTENTION in decision.fixes and len(images.outputs) >= 2 and pc_cross_attention.needs_repair(out):
+            tokenizer = getattr(processor, "tokenizer", processor)
+            pc_cross_attention.extend_over_completions(
+                out, images.outputs[0], images.outputs[1], getattr(tokenizer, "padding_side", "right")
+            )
+        return out
 
     def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
         if instance is None or len(args) != 1 or kwargs:

@@ -25,14 +25,26 @@ PATCH_NAME = "unsloth_collator"
 class BatchImages:
     """The per-row image plan of one collator call, and the alignment of upstream's list."""
 
-    def __init__(self, plans: Sequence[RowPlan], collator: Any, adapter: ModelAdapter | None, examples: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        plans: Sequence[RowPlan],
+        collator: Any,
+        adapter: ModelAdapter | None,
+        examples: Sequence[Any] = (),
+        found: Sequence[int] | None = None,
+    ) -> None:
         self.plans = list(plans)
+        # How many images upstream's own extraction finds per row (what it was handed).
+        self.found = list(found) if found is not None else [len(p.images) if p.merged else p.upstream_count for p in plans]
         self.examples = list(examples) or None  # the rows, to name a dataset layout in count errors
         self.collator = collator
         self.adapter = adapter
         self.token = adapter.placeholder if adapter is not None else None
         self.nesting = adapter.nesting if adapter is not None else None
         self.used = False
+        # What the processor returned for the batch: the image call first, then text-only calls
+        # (a prompt/completion batch encodes its completions on their own).
+        self.outputs: list[Any] = []
 
     def check_truncation(self, processor: Any, out: Any, aligned: list[list], max_length: Any) -> None:
         """Raise naming the first row whose images lost their tokens in ``input_ids`` (truncation)."""
@@ -64,10 +76,12 @@ class BatchImages:
         entries = [] if upstream is None else list(upstream)
         entries = [[] if e is None else (list(e) if isinstance(e, (list, tuple)) else [e]) for e in entries]
         n = len(self.plans)
+        if not entries:
+            entries = [[] for _ in range(n)]  # upstream found no image at all: every row's come from the plan
         if len(entries) != n:
             # Releases 2025.9.3-2026.9.7 leave out the rows whose extraction came back empty.
             # Merged rows reach upstream through their message content, every image included.
-            rows = [i for i, p in enumerate(self.plans) if (len(p.images) if p.merged else p.upstream_count) > 0]
+            rows = [i for i, k in enumerate(self.found) if k > 0]
             if len(entries) != len(rows):
                 raise RuntimeError(
                     f"unsloth_multiimage: cannot line up the collator's {len(entries)} image lists with "
@@ -117,5 +131,9 @@ class ProcessorProxy(wrapt.ObjectProxy):
                 raise
             out = self.__wrapped__(*args, **kwargs)
             batch.check_truncation(self.__wrapped__, out, aligned, kwargs.get("max_length"))
+            batch.outputs.append(out)
             return out
-        return self.__wrapped__(*args, **kwargs)
+        out = self.__wrapped__(*args, **kwargs)
+        if batch.used and isinstance(text, (list, tuple)) and len(text) == len(batch.plans):
+            batch.outputs.append(out)
+        return out

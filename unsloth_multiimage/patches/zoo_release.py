@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from ..engine.decision import Decision, StrEnum
-from ..rows.chat import carrying_part, has_column, is_chat, rewrite_image_parts
+from ..rows.chat import carrying_part, has_column, is_chat, rewrite_image_parts, without_none_keys
 from ..rows.pipeline import PreparedRow
 
 __all__ = ["Fix", "for_upstream", "installed_decision", "resizer", "upstream_problems", "pc_path_problem"]
@@ -28,6 +28,7 @@ class Fix(StrEnum):
     NONE_ENTRIES = "none_entries"
     COLUMN_CONTENT_MERGE = "column_content_merge"
     ROW_COUNT_VALIDATION = "row_count_validation"
+    PC_CROSS_ATTENTION = "pc_cross_attention"
 
 
 class PcFix(StrEnum):
@@ -38,7 +39,9 @@ class PcFix(StrEnum):
 
 # Releases from which upstream does something itself (first release that does it).
 PC_PATH = (2025, 9, 3)  # prompt/completion rows are collated at all
+COLUMN_LIST = (2025, 3, 11)  # a column row's images go to the processor as a list per row (before: a bare image)
 CONTENT_BESIDE_COLUMN = (2025, 3, 11)  # a content row in a batch with column rows
+TYPED_VISION_PARTS = (2025, 8, 1)  # content parts are images by their type (before: any part with an `image` key)
 CONTENT_BYTES = (2025, 12, 4)  # bytes and {"bytes"/"path"} dicts embedded in the messages
 COLUMN_DECODING = (2026, 9, 8)  # str / bytes / dict entries of the images column are decoded
 _COLUMN_DECODED_TYPES = (str, bytes, bytearray, Mapping)
@@ -110,34 +113,42 @@ def _with_images_in_content(example: Mapping, images: Sequence) -> dict:
 _LAYOUT_KEYS = ("messages", "conversations", "prompt", "completion")
 
 
-def for_upstream(prepared: PreparedRow, fixes: frozenset[str]) -> Any:
-    """The example as upstream should see it on its release.
+def for_upstream(prepared: PreparedRow, fixes: frozenset[str]) -> tuple[Any, int]:
+    """The example as upstream should see it on its release, and how many images upstream's own
+    extraction finds in it (0 lets the proxy know the row is left out of upstream's image list on
+    releases that leave out rows without images).
 
     Upstream reads a present ``images`` key first (indexing ``[0]`` on old releases, so it must
     be a non-empty list of loaded images), else the message content; it picks its code path by
     the presence of keys, so keys holding None are left out.
     """
-    example, plan = prepared.example, prepared.plan
+    plan = prepared.plan
+    example = without_none_keys(prepared.example)
     if not isinstance(example, Mapping):
-        return example
+        return example, len(plan.images)
     if any(k in example and example[k] is None for k in _LAYOUT_KEYS):
         example = {k: v for k, v in example.items() if not (k in _LAYOUT_KEYS and v is None)}
-    is_pc = is_chat(example.get("prompt")) and is_chat(example.get("completion"))
+    if "conversations" in example and "messages" not in example:
+        # Releases before 2025.3 read `messages` only; later ones read `conversations` the same way.
+        example = {("messages" if k == "conversations" else k): v for k, v in example.items()}
+    pc = is_pc_row(example)
+    lost_pc_column = pc and Fix.PC_COLUMN_IMAGES in fixes  # this release reads a pc row's images from its content
     if plan.merged or (not plan.column and prepared.decoded) or (
-        plan.column and is_pc and Fix.PC_COLUMN_IMAGES in fixes and plan.placeholders == len(plan.images)
+        plan.column and lost_pc_column and plan.placeholders == len(plan.images) and is_chat(example.get("prompt"))
     ):
         # Merged rows, rows whose embedded images we decoded, and prompt/completion rows on releases
         # that read their images from the content only: every image goes into its part.
-        return _with_images_in_content(example, plan.images)
+        return _with_images_in_content(example, plan.images), len(plan.images)
     if "images" not in example:
-        return example
+        return example, len(plan.images)
     if not plan.column or not plan.images:
         # None (content rows) or an empty column: without the key every release reads the content.
-        return {k: v for k, v in example.items() if k != "images"}
+        return {k: v for k, v in example.items() if k != "images"}, len(plan.images)
+    found = 0 if lost_pc_column else len(plan.images)
     value = example["images"]
     if isinstance(value, list) and len(value) == len(plan.images) and all(a is b for a, b in zip(value, plan.images)):
-        return example
-    return {**example, "images": list(plan.images)}
+        return example, found
+    return {**example, "images": list(plan.images)}, found
 
 
 # --------------------------------------------------------------------------------- what upstream alone does
@@ -153,48 +164,78 @@ def pc_path_problem(decision: Decision) -> str | None:
     return None
 
 
-def upstream_problems(prepared: PreparedRow, decision: Decision, pc_decision: Decision | None = None) -> list[str]:
+def upstream_problems(
+    prepared: PreparedRow, decision: Decision, pc_decision: Decision | None = None, nesting: str | None = "per_row"
+) -> list[str]:
     """What the release of ``decision`` would get wrong on this row without the plugin, in a batch
     beside a row with one image in its ``images`` column (the usual TRL/Unsloth row); [] when it
     would collate the row exactly as the plugin does.
 
     ``pc_decision`` is the prompt/completion extraction patch's decision (its fix, when active,
-    repairs every prompt/completion row).
+    repairs every prompt/completion row); ``nesting`` is how the model's processor wants a batch's
+    images (its adapter's), which decides whether a release that sends bare images gets it wrong.
     """
     example, plan = prepared.example, prepared.plan
     fixes, release = decision.fixes, _release(decision)
     n = len(plan.images)
     out: list[str] = []
+    if release >= PC_PATH and isinstance(example, Mapping) and any(k in example and example[k] is None for k in _LAYOUT_KEYS):
+        out.append("upstream picks its code path by the keys of a batch's first row: this row's None-valued "
+                   "layout keys (Arrow's filler) would send the batch down the wrong one")
     if is_pc_row(example) and pc_decision is not None and PcFix.PC_EXTRACT_TUPLE in pc_decision.fixes:
         out.append(f"unsloth_zoo {decision.version} fails on every prompt/completion row (its image extraction "
                    f"returns a tuple to its resize step)")
-    if plan.merged:
-        out.append("upstream would let the `images` column hide the images embedded in the messages")
+    pc = is_pc_row(example)
     column = example.get("images") if has_column(example) else None
+    entries = [] if column is None else (list(column) if isinstance(column, (list, tuple)) else [column])
     if column is not None and not isinstance(column, (list, tuple)):
         out.append("upstream would index a single image given without a list")
+    if isinstance(example, Mapping) and "images" in example and example["images"] is None and release < COLUMN_DECODING:
+        out.append(f"unsloth_zoo {decision.version} indexes `images: None` instead of reading the messages")
+    if n and plan.column and release < COLUMN_LIST and nesting == "per_row":
+        out.append(f"unsloth_zoo {decision.version} hands the processor one bare image per row, a flat list this "
+                   f"processor reads as one sample")
     if n == 0 and Fix.TEXT_ONLY_ROW_SLOTS in fixes:
         out.append("upstream would crash on this text-only row or drop it from the image list, misaligning the batch")
-    if n and is_pc_row(example) and release < COLUMN_DECODING:
+    if pc and n and release < COLUMN_DECODING:
         out.append(f"unsloth_zoo {decision.version} loses the images of prompt/completion rows")
-    elif n and plan.column and not plan.merged:
+    elif plan.merged and not (pc and not entries):
+        # (A prompt/completion row reads its content when its column is empty, since 2026.9.8.)
+        out.append("upstream would let the `images` column hide the images embedded in the messages")
+    elif n and plan.column and entries:
         if n > 1 and Fix.ALL_COLUMN_IMAGES in fixes:
             out.append(f"upstream would send only the first of the {n} images ({n - 1} dropped)")
-        entries = column if isinstance(column, (list, tuple)) else [column]
         if _needs_loading(entries, release):
             out.append(f"unsloth_zoo {decision.version} would pass unloaded image files to the processor")
-    elif n and not plan.column:
+    elif n:
+        if release < TYPED_VISION_PARTS and _text_part_with_image_key(example):
+            out.append(f"unsloth_zoo {decision.version} reads a text part with an `image` key (Arrow's None filler) "
+                       f"as an image")
         if release < CONTENT_BESIDE_COLUMN:
             out.append(f"unsloth_zoo {decision.version} cannot batch images embedded in the messages beside column rows")
-        elif release < CONTENT_BYTES and any(isinstance(img, (bytes, bytearray, Mapping)) for img in _payloads(example)):
-            out.append(f"unsloth_zoo {decision.version} cannot read image bytes embedded in the messages")
+        elif not all(_reads_content(img, release) for img in _payloads(example)):
+            out.append(f"unsloth_zoo {decision.version} cannot read some image embedded in the messages as given")
     return list(dict.fromkeys(out))
+
+
+def _text_part_with_image_key(example: Any) -> bool:
+    from ..rows.chat import content_parts, messages_of
+
+    return any(p.get("type") not in ("image", "image_url") and "image" in p for p in content_parts(messages_of(example)))
 
 
 def _payloads(example: Any) -> list:
     from ..rows.chat import image_parts, messages_of, part_payload
 
     return [part_payload(p) for p in image_parts(messages_of(example))]
+
+
+def _reads_content(payload: Any, release: tuple[int, ...]) -> bool:
+    """True when upstream's own content extraction reads this embedded image as the plugin does."""
+    pil = _pil_class()
+    if (pil is not None and isinstance(payload, pil)) or isinstance(payload, str):
+        return True
+    return release >= CONTENT_BYTES and isinstance(payload, (bytes, bytearray, Mapping))
 
 
 def _needs_loading(entries: Sequence[Any], release: tuple[int, ...]) -> bool:

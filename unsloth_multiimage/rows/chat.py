@@ -30,6 +30,7 @@ __all__ = [
     "messages_of",
     "part_payload",
     "rewrite_image_parts",
+    "without_none_keys",
 ]
 
 #: Keys under which a row holds its whole chat, in the order the Unsloth collator looks.
@@ -158,4 +159,30 @@ def rewrite_image_parts(example: Any, fn: PartFn) -> Any:
     out = dict(example)
     for key, chat in chat_sides(example):
         out[key] = messages(chat)
+    return out
+
+
+def without_none_keys(example: Any) -> Any:
+    """``example`` with the None-valued keys of its content parts left out (Arrow's filler, which some
+    releases read as an image reference); the very same object when no part has one."""
+    if not any(v is None for _key, chat in chat_sides(example) for p in content_parts(chat) for v in p.values()):
+        return example
+
+    def clean(messages: list) -> list:
+        out = []
+        for message in messages:
+            content = message.get("content") if isinstance(message, Mapping) else None
+            if isinstance(content, (list, tuple)):
+                message = {
+                    **message,
+                    "content": [{k: v for k, v in p.items() if v is not None} if isinstance(p, Mapping) else p for p in content],
+                }
+            out.append(message)
+        return out
+
+    if isinstance(example, (list, tuple)):
+        return clean(list(example))
+    out = dict(example)
+    for key, chat in chat_sides(example):
+        out[key] = clean(chat)
     return out

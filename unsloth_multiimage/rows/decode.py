@@ -182,9 +182,16 @@ def load_image(
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(
             f"unsloth_multiimage: {_where(row, index)} cannot be decoded from {shown}: "
-            f"{exc}. Fix: re-encode or remove that image (and its placeholder)."
+            f"{_pil_reason(exc)}. Fix: re-encode or remove that image (and its placeholder)."
         , row=row) from exc
     return _normalise(image, row, index)
+
+
+def _pil_reason(exc: BaseException) -> str:
+    """PIL's message without the repr of its in-memory file (an address that differs on every call)."""
+    import re
+
+    return re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
 
 
 def _check_size(image: Any, row: int, index: int) -> None:

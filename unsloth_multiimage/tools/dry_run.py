@@ -128,7 +128,8 @@ class DryRun:
         problem = self._release.pc_path_problem(self.zoo) if self._release.is_pc_row(prepared.example) else None
         if problem:
             return RowReport(row, layout, prepared.given, None, tokens, "error", self._collator.pc_row_error(row, problem).args[0])
-        notes = self._release.upstream_problems(prepared, self.zoo, self.pc_zoo)
+        nesting = self.adapter.nesting if self.adapter is not None else None
+        notes = self._release.upstream_problems(prepared, self.zoo, self.pc_zoo, nesting)
         verdict: Verdict = "fixed" if notes else "ok"
         if n != prepared.given:
             notes.append(f"policy: {prepared.given} -> {n} image(s)")

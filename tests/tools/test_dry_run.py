@@ -1,0 +1,78 @@
+"""``doctor --dataset``'s dry run says what the patched collator of the installed release does.
+
+The property runs generated rows (every layout, bad entries included: tests/rowgen.py) through
+the dry run and through the REAL collator, the row beside a plain one-image row, and asserts:
+
+- the collator raises on the row exactly when the dry run says ``error``, with the same message;
+- otherwise the dry run's image count is what reaches the model, and its verdict is true of the
+  release: ``ok`` means the release alone (plugin off) collates the batch with the same images
+  in the same slots and the same tokens, ``fixed`` means it fails or gets the batch wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from conftest import UNSLOTH_ZOO, patches_off
+from rowgen import build_row, companion, row_specs, slot_codes
+
+pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
+
+AGREEMENT = settings(
+    max_examples=int(os.environ.get("UMI_DRY_RUN_EXAMPLES", "500")),
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("umi_dry_run_images")
+
+
+@pytest.fixture(scope="module")
+def dry_run(processor):
+    from unsloth_multiimage.tools.dry_run import DryRun
+
+    return DryRun(processor)
+
+
+def _collate(collator, batch):
+    try:
+        return collator(copy.deepcopy(batch)), None
+    except Exception as exc:  # noqa: BLE001 - every outcome is compared
+        return None, exc
+
+
+@AGREEMENT
+@given(spec=row_specs())
+def test_the_dry_run_says_what_the_collator_does(spec, tiny, processor, zoo_collator, dry_run, image_dir):
+    example, n = build_row(spec, 0, image_dir)
+    batch = [example, companion(spec["layout"], 1, image_dir)]
+    report = dry_run.check(copy.deepcopy(example), 0)
+    out, error = _collate(zoo_collator, batch)
+    if error is not None:
+        assert isinstance(error, ValueError), f"not a ValueError: {error!r}"
+        assert report.verdict == "error", f"the dry run says {report.verdict} ({report.note}); the collator: {error}"
+        assert report.note == str(error)
+        return
+    assert report.verdict != "error", f"the dry run says error ({report.note}); the collator collates"
+    assert report.sent == n
+    codes = slot_codes(tiny, processor, out)
+    assert codes[0] == [(0, k) for k in range(n)]
+    with patches_off():
+        upstream, up_error = _collate(zoo_collator, batch)
+    same = (
+        upstream is not None
+        and slot_codes(tiny, processor, upstream) == codes
+        and upstream["input_ids"].tolist() == out["input_ids"].tolist()
+    )
+    if report.verdict == "ok":
+        assert same, f"the dry run says ok, but without the plugin: {up_error!r}"
+    else:
+        assert not same, f"the dry run says fixed ({report.note}), but the release alone collates it the same"
