@@ -1,41 +1,59 @@
-"""Tiny, randomly initialised VLMs of several families, built OFFLINE in code (no Hub, no files).
+"""Tiny, randomly initialised VLMs of every family the adapter table knows, built OFFLINE in code
+(no Hub, no files).
 
 Each family builder returns a :class:`Tiny` with the REAL processor class of the family (its real
-image processor with tiny sizes, a ``tokenizers`` WordLevel tokenizer carrying the family's special
-tokens wrapped in ``PreTrainedTokenizerFast``, and a chat template written for this project in the
-family's format that renders every image item as the family's placeholder) and a ``make_model``
-that builds the real ``...ForConditionalGeneration`` from a tiny config.
+image processor with tiny sizes, the PIL backend on transformers 5.x, a ``tokenizers`` WordLevel
+tokenizer carrying the family's special tokens wrapped in ``PreTrainedTokenizerFast``, and a chat
+template written for this project in the family's format that renders every image item the way the
+family's Hub template does) and a ``make_model`` that builds the real ``...ForConditionalGeneration``
+from a tiny config. ``decode(batch)`` reads the coded images of :func:`make_tile_image` back from
+the batch (normalisation undone), in the order the model consumes them, as ``[(row, index), ...]``.
 
-Families (name -> what is built):
+Families (name -> processor class; see each builder's docstring for sizes and layout):
+``mllama`` (tools/tiny_mllama), ``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``, ``glm4v``, ``glm46v``,
+``gemma3``, ``gemma3n``, ``gemma4``, ``idefics2``, ``idefics3``, ``smolvlm``, ``llava``,
+``llava_next``, ``llava_onevision``, ``pixtral``, ``mistral3`` (both ``PixtralProcessor``),
+``internvl``, ``paddleocr_vl``, ``deepseek_ocr2``, ``deepseek_vl``, ``minicpmv4_6``, ``aya_vision``,
+``paligemma``, ``llama4``, ``lfm2_vl``.
 
-* ``qwen2_vl`` / ``qwen2_5_vl``: ``Qwen2VLProcessor`` / ``Qwen2_5_VLProcessor`` + Qwen2-VL image
-  processor (``min_pixels = max_pixels = 56*56``: every image becomes a 1x4x4 grid, 4 tokens);
-  ``<|vision_start|><|image_pad|><|vision_end|>`` per image. No video processor (it needs torchvision).
-* ``gemma3``: ``Gemma3Processor`` + Gemma3 image processor (28x28), ``image_seq_length=4``;
-  ``<start_of_image>`` per image, the tokenizer carries ``boi_token`` / ``eoi_token`` / ``image_token``.
-* ``idefics3`` / ``smolvlm``: ``Idefics3Processor`` / ``SmolVLMProcessor``, no image splitting,
-  56-pixel images, ``image_seq_len=4`` (scale factor 2); ``<image>`` per image.
-* ``llava``: ``LlavaProcessor`` + CLIP image processor (28x28), patch 14,
-  ``num_additional_image_tokens=1`` (CLS), strategy "default": 4 ``<image>`` tokens per image.
-* ``pixtral``: ``PixtralProcessor`` + Pixtral image processor (longest edge 32, patch 16) and a
-  ``LlavaForConditionalGeneration`` with a Pixtral vision tower (as Pixtral-12B ships);
-  ``[IMG]`` per image, expanded into 2 rows of ``[IMG][IMG]`` + ``[IMG_BREAK]`` / ``[IMG_END]``.
+A builder raises :class:`Unavailable` with the precise reason where the installed libraries cannot
+build that family on this machine: a transformers release without the family, a family whose only
+image processor is a torchvision one (Llama 4, LFM2-VL: torchvision is not installed on the CI rows;
+nothing imitates it), Gemma 3n without timm.
 
-A builder raises :class:`Unavailable` with the precise reason where the installed transformers
-cannot build that family on this machine (e.g. a processor that requires torchvision).
+Import-only stand-in: :func:`import_under_torchvision_stand_in` (the one place anything stands in
+for a library; see its docstring). PixtralProcessor (Pixtral, Mistral 3) and Gemma4Processor import a
+pure helper from their torchvision-backed image-processor module, and timm (Gemma 3n's vision tower)
+imports torchvision names at its top; what runs afterwards is the real PIL image processor and the
+real timm model, with no torchvision code at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import importlib
-from unittest import mock
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from unittest import mock
 
 from unsloth_multiimage.tools.tiny_mllama import WORDS, make_tile_image
 
-__all__ = ["FAMILIES", "Tiny", "Unavailable", "build", "make_tile_image"]
+__all__ = [
+    "FAMILIES",
+    "Tiny",
+    "Unavailable",
+    "build",
+    "make_tile_image",
+    "decode_colour",
+    "import_under_torchvision_stand_in",
+    "STAND_IN_MODULES",
+]
 
 
 class Unavailable(RuntimeError):
@@ -52,18 +70,42 @@ class Tiny:
     pixel_key: str = "pixel_values"
     #: how many images of the batch ``batch`` reached the pixel tensor / grid
     images_in_batch: Callable[[Any], int] = field(default=lambda batch: int(batch["pixel_values"].shape[0]))
-    #: words for the assistant turn mask (user / assistant headers as rendered)
     notes: str = ""
+    #: (row, index) of every image of the batch, in the order the model consumes them
+    decode: Callable[[Any], list] = field(default=lambda batch: [])
+    #: parameter-name prefixes of the vision tower (gradients must reach them)
+    vision_prefixes: tuple[str, ...] = ("model.vision_tower.",)
+    #: the token each image is expanded into in ``input_ids`` (a cut just before its last occurrence
+    #: is a truncation inside the row's last image)
+    expanded_token: str = "<image>"
+    #: whether the adapter's ``count_in_ids`` sees an image cut inside its tokens (False: LLaVA-NeXT,
+    #: whose per-image length is not in the ids)
+    sees_cut: bool = True
+    #: what stands in for a missing library while a module is imported ("" = nothing)
+    stand_ins: str = ""
+
+
+# ---------------------------------------------------------------------------------- versions, imports
+def _tf_version() -> Any:
+    import transformers
+    from packaging.version import Version
+
+    return Version(transformers.__version__)
 
 
 def _tf_major() -> int:
-    import transformers
+    return _tf_version().major
 
-    return int(transformers.__version__.split(".")[0])
+
+def _has(package: str) -> None:
+    """Raise Unavailable unless the installed transformers has ``transformers.models.<package>``."""
+    if importlib.util.find_spec(f"transformers.models.{package}") is None:
+        raise Unavailable(f"transformers {_tf_version()} has no {package}")
 
 
 def _cls(module: str, name: str) -> Any:
     """A transformers class from its own module (not the lazy top-level placeholder)."""
+    _has(module.split(".")[0])
     try:
         mod = importlib.import_module(f"transformers.models.{module}")
     except ImportError as e:  # e.g. a module that imports torchvision at its top
@@ -72,6 +114,15 @@ def _cls(module: str, name: str) -> Any:
     if obj is None:
         raise Unavailable(f"transformers.models.{module} has no {name}")
     return obj
+
+
+def _needs_tf5(family: str) -> None:
+    """Fixtures written against transformers 5's API only (``rope_parameters`` configs, its model
+    constructors) and never tried on 4.x, where they could not run here anyway (no timm, no torchvision)."""
+    if _tf_major() < 5:
+        raise Unavailable(
+            f"the tiny {family} fixture is written for transformers 5.x and not tried on transformers {_tf_version()}"
+        )
 
 
 def _image_processor(pkg: str, name: str, **kwargs: Any) -> Any:
@@ -85,21 +136,261 @@ def _image_processor(pkg: str, name: str, **kwargs: Any) -> Any:
     return _cls(f"{pkg}.image_processing_{pkg}", name)(**kwargs)
 
 
-def _tokenizer(specials: list[str], *, template: str, bos: str | None, eos: str, pad: str, unk: str = "[UNK]",
-               prepend_bos: bool = False, extra: dict | None = None, words: tuple = WORDS, cls: Any = None) -> Any:
-    from tokenizers import processors
+def _torchvision_only(family: str, class_name: str) -> None:
+    """Raise Unavailable unless torchvision imports: ``class_name`` is the family's only image processor
+    (on 4.x its ``...Fast`` class)."""
+    if _tf_major() < 5:
+        class_name += "Fast"
+    if importlib.util.find_spec("torchvision") is None:
+        raise Unavailable(
+            f"{class_name} has only a torchvision backend in transformers {_tf_version()} and "
+            f"torchvision is not installed on this row (nothing stands in for it: {family} is not "
+            f"proven offline)"
+        )
+    try:
+        importlib.import_module("torchvision.transforms.v2.functional")
+    except Exception as e:  # e.g. PyPI's wheel beside the CPU torch build
+        raise Unavailable(
+            f"{class_name} has only a torchvision backend in transformers {_tf_version()} and "
+            f"torchvision does not import on this row: {e!r}"
+        ) from e
+
+
+# ------------------------------------------------------------------------ the import-only stand-in
+#: the modules of the stand-in: torchvision and the submodules transformers and timm import from
+STAND_IN_MODULES = (
+    "torchvision",
+    "torchvision.transforms",
+    "torchvision.transforms.functional",
+    "torchvision.transforms.v2",
+    "torchvision.transforms.v2.functional",
+    "torchvision.ops",
+    "torchvision.ops.misc",
+    "torchvision.datasets",
+    "torchvision.utils",
+    "torchvision.models",
+    "torchvision.io",
+)
+
+
+class _InterpolationMode(enum.Enum):
+    """The members and values of torchvision's ``InterpolationMode`` (read at import time, as data)."""
+
+    NEAREST = "nearest"
+    NEAREST_EXACT = "nearest-exact"
+    BILINEAR = "bilinear"
+    BICUBIC = "bicubic"
+    BOX = "box"
+    HAMMING = "hamming"
+    LANCZOS = "lanczos"
+
+
+class _StandIn(types.ModuleType):
+    """A stand-in module: every name is a placeholder class that raises when instantiated or called
+    (``InterpolationMode`` is an enum of torchvision's values), so importing works and running
+    anything through it fails loudly."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name == "InterpolationMode":
+            return _InterpolationMode
+        qualname = f"{self.__name__}.{name}"
+
+        def refuse(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(f"{qualname} is an import-only stand-in (torchvision is not installed)")
+
+        placeholder = type(name, (), {"__new__": refuse, "__module__": self.__name__})
+        setattr(self, name, placeholder)
+        return placeholder
+
+
+def import_under_torchvision_stand_in(module: str, drop: Sequence[str] = ()) -> Any:
+    """Import ``module``; where that fails for want of torchvision, import it again with a stand-in
+    ``torchvision`` (:data:`STAND_IN_MODULES`, :class:`_StandIn`) present in ``sys.modules`` ONLY while
+    the import runs. Then every stand-in module leaves ``sys.modules`` again, and so do the modules in
+    ``drop`` (torchvision-backed modules imported on the way, e.g. ``image_processing_pixtral``, whose
+    globals would hold the stand-in): importing them later fails as it does without torchvision.
+
+    For modules that import a PURE helper from a torchvision-backed module (PixtralProcessor:
+    ``get_resize_output_image_size``, used only by vLLM's token-count helper; Gemma4Processor: its
+    ``ImagesKwargs`` and ``get_aspect_ratio_preserving_size``) and for timm, which imports
+    ``FrozenBatchNorm2d`` (its batch-norm freezing helpers) and ``torchvision.transforms`` (timm.data)
+    at its top. No code of the stand-in runs afterwards: the processors run on their PIL image
+    processors, timm builds and runs its models in torch. transformers' cached
+    ``is_torchvision_available()`` is read first, so it keeps answering False.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("torchvision"):
+            raise
+    from transformers.utils import import_utils
+
+    for check in ("is_torchvision_available", "is_torchvision_v2_available"):
+        if hasattr(import_utils, check):
+            getattr(import_utils, check)()  # pin the lru_cache to the real answer
+    made = {}
+    for name in STAND_IN_MODULES:
+        made[name] = mod = _StandIn(name)
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        mod.__path__ = []  # a package without files: a submodule not listed here is not found
+    made["torchvision"].__version__ = "0.0.0+import-only-stand-in"
+    for name in STAND_IN_MODULES[1:]:
+        parent, child = name.rsplit(".", 1)
+        setattr(made[parent], child, made[name])
+    if any(name in sys.modules for name in made):
+        raise RuntimeError("a torchvision module is already imported: no stand-in needed or possible")
+    sys.modules.update(made)
+    try:
+        return importlib.import_module(module)
+    except Exception as e:
+        raise Unavailable(f"{module} does not import even with a torchvision import-only stand-in: {e!r}") from e
+    finally:
+        for name in made:
+            sys.modules.pop(name, None)
+        for name in drop:
+            sys.modules.pop(name, None)
+            parent, _, child = name.rpartition(".")
+            if parent in sys.modules and child in vars(sys.modules[parent]):
+                delattr(sys.modules[parent], child)
+
+
+# ------------------------------------------------------------------------------- coded test images
+_BASE, _STEP, _BLUE = 8, 8, 200
+
+
+def _stats(ip: Any) -> tuple[list, list, float]:
+    """(mean, std, rescale) with which ``ip`` normalised (identity where it does not normalise)."""
+    mean = ip.image_mean if isinstance(ip.image_mean, (list, tuple)) else [ip.image_mean] * 3
+    std = ip.image_std if isinstance(ip.image_std, (list, tuple)) else [ip.image_std] * 3
+    if not getattr(ip, "do_normalize", True):
+        mean, std = [0.0] * 3, [1.0] * 3
+    rescale = float(ip.rescale_factor) if getattr(ip, "do_rescale", True) else 1.0
+    return list(mean), list(std), rescale
+
+
+def decode_colour(values: Any, ip: Any) -> tuple[int, int]:
+    """``(row, index)`` of a :func:`make_tile_image` image from its pixels ``values`` shaped
+    (3, ...) as ``ip`` normalised them: the channel medians, de-normalised, decoded. Raises
+    ValueError for anything else (padding, a mix of two images)."""
+    import torch
+
+    t = torch.as_tensor(values).detach().float().reshape(3, -1)
+    mean, std, rescale = _stats(ip)
+    rgb = [(float(t[c].median()) * float(std[c]) + float(mean[c])) / rescale for c in range(3)]
+    if abs(rgb[2] - _BLUE) > _STEP / 2:
+        raise ValueError(f"not a coded image (pixel {[round(v, 1) for v in rgb]})")
+    codes = []
+    for v in rgb[:2]:
+        c = (v - _BASE) / _STEP
+        if abs(c - round(c)) > 0.3:
+            raise ValueError(f"not a coded image (pixel {[round(v, 1) for v in rgb]})")
+        codes.append(int(round(c)))
+    return codes[0], codes[1]
+
+
+def _runs(codes: list) -> list:
+    """Consecutive tiles / views of one image decode to the same code: one entry per run."""
+    return [c for i, c in enumerate(codes) if i == 0 or codes[i - 1] != c]
+
+
+def _each(key: str, ip: Any, runs: bool = False, view: Callable[[Any], Any] = lambda img: img) -> Callable[[Any], list]:
+    """Decoder for a pixel tensor with one entry (image, tile or view) per first-axis index."""
+
+    def decode(batch: Any) -> list:
+        pv = batch.get(key)
+        codes = [] if pv is None else [decode_colour(view(img), ip) for img in pv]
+        return _runs(codes) if runs else codes
+
+    return decode
+
+
+def _grid(ip: Any, grid_key: str = "image_grid_thw", channels_first: bool = True) -> Callable[[Any], list]:
+    """Decoder for Qwen2-VL-style flattened patches: image i owns ``grid[i].prod()`` rows."""
+
+    def decode(batch: Any) -> list:
+        pv, grid = batch.get("pixel_values"), batch.get(grid_key)
+        out, start = [], 0
+        for thw in [] if grid is None else grid.tolist():
+            n = thw[0] * thw[1] * thw[2]
+            rows = pv[start : start + n].float()
+            values = rows.reshape(n, 3, -1).transpose(0, 1) if channels_first else rows.transpose(0, 1)
+            out.append(decode_colour(values, ip))
+            start += n
+        return out
+
+    return decode
+
+
+def _slots(ip: Any) -> Callable[[Any], list]:
+    """Decoder for (rows, most images in a row, C, H, W) with zero-padded slots (Idefics2/3, SmolVLM)."""
+
+    def decode(batch: Any) -> list:
+        pv = batch.get("pixel_values")
+        if pv is None:
+            return []
+        return [
+            decode_colour(pv[r, s], ip)
+            for r in range(pv.shape[0])
+            for s in range(pv.shape[1])
+            if pv[r, s].abs().sum() > 0
+        ]
+
+    return decode
+
+
+def _count_slots(batch: Any) -> int:
+    pv = batch.get("pixel_values")
+    return 0 if pv is None else int((pv.flatten(2).abs().sum(-1) > 0).sum())
+
+
+def _first_axis(key: str = "pixel_values") -> Callable[[Any], int]:
+    return lambda batch: 0 if batch.get(key) is None else int(batch[key].shape[0])
+
+
+# ------------------------------------------------------------------------------- tokenizer, template
+def _tokenizer(
+    specials: list[str],
+    *,
+    template: str,
+    bos: str | None,
+    eos: str,
+    pad: str,
+    unk: str = "[UNK]",
+    prepend_bos: bool = False,
+    extra: dict | None = None,
+    words: Sequence[str] = WORDS,
+    cls: Any = None,
+    added: Sequence[str] = (),
+    tail: Sequence[str] = (),
+    padding_side: str = "right",
+) -> Any:
+    """A WordLevel tokenizer: ``specials``, ``unk``, ``added`` (plain added tokens such as a newline,
+    kept by the whitespace pre-tokenizer), ``words``, then ``tail`` (special tokens that must have
+    the highest ids, e.g. Gemma 3n's vision / audio vocabulary regions)."""
+    from tokenizers import AddedToken, processors
     from transformers import PreTrainedTokenizerFast
 
     from unsloth_multiimage.tools.tiny_mllama import word_level_backend
 
-    backend, vocab = word_level_backend(specials, words, unk)
+    backend, vocab = word_level_backend(specials, (*added, *words, *tail), unk)
+    if added:  # plain (not special) added tokens
+        backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
+    if tail:
+        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in tail])
     if prepend_bos and bos:
         backend.post_processor = processors.TemplateProcessing(
             single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1", special_tokens=[(bos, vocab[bos])]
         )
     kwargs: dict[str, Any] = dict(
-        tokenizer_object=backend, eos_token=eos, pad_token=pad, unk_token=unk, padding_side="right",
-        model_input_names=["input_ids", "attention_mask"], chat_template=template,
+        tokenizer_object=backend,
+        eos_token=eos,
+        pad_token=pad,
+        unk_token=unk,
+        padding_side=padding_side,
+        model_input_names=["input_ids", "attention_mask"],
+        chat_template=template,
     )
     if bos:
         kwargs["bos_token"] = bos
@@ -110,26 +401,58 @@ def _tokenizer(specials: list[str], *, template: str, bos: str | None, eos: str,
     return tok
 
 
-def _template(*, begin: str = "", turn: str, end: str, image: str, roles: dict | None = None, gen: str = "") -> str:
-    """A chat template in a family's format: ``turn`` is a Jinja expression using ``role``."""
-    roles = roles or {}
-    role_map = "{%- set rmap = " + repr(roles) + " -%}"
+def _template(
+    *,
+    begin: str = "",
+    turn: str,
+    end: str,
+    image: str,
+    roles: dict | None = None,
+    gen: str = "",
+    trim: bool = False,
+    images_first: bool = False,
+    text_prefix: str = "",
+) -> str:
+    """A chat template in a family's format. ``turn`` and ``end`` are Jinja expressions (``role`` is
+    the mapped role); every image item renders ``image``, every text item its text (trimmed where the
+    family's template trims, after ``text_prefix``). ``images_first``: a message's image items first,
+    then its texts (the LLaVA-NeXT / OneVision / PaddleOCR-VL / PaliGemma layout)."""
+    image_item = "{{- '" + image + "' -}}"
+    text = "item['text'] | trim" if trim else "item['text']"
+    text_item = "{{- '" + text_prefix + "' + " + text + " -}}" if text_prefix else "{{- " + text + " -}}"
+    if images_first:
+        body = (
+            "{%- for item in message['content'] -%}{%- if item['type'] in ('image', 'image_url') -%}"
+            + image_item
+            + "{%- endif -%}{%- endfor -%}{%- for item in message['content'] -%}{%- if item['type'] == 'text' -%}"
+            + text_item
+            + "{%- endif -%}{%- endfor -%}"
+        )
+    else:
+        body = (
+            "{%- for item in message['content'] -%}{%- if item['type'] in ('image', 'image_url') -%}"
+            + image_item
+            + "{%- elif item['type'] == 'text' -%}"
+            + text_item
+            + "{%- endif -%}{%- endfor -%}"
+        )
     return (
-        role_map
+        "{%- set rmap = "
+        + repr(roles or {})
+        + " -%}"
         + ("{{- '" + begin + "' -}}" if begin else "")
         + "{%- for message in messages -%}"
         "{%- set role = rmap.get(message['role'], message['role']) -%}"
         "{{- " + turn + " -}}"
         "{%- if message['content'] is string -%}{{- message['content'] -}}"
-        "{%- elif message['content'] is not none -%}"
-        "{%- for item in message['content'] -%}"
-        "{%- if item['type'] in ('image', 'image_url') -%}{{- '" + image + "' -}}"
-        "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
-        "{%- endfor -%}{%- endif -%}"
-        "{{- '" + end + "' -}}"
+        "{%- elif message['content'] is not none -%}" + body + "{%- endif -%}"
+        "{{- " + end + " -}}"
         "{%- endfor -%}"
         "{%- if add_generation_prompt -%}{{- '" + gen + "' -}}{%- endif -%}"
     )
+
+
+CHATML = dict(turn="'<|im_start|>' + role + '\n'", end="'<|im_end|>\n'", gen="<|im_start|>assistant\n")
 
 
 def _rope(config_text: dict, mrope: list[int] | None = None) -> dict:
@@ -144,6 +467,26 @@ def _rope(config_text: dict, mrope: list[int] | None = None) -> dict:
     return config_text
 
 
+def _mrope(config_text: dict, **rope: Any) -> dict:
+    """A text config's rope settings with extra keys (``mrope_section`` ...): ``rope_parameters`` on
+    transformers 5, ``rope_theta`` + ``rope_scaling`` on 4.x."""
+    if _tf_major() >= 5:
+        config_text["rope_parameters"] = _rope5(**rope)
+    else:
+        config_text.update(rope_theta=10000.0, rope_scaling={"rope_type": "default", **rope})
+    return config_text
+
+
+def _tokenizer_class_4x(module: str, name: str) -> Any:
+    """The tokenizer class a 4.x processor type-checks for (None on 5.x, which checks nothing)."""
+    return _cls(module, name) if _tf_major() < 5 else None
+
+
+def _rope5(**extra: Any) -> dict:
+    """A transformers 5 ``rope_parameters`` dict."""
+    return {"rope_type": "default", "rope_theta": 10000.0, **extra}
+
+
 def _seeded(build: Callable[[], Any], seed: int = 0) -> Any:
     import torch
 
@@ -154,24 +497,41 @@ def _seeded(build: Callable[[], Any], seed: int = 0) -> Any:
     return model
 
 
-_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-             max_position_embeddings=512, tie_word_embeddings=False)
+_TEXT = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    tie_word_embeddings=False,
+)
+_CLIP = dict(
+    model_type="clip_vision_model",
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    projection_dim=16,
+)
+_SIGLIP = dict(
+    model_type="siglip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+)
 
 
-def _video_processor() -> Any:
-    """A video processor for processors that insist on one (no test sends videos).
-
-    ``Qwen2VLVideoProcessor`` imports torchvision; without it, transformers' generic
-    ``BaseVideoProcessor`` (which the processor's type check accepts) stands in."""
+def _video_processor(module: str, name: str, **kwargs: Any) -> Any:
+    """A video processor for processors that insist on one (no test sends videos): the family's own
+    where it builds here (they need torchvision), else transformers' generic ``BaseVideoProcessor``."""
     try:
-        return _cls("qwen2_vl.video_processing_qwen2_vl", "Qwen2VLVideoProcessor")()
+        return _cls(module, name)(**kwargs)
     except Exception:
-        try:
-            from transformers.video_processing_utils import BaseVideoProcessor
+        pass
+    try:
+        from transformers.video_processing_utils import BaseVideoProcessor
 
-            return BaseVideoProcessor()
-        except Exception:
-            return None
+        return BaseVideoProcessor()
+    except Exception:
+        return None
 
 
 @contextlib.contextmanager
@@ -194,61 +554,170 @@ def _lenient_video_check(proc_cls: Any, video: Any):
         yield
 
 
+def _with_video(proc_cls: Any, video: Any, **kwargs: Any) -> Any:
+    with _lenient_video_check(proc_cls, video):
+        processor = proc_cls(video_processor=video, **kwargs)
+    processor.chat_template = kwargs["chat_template"]
+    return processor
+
+
+# -------------------------------------------------------------------------------------------- Mllama
+def _mllama() -> Tiny:
+    """Llama 3.2 Vision: the project's own tiny Mllama (``unsloth_multiimage.tools.tiny_mllama``):
+    ``<|image|>`` per image (not expanded), (rows, images, tiles, C, H, W) pixel values."""
+    import transformers.models.mllama.processing_mllama  # noqa: F401  (the project's patch lands on import)
+
+    from unsloth_multiimage.tools import tiny_mllama
+
+    processor = tiny_mllama.build_processor()
+
+    def slots(batch: Any) -> list:
+        ids = batch.get("aspect_ratio_ids")
+        return (
+            []
+            if ids is None
+            else [(r, s) for r in range(ids.shape[0]) for s in range(ids.shape[1]) if int(ids[r, s]) > 0]
+        )
+
+    def decode(batch: Any) -> list:
+        return [tiny_mllama.decode_tile(batch["pixel_values"][r, s, 0], processor) for r, s in slots(batch)]
+
+    return Tiny(
+        family="mllama",
+        processor=processor,
+        make_model=lambda: tiny_mllama.build_model(processor, seed=0),
+        image_size=(28, 28),
+        images_in_batch=lambda b: len(slots(b)),
+        decode=decode,
+        vision_prefixes=("model.vision_model.", "vision_model."),
+        expanded_token="<|image|>",
+    )
+
+
 # --------------------------------------------------------------------------------------------- Qwen
 def _qwen(v25: bool) -> Tiny:
+    """Qwen2-VL / Qwen2.5-VL: ``min_pixels = max_pixels = 56*56``, every image a 1x4x4 grid (4 tokens);
+    ``<|vision_start|><|image_pad|><|vision_end|>`` per image. The video processor needs torchvision:
+    transformers' generic one stands in (no test sends videos)."""
     module = "qwen2_5_vl" if v25 else "qwen2_vl"
     proc_cls = _cls(f"{module}.processing_{module}", "Qwen2_5_VLProcessor" if v25 else "Qwen2VLProcessor")
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-    template = _template(turn="'<|im_start|>' + role + '\n'", end="<|im_end|>\n",
-                         image="<|vision_start|><|image_pad|><|vision_end|>", gen="<|im_start|>assistant\n")
+    specials = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
+    template = _template(**CHATML, image="<|vision_start|><|image_pad|><|vision_end|>")
     tok_cls = None
     if _tf_major() < 5:  # 4.x processors type-check the tokenizer class (Qwen2TokenizerFast)
         tok_cls = _cls("qwen2.tokenization_qwen2_fast", "Qwen2TokenizerFast")
     tok = _tokenizer(specials, template=template, bos=None, eos="<|im_end|>", pad="<|endoftext|>", cls=tok_cls)
-    ip = _image_processor("qwen2_vl", "Qwen2VLImageProcessor",
-                          min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=2)
-    video = _video_processor()
-    with _lenient_video_check(proc_cls, video):
-        processor = proc_cls(image_processor=ip, tokenizer=tok, video_processor=video, chat_template=template)
-    processor.chat_template = template
+    ip = _image_processor(
+        "qwen2_vl",
+        "Qwen2VLImageProcessor",
+        min_pixels=56 * 56,
+        max_pixels=56 * 56,
+        patch_size=14,
+        merge_size=2,
+        temporal_patch_size=2,
+    )
+    video = _video_processor("qwen2_vl.video_processing_qwen2_vl", "Qwen2VLVideoProcessor")
+    processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
 
     def make_model() -> Any:
         cfg_cls = _cls(f"{module}.configuration_{module}", "Qwen2_5_VLConfig" if v25 else "Qwen2VLConfig")
-        model_cls = _cls(f"{module}.modeling_{module}", "Qwen2_5_VLForConditionalGeneration" if v25 else "Qwen2VLForConditionalGeneration")
+        model_cls = _cls(
+            f"{module}.modeling_{module}",
+            "Qwen2_5_VLForConditionalGeneration" if v25 else "Qwen2VLForConditionalGeneration",
+        )
         ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"],
-                      "eos_token_id": ids["<|im_end|>"], "bos_token_id": ids["<|endoftext|>"]}, mrope=[2, 1, 1])
+        text = _rope(
+            {
+                **_TEXT,
+                "vocab_size": len(tok),
+                "pad_token_id": ids["<|endoftext|>"],
+                "eos_token_id": ids["<|im_end|>"],
+                "bos_token_id": ids["<|endoftext|>"],
+            },
+            mrope=[2, 1, 1],
+        )
         if v25:
-            vision = dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32, patch_size=14,
-                          spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[0])
+            vision = dict(
+                depth=1,
+                hidden_size=16,
+                intermediate_size=32,
+                num_heads=2,
+                out_hidden_size=32,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                window_size=56,
+                fullatt_block_indexes=[0],
+            )
         else:
-            vision = dict(depth=1, embed_dim=16, hidden_size=32, mlp_ratio=2, num_heads=2, patch_size=14,
-                          spatial_merge_size=2, temporal_patch_size=2)
-        kwargs = dict(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
-                      video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                      vision_end_token_id=ids["<|vision_end|>"])
+            vision = dict(
+                depth=1,
+                embed_dim=16,
+                hidden_size=32,
+                mlp_ratio=2,
+                num_heads=2,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+            )
+        kwargs = dict(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
+        )
         if _tf_major() < 5:
             kwargs.update(text)  # 4.x also reads the text settings at the top level
         config = cfg_cls(**kwargs)
         return _seeded(lambda: model_cls(config))
 
     return Tiny(
-        family="qwen2_5_vl" if v25 else "qwen2_vl", processor=processor, make_model=make_model, image_size=(56, 56),
-        images_in_batch=lambda b: int(b["image_grid_thw"].shape[0]) if "image_grid_thw" in b else 0,
+        family="qwen2_5_vl" if v25 else "qwen2_vl",
+        processor=processor,
+        make_model=make_model,
+        image_size=(56, 56),
+        images_in_batch=_first_axis("image_grid_thw"),
+        decode=_grid(ip),
+        vision_prefixes=("model.visual.", "visual."),
+        expanded_token="<|image_pad|>",
     )
 
 
 # -------------------------------------------------------------------------------------------- Gemma3
 def _gemma3() -> Tiny:
+    """Gemma 3: 28x28 images, ``image_seq_length=4``; ``<start_of_image>`` per image, the tokenizer
+    carries ``boi_token`` / ``eoi_token`` / ``image_token``."""
     proc_cls = _cls("gemma3.processing_gemma3", "Gemma3Processor")
     boi, eoi, soft = "<start_of_image>", "<end_of_image>", "<image_soft_token>"
     specials = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", boi, eoi, soft]
-    template = _template(begin="<bos>", turn="'<start_of_turn>' + role + '\n'", end="<end_of_turn>\n", image=boi,
-                         roles={"assistant": "model"}, gen="<start_of_turn>model\n")
-    tok = _tokenizer(specials, template=template, bos="<bos>", eos="<eos>", pad="<pad>",
-                     extra={"boi_token": boi, "eoi_token": eoi, "image_token": soft}, words=(*WORDS, "model"))
-    ip = _image_processor("gemma3", "Gemma3ImageProcessor",
-                          size={"height": 28, "width": 28}, do_pan_and_scan=False)
+    template = _template(
+        begin="<bos>",
+        turn="'<start_of_turn>' + role + '\n'",
+        end="'<end_of_turn>\n'",
+        image=boi,
+        roles={"assistant": "model"},
+        gen="<start_of_turn>model\n",
+    )
+    tok = _tokenizer(
+        specials,
+        template=template,
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        extra={"boi_token": boi, "eoi_token": eoi, "image_token": soft},
+        words=(*WORDS, "model"),
+    )
+    ip = _image_processor("gemma3", "Gemma3ImageProcessor", size={"height": 28, "width": 28}, do_pan_and_scan=False)
     processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template, image_seq_length=4)
     processor.chat_template = template
 
@@ -256,37 +725,91 @@ def _gemma3() -> Tiny:
         cfg_cls = _cls("gemma3.configuration_gemma3", "Gemma3Config")
         model_cls = _cls("gemma3.modeling_gemma3", "Gemma3ForConditionalGeneration")
         ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = {**_TEXT, "vocab_size": len(tok), "head_dim": 8, "pad_token_id": ids["<pad>"], "eos_token_id": ids["<eos>"],
-                "bos_token_id": ids["<bos>"], "sliding_window": 64}
+        text = {
+            **_TEXT,
+            "vocab_size": len(tok),
+            "head_dim": 8,
+            "pad_token_id": ids["<pad>"],
+            "eos_token_id": ids["<eos>"],
+            "bos_token_id": ids["<bos>"],
+            "sliding_window": 64,
+        }
         if _tf_major() < 5:
             text["rope_theta"] = 10000.0
-        vision = dict(image_size=28, patch_size=14, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2)
-        config = cfg_cls(text_config=text, vision_config=vision, mm_tokens_per_image=4, boi_token_index=ids[boi],
-                         eoi_token_index=ids[eoi], image_token_index=ids[soft])
-        return _seeded(lambda: model_cls(config))
+        vision = dict(
+            image_size=28,
+            patch_size=14,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            mm_tokens_per_image=4,
+            boi_token_index=ids[boi],
+            eoi_token_index=ids[eoi],
+            image_token_index=ids[soft],
+        )
 
-    return Tiny(family="gemma3", processor=processor, make_model=make_model, image_size=(28, 28))
+        def init() -> Any:
+            import torch
+
+            model = model_cls(config)
+            # transformers 5 initialises the projection to zeros: no gradient would reach the vision tower
+            # before a first optimiser step (as Mllama's zero gates, see tiny_mllama.build_model)
+            with torch.no_grad():
+                model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
+            return model
+
+        return _seeded(init)
+
+    return Tiny(
+        family="gemma3",
+        processor=processor,
+        make_model=make_model,
+        image_size=(28, 28),
+        decode=_each("pixel_values", ip),
+        expanded_token=soft,
+    )
 
 
 # ---------------------------------------------------------------------------------- Idefics3 / SmolVLM
 def _idefics3(smol: bool) -> Tiny:
+    """Idefics3 / SmolVLM: no image splitting, 56-pixel images, ``image_seq_len=4`` (scale factor 2);
+    ``<image>`` per image."""
     module = "smolvlm" if smol else "idefics3"
     proc_cls = _cls(f"{module}.processing_{module}", "SmolVLMProcessor" if smol else "Idefics3Processor")
     rowcol = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
-    specials = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>", *rowcol]
-    template = _template(begin="<|im_start|>", turn="(role | capitalize) + ':'", end="<end_of_utterance>\n", image="<image>",
-                         gen="Assistant:")
+    specials = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<end_of_utterance>",
+        "<fake_token_around_image>",
+        "<image>",
+        "<global-img>",
+        *rowcol,
+    ]
+    template = _template(
+        begin="<|im_start|>",
+        turn="(role | capitalize) + ':'",
+        end="'<end_of_utterance>\n'",
+        image="<image>",
+        gen="Assistant:",
+    )
     tok = _tokenizer(specials, template=template, bos="<|im_start|>", eos="<end_of_utterance>", pad="<|endoftext|>")
     ip_name = "SmolVLMImageProcessor" if smol else "Idefics3ImageProcessor"
-    ip = _image_processor(module, ip_name, do_image_splitting=False,
-                          size={"longest_edge": 56}, max_image_size={"longest_edge": 56})
+    ip = _image_processor(
+        module, ip_name, do_image_splitting=False, size={"longest_edge": 56}, max_image_size={"longest_edge": 56}
+    )
     kwargs = dict(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=template)
-    video = _video_processor() if smol else None
-    if smol:
-        kwargs["video_processor"] = video
     try:
-        with _lenient_video_check(proc_cls, video) if smol else contextlib.nullcontext():
+        if smol:
+            processor = _with_video(
+                proc_cls, _video_processor("smolvlm.video_processing_smolvlm", "SmolVLMVideoProcessor"), **kwargs
+            )
+        else:
             processor = proc_cls(**kwargs)
     except (TypeError, ValueError, ImportError) as e:
         raise Unavailable(f"{proc_cls.__name__}.__init__ fails here: {e}") from e
@@ -294,92 +817,1586 @@ def _idefics3(smol: bool) -> Tiny:
 
     def make_model() -> Any:
         cfg_cls = _cls(f"{module}.configuration_{module}", "SmolVLMConfig" if smol else "Idefics3Config")
-        model_cls = _cls(f"{module}.modeling_{module}", "SmolVLMForConditionalGeneration" if smol else "Idefics3ForConditionalGeneration")
+        model_cls = _cls(
+            f"{module}.modeling_{module}",
+            "SmolVLMForConditionalGeneration" if smol else "Idefics3ForConditionalGeneration",
+        )
         text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-        vision = dict(image_size=56, patch_size=14, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-        config = cfg_cls(text_config=text, vision_config=vision, scale_factor=2, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                         pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+        vision = dict(
+            image_size=56,
+            patch_size=14,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            scale_factor=2,
+            image_token_id=tok.convert_tokens_to_ids("<image>"),
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=False,
+        )
         return _seeded(lambda: model_cls(config))
 
-    def images_in_batch(batch: Any) -> int:
-        pv = batch.get("pixel_values")
-        if pv is None:
-            return 0
-        # (batch, max images, C, H, W), zero-padded slots for rows with fewer images
-        return int((pv.flatten(2).abs().sum(-1) > 0).sum())
-
-    return Tiny(family="smolvlm" if smol else "idefics3", processor=processor, make_model=make_model,
-                image_size=(56, 56), images_in_batch=images_in_batch)
+    return Tiny(
+        family="smolvlm" if smol else "idefics3",
+        processor=processor,
+        make_model=make_model,
+        image_size=(56, 56),
+        images_in_batch=_count_slots,
+        decode=_slots(ip),
+        vision_prefixes=("model.vision_model.", "model.connector."),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- LLaVA
 def _llava() -> Tiny:
+    """LLaVA-1.5: CLIP image processor (28x28), patch 14, ``num_additional_image_tokens=1`` (CLS),
+    strategy "default": 4 ``<image>`` tokens per image; ``<image>\\n`` per image."""
     proc_cls = _cls("llava.processing_llava", "LlavaProcessor")
     specials = ["<s>", "</s>", "<pad>", "<image>"]
-    template = _template(begin="<s>", turn="(role | upper) + ': '", end=" ", image="<image>\n", gen="ASSISTANT:")
-    template = template.replace("{{- ' ' -}}{%- endfor -%}", "{{- '</s>' if message['role'] == 'assistant' else ' ' -}}{%- endfor -%}")
+    template = _template(
+        begin="<s>",
+        turn="(role | upper) + ': '",
+        end="'</s>' if message['role'] == 'assistant' else ' '",
+        image="<image>\n",
+        gen="ASSISTANT:",
+    )
     tok = _tokenizer(specials, template=template, bos="<s>", eos="</s>", pad="<pad>")
-    ip = _image_processor("clip", "CLIPImageProcessor", size={"shortest_edge": 28},
-                          crop_size={"height": 28, "width": 28})
-    processor = proc_cls(image_processor=ip, tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
-                         chat_template=template, image_token="<image>", num_additional_image_tokens=1)
+    ip = _image_processor(
+        "clip", "CLIPImageProcessor", size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}
+    )
+    processor = proc_cls(
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        chat_template=template,
+        image_token="<image>",
+        num_additional_image_tokens=1,
+    )
     processor.chat_template = template
 
     def make_model() -> Any:
         cfg_cls = _cls("llava.configuration_llava", "LlavaConfig")
         model_cls = _cls("llava.modeling_llava", "LlavaForConditionalGeneration")
         text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-        vision = dict(model_type="clip_vision_model", image_size=28, patch_size=14, hidden_size=16, intermediate_size=32,
-                      num_hidden_layers=2, num_attention_heads=2, projection_dim=16)
-        config = cfg_cls(text_config=text, vision_config=vision, image_token_index=tok.convert_tokens_to_ids("<image>"),
-                         vision_feature_layer=-1, vision_feature_select_strategy="default", tie_word_embeddings=False)
+        config = cfg_cls(
+            text_config=text,
+            vision_config=dict(_CLIP, image_size=28, patch_size=14),
+            image_token_index=tok.convert_tokens_to_ids("<image>"),
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="default",
+            tie_word_embeddings=False,
+        )
         return _seeded(lambda: model_cls(config))
 
-    return Tiny(family="llava", processor=processor, make_model=make_model, image_size=(28, 28))
+    return Tiny(
+        family="llava",
+        processor=processor,
+        make_model=make_model,
+        image_size=(28, 28),
+        decode=_each("pixel_values", ip),
+        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+    )
 
 
-# -------------------------------------------------------------------------------------------- Pixtral
-def _pixtral() -> Tiny:
-    proc_cls = _cls("pixtral.processing_pixtral", "PixtralProcessor")
+# ----------------------------------------------------------------------------------- Pixtral / Mistral 3
+def _pixtral_processor_class() -> Any:
+    """``PixtralProcessor``. transformers 5.x: ``processing_pixtral.py`` does ``from
+    .image_processing_pixtral import get_resize_output_image_size`` and that module (the torchvision
+    image processor) starts with ``from torchvision.transforms.v2 import functional as tvF``. The
+    function is pure Python (``get_image_size`` + arithmetic; the PIL module has a copy) and the
+    processor uses it only in ``_get_num_multimodal_tokens`` (vLLM's helper), never in ``__call__``:
+    the import-only stand-in, and the torchvision module is dropped again."""
+    mod = import_under_torchvision_stand_in(
+        "transformers.models.pixtral.processing_pixtral", drop=("transformers.models.pixtral.image_processing_pixtral",)
+    )
+    return mod.PixtralProcessor
+
+
+def _pixtral(mistral3: bool = False) -> Tiny:
+    """Pixtral-12B layout: Pixtral image processor (longest edge 32, patch 16) and a
+    ``LlavaForConditionalGeneration`` with a Pixtral vision tower; ``[IMG]`` per image, expanded into 2
+    rows of ``[IMG][IMG]`` + ``[IMG_BREAK]`` / ``[IMG_END]``. ``mistral3``: Mistral Small 3.1 / 3.2 layout,
+    ``Mistral3ForConditionalGeneration`` with ``spatial_merge_size=2`` (patch 8: a 32-pixel image is a
+    4x4 patch grid merged to 2x2 tokens)."""
+    family = "mistral3" if mistral3 else "pixtral"
+    if _tf_major() >= 5:
+        proc_cls = _pixtral_processor_class()
+    else:
+        proc_cls = _cls("pixtral.processing_pixtral", "PixtralProcessor")
     specials = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]", "<pad>"]
-    template = _template(begin="<s>", turn="'[INST]' if role == 'user' else ''", end="", image="[IMG]")
-    template = template.replace("{{- '' -}}{%- endfor -%}",
-                                "{{- '[/INST]' if message['role'] == 'user' else '</s>' -}}{%- endfor -%}")
+    template = _template(
+        begin="<s>",
+        turn="'[INST]' if role == 'user' else ''",
+        image="[IMG]",
+        end="'[/INST]' if message['role'] == 'user' else '</s>'",
+    )
     tok = _tokenizer(specials, template=template, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")
-    ip = _image_processor("pixtral", "PixtralImageProcessor", size={"longest_edge": 32},
-                          patch_size={"height": 16, "width": 16})
-    try:
-        processor = proc_cls(image_processor=ip, tokenizer=tok, patch_size=16, spatial_merge_size=1, chat_template=template)
-    except ImportError as e:
-        raise Unavailable(f"PixtralProcessor needs torchvision on this transformers: {str(e).strip().splitlines()[0]}") from e
+    patch = 8 if mistral3 else 16
+    ip = _image_processor(
+        "pixtral", "PixtralImageProcessor", size={"longest_edge": 32}, patch_size={"height": patch, "width": patch}
+    )
+    processor = proc_cls(
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=patch,
+        spatial_merge_size=2 if mistral3 else 1,
+        chat_template=template,
+    )
     processor.chat_template = template
 
     def make_model() -> Any:
-        cfg_cls = _cls("llava.configuration_llava", "LlavaConfig")
-        model_cls = _cls("llava.modeling_llava", "LlavaForConditionalGeneration")
-        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "mistral", "head_dim": 8})
-        vision = _rope(dict(model_type="pixtral", image_size=32, patch_size=16, hidden_size=16, intermediate_size=32,
-                            num_hidden_layers=1, num_attention_heads=2, head_dim=8))
-        config = cfg_cls(text_config=text, vision_config=vision, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
-                         vision_feature_layer=-1, vision_feature_select_strategy="full", projector_hidden_act="gelu",
-                         tie_word_embeddings=False)
+        text = _rope(
+            {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "mistral", "head_dim": 8}
+        )
+        vision = _rope(
+            dict(
+                model_type="pixtral",
+                image_size=32,
+                patch_size=patch,
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                head_dim=8,
+            )
+        )
+        image_id = tok.convert_tokens_to_ids("[IMG]")
+        if mistral3:
+            cfg_cls = _cls("mistral3.configuration_mistral3", "Mistral3Config")
+            model_cls = _cls("mistral3.modeling_mistral3", "Mistral3ForConditionalGeneration")
+            config = cfg_cls(
+                text_config=text,
+                vision_config=vision,
+                image_token_index=image_id,
+                spatial_merge_size=2,
+                vision_feature_layer=-1,
+                tie_word_embeddings=False,
+            )
+        else:
+            cfg_cls = _cls("llava.configuration_llava", "LlavaConfig")
+            model_cls = _cls("llava.modeling_llava", "LlavaForConditionalGeneration")
+            config = cfg_cls(
+                text_config=text,
+                vision_config=vision,
+                image_token_index=image_id,
+                vision_feature_layer=-1,
+                vision_feature_select_strategy="full",
+                projector_hidden_act="gelu",
+                tie_word_embeddings=False,
+            )
         return _seeded(lambda: model_cls(config))
 
-    def images_in_batch(batch: Any) -> int:
-        pv = batch.get("pixel_values")
-        return 0 if pv is None else int(pv.shape[0])
+    def decode(batch: Any) -> list:
+        pv, sizes = batch.get("pixel_values"), batch.get("image_sizes")  # (images, 3, H, W) padded, true sizes
+        if pv is None:
+            return []
+        return [decode_colour(img[:, :h, :w], ip) for img, (h, w) in zip(pv, sizes.tolist())]
 
-    return Tiny(family="pixtral", processor=processor, make_model=make_model, image_size=(32, 32), images_in_batch=images_in_batch)
+    return Tiny(
+        family=family,
+        processor=processor,
+        make_model=make_model,
+        image_size=(32, 32),
+        images_in_batch=_first_axis(),
+        decode=decode,
+        expanded_token="[IMG]",
+        stand_ins="torchvision import-only stand-in while processing_pixtral is imported (transformers 5.x)",
+    )
+
+
+# ------------------------------------------------------------------------------------------ Qwen3-VL
+def _qwen3_vl() -> Tiny:
+    """Qwen3-VL: Qwen2-VL image processor (patch 8, merge 2, 32x32: a 1x4x4 grid, 4 tokens),
+    ``<|vision_start|><|image_pad|><|vision_end|>`` per image; deepstack on the one vision layer."""
+    proc_cls = _cls("qwen3_vl.processing_qwen3_vl", "Qwen3VLProcessor")
+    specials = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
+    template = _template(**CHATML, image="<|vision_start|><|image_pad|><|vision_end|>")
+    tok = _tokenizer(
+        specials,
+        template=template,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        cls=_tokenizer_class_4x("qwen2.tokenization_qwen2_fast", "Qwen2TokenizerFast"),
+    )
+    ip = _image_processor(
+        "qwen2_vl",
+        "Qwen2VLImageProcessor",
+        size={"shortest_edge": 32 * 32, "longest_edge": 32 * 32},
+        patch_size=8,
+        merge_size=2,
+        temporal_patch_size=2,
+    )
+    video = _video_processor("qwen3_vl.video_processing_qwen3_vl", "Qwen3VLVideoProcessor", patch_size=8, merge_size=2)
+    processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
+
+    def make_model() -> Any:
+        cfg_cls = _cls("qwen3_vl.configuration_qwen3_vl", "Qwen3VLConfig")
+        model_cls = _cls("qwen3_vl.modeling_qwen3_vl", "Qwen3VLForConditionalGeneration")
+        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+        text = _mrope(
+            {**_TEXT, "head_dim": 8, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"]},
+            mrope_section=[2, 1, 1],
+            mrope_interleaved=True,
+        )
+        vision = dict(
+            depth=1,
+            hidden_size=16,
+            intermediate_size=32,
+            num_heads=2,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=32,
+            num_position_embeddings=16,
+            deepstack_visual_indexes=[0],
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="qwen3_vl",
+        processor=processor,
+        make_model=make_model,
+        image_size=(32, 32),
+        images_in_batch=_first_axis("image_grid_thw"),
+        decode=_grid(ip),
+        vision_prefixes=("model.visual.",),
+        expanded_token="<|image_pad|>",
+    )
+
+
+# ----------------------------------------------------------------------------------- GLM-4.1V / 4.6V
+def _glm(v46: bool) -> Tiny:
+    """GLM-4.1V / GLM-4.6V: GLM image processor (patch 8, merge 2; its smart_resize counts the temporal
+    factor into the pixel budget), ``[gMASK]<sop><|user|>\\n...<|assistant|>\\n``, each image item
+    ``<|begin_of_image|><|image|><|end_of_image|>``."""
+    module = "glm46v" if v46 else "glm4v"
+    proc_cls = _cls(f"{module}.processing_{module}", "Glm46VProcessor" if v46 else "Glm4vProcessor")
+    specials = [
+        "<|endoftext|>",
+        "[gMASK]",
+        "<sop>",
+        "<|system|>",
+        "<|user|>",
+        "<|assistant|>",
+        "<|begin_of_image|>",
+        "<|end_of_image|>",
+        "<|image|>",
+        "<|begin_of_video|>",
+        "<|end_of_video|>",
+        "<|video|>",
+        "<think>",
+        "</think>",
+    ]
+    template = _template(
+        begin="[gMASK]<sop>",
+        turn="'<|' + role + '|>\n'",
+        end="''",
+        image="<|begin_of_image|><|image|><|end_of_image|>",
+        gen="<|assistant|>\n",
+    )
+    tok = _tokenizer(specials, template=template, bos=None, eos="<|endoftext|>", pad="<|endoftext|>")
+    ip = _image_processor(
+        module,
+        "Glm46VImageProcessor" if v46 else "Glm4vImageProcessor",
+        size={"shortest_edge": 32 * 32, "longest_edge": 2 * 32 * 32},
+        patch_size=8,
+        merge_size=2,
+        temporal_patch_size=2,
+    )
+    video = _video_processor(
+        f"{module}.video_processing_{module}",
+        "Glm46VVideoProcessor" if v46 else "Glm4vVideoProcessor",
+        patch_size=8,
+        merge_size=2,
+    )
+    processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
+
+    def make_model() -> Any:
+        cfg_cls = _cls(f"{module}.configuration_{module}", "Glm46VConfig" if v46 else "Glm4vConfig")
+        model_cls = _cls(
+            f"{module}.modeling_{module}", "Glm46VForConditionalGeneration" if v46 else "Glm4vForConditionalGeneration"
+        )
+        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+        text = {**_TEXT, "head_dim": 8, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"]}
+        text = _mrope(text, mrope_section=[2, 1, 1], **({"partial_rotary_factor": 1.0} if _tf_major() >= 5 else {}))
+        if v46:
+            text["model_type"] = "glm4v_text"
+        vision = dict(
+            depth=1,
+            hidden_size=16,
+            intermediate_size=32,
+            num_heads=2,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=32,
+            image_size=32,
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=ids["<|image|>"],
+            video_token_id=ids["<|video|>"],
+            image_start_token_id=ids["<|begin_of_image|>"],
+            image_end_token_id=ids["<|end_of_image|>"],
+            video_start_token_id=ids["<|begin_of_video|>"],
+            video_end_token_id=ids["<|end_of_video|>"],
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family=module,
+        processor=processor,
+        make_model=make_model,
+        image_size=(32, 32),
+        images_in_batch=_first_axis("image_grid_thw"),
+        decode=_grid(ip),
+        vision_prefixes=("model.visual.",),
+        expanded_token="<|image|>",
+    )
+
+
+# ------------------------------------------------------------------------------------------- InternVL
+def _internvl() -> Tiny:
+    """InternVL (3-hf layout): GOT-OCR2 image processor, 56-pixel tiles (a 56x56 image is one tile),
+    ``image_seq_length=4``; ChatML, each image item ``<IMG_CONTEXT>\\n``."""
+    proc_cls = _cls("internvl.processing_internvl", "InternVLProcessor")
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+    template = _template(**CHATML, image="<IMG_CONTEXT>\n")
+    tok = _tokenizer(
+        specials,
+        template=template,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        extra={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    )
+    ip = _image_processor("got_ocr2", "GotOcr2ImageProcessor", size={"height": 56, "width": 56}, max_patches=12)
+    video = _video_processor("internvl.video_processing_internvl", "InternVLVideoProcessor")
+    processor = _with_video(
+        proc_cls, video, image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=template
+    )
+
+    def make_model() -> Any:
+        cfg_cls = _cls("internvl.configuration_internvl", "InternVLConfig")
+        model_cls = _cls("internvl.modeling_internvl", "InternVLForConditionalGeneration")
+        text = {
+            **_TEXT,
+            "head_dim": 8,
+            "model_type": "qwen2",
+            "vocab_size": len(tok),
+            "pad_token_id": tok.pad_token_id,
+            "rope_parameters": _rope5(),
+        }
+        vision = dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=[56, 56],
+            patch_size=[14, 14],
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+            image_seq_length=4,
+            downsample_ratio=0.5,
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="internvl",
+        processor=processor,
+        make_model=make_model,
+        image_size=(56, 56),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip, runs=True),
+        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+        expanded_token="<IMG_CONTEXT>",
+    )
+
+
+# --------------------------------------------------------------------------------------------- Gemma 4
+def _gemma4() -> Tiny:
+    """Gemma 4: Gemma 4 image processor (PIL; patch 4, pooling 3, ``max_soft_tokens=70``, the smallest
+    allowed: each 32x32 image is resized up to the 70-token budget, 64 soft tokens here); each image
+    item ``<|image|>`` (the soft token itself), text items trimmed, left padding as the Hub's."""
+    _has("gemma4")
+    # processing_gemma4 imports Gemma4ImageProcessorKwargs / get_aspect_ratio_preserving_size from
+    # image_processing_gemma4, whose top line imports torchvision: the import-only stand-in.
+    proc_mod = import_under_torchvision_stand_in(
+        "transformers.models.gemma4.processing_gemma4", drop=("transformers.models.gemma4.image_processing_gemma4",)
+    )
+    proc_cls = proc_mod.Gemma4Processor
+    boi, eoi, soft = "<|image>", "<image|>", "<|image|>"
+    specials = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<|turn>",
+        "<turn|>",
+        boi,
+        eoi,
+        soft,
+        "<|audio>",
+        "<audio|>",
+        "<|audio|>",
+        "<|video|>",
+    ]
+    template = _template(
+        begin="<bos>",
+        turn="'<|turn>' + role + '\n'",
+        end="'<turn|>\n'",
+        image=soft,
+        roles={"assistant": "model"},
+        gen="<|turn>model\n",
+        trim=True,
+    )
+    tok = _tokenizer(
+        specials,
+        template=template,
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        words=(*WORDS, "model"),
+        extra={
+            "image_token": soft,
+            "boi_token": boi,
+            "eoi_token": eoi,
+            "audio_token": "<|audio|>",
+            "boa_token": "<|audio>",
+            "eoa_token": "<audio|>",
+        },
+        padding_side="left",
+    )
+    ip = _image_processor("gemma4", "Gemma4ImageProcessor", patch_size=4, max_soft_tokens=70, pooling_kernel_size=3)
+    fe = _cls("gemma4.feature_extraction_gemma4", "Gemma4AudioFeatureExtractor")()
+    video = _video_processor(
+        "gemma4.video_processing_gemma4",
+        "Gemma4VideoProcessor",
+        patch_size=4,
+        max_soft_tokens=70,
+        pooling_kernel_size=3,
+    )
+    processor = _with_video(
+        proc_cls,
+        video,
+        feature_extractor=fe,
+        image_processor=ip,
+        tokenizer=tok,
+        chat_template=template,
+        image_seq_length=70,
+    )
+
+    def make_model() -> Any:
+        cfg_cls = _cls("gemma4.configuration_gemma4", "Gemma4Config")
+        model_cls = _cls("gemma4.modeling_gemma4", "Gemma4ForConditionalGeneration")
+        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+        text = {
+            **_TEXT,
+            "head_dim": 8,
+            "vocab_size": len(tok),
+            "pad_token_id": ids["<pad>"],
+            "eos_token_id": ids["<eos>"],
+            "bos_token_id": ids["<bos>"],
+            "num_hidden_layers": 2,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "sliding_window": 64,
+            "vocab_size_per_layer_input": len(tok),
+            "hidden_size_per_layer_input": 8,
+            "global_head_dim": 8,
+            "rope_parameters": {"sliding_attention": _rope5(), "full_attention": _rope5()},
+        }
+        vision = dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            patch_size=4,
+            pooling_kernel_size=3,
+            position_embedding_size=64,
+            rope_parameters=_rope5(),
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            audio_config=None,
+            boi_token_id=ids[boi],
+            eoi_token_id=ids[eoi],
+            image_token_id=ids[soft],
+            video_token_id=ids["<|video|>"],
+            boa_token_id=ids["<|audio>"],
+            eoa_token_index=ids["<audio|>"],
+            audio_token_id=ids["<|audio|>"],
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    def decode(batch: Any) -> list:
+        pv, pos = batch.get("pixel_values"), batch.get("image_position_ids")
+        if pv is None:
+            return []
+        # (images, max patches, P*P*C) channels last, padded patches at position -1
+        return [decode_colour(img[(p >= 0).all(-1)].reshape(-1, 3).T, ip) for img, p in zip(pv, pos)]
+
+    return Tiny(
+        family="gemma4",
+        processor=processor,
+        make_model=make_model,
+        image_size=(32, 32),
+        images_in_batch=_first_axis(),
+        decode=decode,
+        vision_prefixes=("model.vision_tower.", "model.embed_vision."),
+        expanded_token=soft,
+        stand_ins="torchvision import-only stand-in while processing_gemma4 is imported",
+    )
+
+
+# -------------------------------------------------------------------------------------------- Gemma 3n
+#: a 3-stage MobileNetV5 (edge-residual, universal-inverted-residual and mobile-MQA blocks, as
+#: mobilenetv5_300m_enc has) small enough for a CPU test
+_TINY_MNV5 = [
+    ["er_r1_k3_s2_e2_c8"],
+    ["uir_r1_a3_k0_s2_e2_c16"],
+    ["uir_r1_a3_k0_s2_e2_c16", "mqa_r1_k3_h2_v2_s1_d8_c16", "uir_r1_a0_k0_s1_e2_c16"],
+]
+
+
+def _import_timm() -> Any:
+    """timm, for Gemma 3n's vision tower. timm declares torchvision as a dependency (installed here with
+    --no-deps) and imports torchvision names at its top; none of them is used to build or run a model:
+    the import-only stand-in covers the import."""
+    if importlib.util.find_spec("timm") is None:
+        raise Unavailable(
+            "Gemma 3n's vision tower is a timm model (TimmWrapperModel, MobileNetV5) and timm is not "
+            "installed on this row"
+        )
+    return import_under_torchvision_stand_in("timm")
+
+
+def _gemma3n() -> Tiny:
+    """Gemma 3n: SigLIP image processor (32x32, no normalisation, as Gemma 3n's), ``image_seq_length=4``
+    (= msfa_output_resolution**2; the real model has 256), a 3-stage timm MobileNetV5 vision tower;
+    each image item ``<image_soft_token>``, text items trimmed. The vision / audio vocabulary regions
+    come after every text token (``vocab_offset``), as in the real tokenizer."""
+    proc_cls = _cls("gemma3n.processing_gemma3n", "Gemma3nProcessor")
+    timm = _import_timm()
+    _needs_tf5("gemma3n")
+    boi, eoi, soft = "<start_of_image>", "<end_of_image>", "<image_soft_token>"
+    boa, eoa, asoft = "<start_of_audio>", "<end_of_audio>", "<audio_soft_token>"
+    specials = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", boi, boa]
+    vision_tail = [eoi, soft, "<vision_pad_2>", "<vision_pad_3>"]
+    audio_tail = [eoa, asoft, "<audio_pad_2>", "<audio_pad_3>"]
+    template = _template(
+        begin="<bos>",
+        turn="'<start_of_turn>' + role + '\n'",
+        end="'<end_of_turn>\n'",
+        image=soft,
+        roles={"assistant": "model"},
+        gen="<start_of_turn>model\n",
+        trim=True,
+    )
+    tok = _tokenizer(
+        specials,
+        template=template,
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        tail=[*vision_tail, *audio_tail],
+        words=(*WORDS, "model"),
+        extra={
+            "image_token": soft,
+            "boi_token": boi,
+            "eoi_token": eoi,
+            "audio_token": asoft,
+            "boa_token": boa,
+            "eoa_token": eoa,
+        },
+    )
+    ip = _image_processor("siglip", "SiglipImageProcessor", size={"height": 32, "width": 32}, do_normalize=False)
+    fe = _cls("gemma3n.feature_extraction_gemma3n", "Gemma3nAudioFeatureExtractor")()
+    processor = proc_cls(
+        feature_extractor=fe,
+        image_processor=ip,
+        tokenizer=tok,
+        chat_template=template,
+        image_seq_length=4,
+        audio_seq_length=4,
+    )
+    processor.chat_template = template
+    v_off, a_off = tok.convert_tokens_to_ids(eoi), tok.convert_tokens_to_ids(eoa)
+
+    def make_model() -> Any:
+        from timm.models._efficientnet_builder import decode_arch_def
+
+        cfg_cls = _cls("gemma3n.configuration_gemma3n", "Gemma3nConfig")
+        model_cls = _cls("gemma3n.modeling_gemma3n", "Gemma3nForConditionalGeneration")
+        text = dict(
+            vocab_size=len(tok),
+            vocab_size_per_layer_input=v_off,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            hidden_size_per_layer_input=8,
+            laurel_rank=4,
+            altup_num_inputs=2,
+            num_kv_shared_layers=0,
+            layer_types=["sliding_attention", "full_attention"],
+            activation_sparsity_pattern=[0.0, 0.0],
+            sliding_window=64,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            max_position_embeddings=2048,
+        )
+        vision = dict(
+            architecture="mobilenetv5_300m_enc",
+            hidden_size=2048,
+            vocab_size=4,
+            vocab_offset=v_off,
+            model_args={"block_args": decode_arch_def(_TINY_MNV5), "stem_size": 8, "msfa_output_resolution": 2},
+        )
+        audio = dict(
+            vocab_size=4,
+            vocab_offset=a_off,
+            hidden_size=16,
+            conf_num_attention_heads=2,
+            conf_num_hidden_layers=1,
+            sscp_conv_channel_size=[4, 4],
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            audio_config=audio,
+            vision_soft_tokens_per_image=4,
+            audio_soft_tokens_per_image=4,
+            boi_token_id=tok.convert_tokens_to_ids(boi),
+            eoi_token_id=v_off,
+            image_token_id=tok.convert_tokens_to_ids(soft),
+            boa_token_id=tok.convert_tokens_to_ids(boa),
+            eoa_token_id=a_off,
+            audio_token_id=tok.convert_tokens_to_ids(asoft),
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="gemma3n",
+        processor=processor,
+        make_model=make_model,
+        image_size=(32, 32),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip),
+        vision_prefixes=("model.vision_tower.", "model.embed_vision."),
+        expanded_token=soft,
+        stand_ins=f"timm {timm.__version__} imported under the torchvision import-only stand-in",
+    )
+
+
+# --------------------------------------------------------------------------------- Llama 4, LFM2-VL
+def _llama4() -> Tiny:
+    """Llama 4: ``Llama4ImageProcessor`` is a torchvision-backend class (no PIL variant in
+    transformers 5.17.0), so this fixture builds only where torchvision imports (no CI row has it):
+    56x56 tiles, patch 14, pixel-shuffle 0.5, the real Llama 4 chat template (``<|image|>`` per image)."""
+    _has("llama4")
+    _torchvision_only("llama4", "Llama4ImageProcessor")
+    _needs_tf5("llama4")
+    proc_mod = importlib.import_module("transformers.models.llama4.processing_llama4")
+    specials = [
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|finetune_right_pad|>",
+        "<|header_start|>",
+        "<|header_end|>",
+        "<|eot|>",
+        "<|eom|>",
+        "<|python_start|>",
+        "<|python_end|>",
+        "<|image_start|>",
+        "<|image_end|>",
+        "<|image|>",
+        "<|patch|>",
+        "<|tile_x_separator|>",
+        "<|tile_y_separator|>",
+    ]
+    template = proc_mod.chat_template
+    tok = _tokenizer(specials, template=template, bos="<|begin_of_text|>", eos="<|eot|>", pad="<|finetune_right_pad|>")
+    ip = _cls("llama4.image_processing_llama4", "Llama4ImageProcessor")(size={"height": 56, "width": 56}, max_patches=4)
+    processor = proc_mod.Llama4Processor(
+        image_processor=ip, tokenizer=tok, patch_size=14, pixel_shuffle_ratio=0.5, chat_template=template
+    )
+
+    def make_model() -> Any:
+        cfg_cls = _cls("llama4.configuration_llama4", "Llama4Config")
+        model_cls = _cls("llama4.modeling_llama4", "Llama4ForConditionalGeneration")
+        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+        text = {
+            **_TEXT,
+            "head_dim": 8,
+            "vocab_size": len(tok),
+            "pad_token_id": ids["<|finetune_right_pad|>"],
+            "bos_token_id": ids["<|begin_of_text|>"],
+            "eos_token_id": ids["<|eot|>"],
+            "intermediate_size_mlp": 64,
+            "num_local_experts": 2,
+            "num_experts_per_tok": 1,
+            "attention_chunk_size": 64,
+            "rope_parameters": _rope5(),
+        }
+        vision = dict(
+            hidden_size=16,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+            vision_output_dim=32,
+            projector_input_dim=32,
+            projector_output_dim=32,
+            pixel_shuffle_ratio=0.5,
+            rope_parameters=_rope5(),
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            boi_token_index=ids["<|image_start|>"],
+            eoi_token_index=ids["<|image_end|>"],
+            image_token_index=ids["<|patch|>"],
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="llama4",
+        processor=processor,
+        make_model=make_model,
+        image_size=(56, 56),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip, runs=True),
+        vision_prefixes=("model.vision_model.", "vision_model."),
+        expanded_token="<|patch|>",
+    )
+
+
+def _lfm2_vl() -> Tiny:
+    """LFM2-VL: ``Lfm2VlImageProcessor`` is a torchvision-backend class (no PIL variant in transformers
+    5.17.0), so this fixture builds only where torchvision imports (no CI row has it): 32x32, encoder
+    patch 4, downsample 2, no splitting; ChatML after ``<|startoftext|>``, ``<image>`` per image."""
+    _has("lfm2_vl")
+    _torchvision_only("lfm2_vl", "Lfm2VlImageProcessor")
+    _needs_tf5("lfm2_vl")
+    proc_cls = _cls("lfm2_vl.processing_lfm2_vl", "Lfm2VlProcessor")
+    tiles = [f"<|img_row_{r}_col_{c}|>" for r in range(1, 3) for c in range(1, 3)]
+    specials = [
+        "<|pad|>",
+        "<|startoftext|>",
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<image>",
+        "<|image_start|>",
+        "<|image_end|>",
+        "<|img_thumbnail|>",
+        *tiles,
+    ]
+    template = _template(begin="<|startoftext|>", **CHATML, image="<image>")
+    tok = _tokenizer(specials, template=template, bos="<|startoftext|>", eos="<|im_end|>", pad="<|pad|>")
+    ip = _cls("lfm2_vl.image_processing_lfm2_vl", "Lfm2VlImageProcessor")(
+        encoder_patch_size=4,
+        downsample_factor=2,
+        min_image_tokens=4,
+        max_image_tokens=16,
+        do_image_splitting=False,
+        tile_size=32,
+    )
+    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
+    processor.chat_template = template
+
+    def make_model() -> Any:
+        cfg_cls = _cls("lfm2_vl.configuration_lfm2_vl", "Lfm2VlConfig")
+        model_cls = _cls("lfm2_vl.modeling_lfm2_vl", "Lfm2VlForConditionalGeneration")
+        text = dict(
+            model_type="lfm2",
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            layer_types=["conv", "full_attention"],
+            tie_word_embeddings=False,
+            rope_parameters=_rope5(),
+        )
+        vision = dict(
+            model_type="siglip2_vision_model",
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            patch_size=4,
+            num_patches=64,
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=tok.convert_tokens_to_ids("<image>"),
+            projector_hidden_size=32,
+            downsample_factor=2,
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    def decode(batch: Any) -> list:
+        pv, mask = batch.get("pixel_values"), batch.get("pixel_attention_mask")
+        if pv is None:
+            return []
+        # (tiles, max patches, P*P*C) channels last, padded patches masked out
+        return _runs([decode_colour(img[m.bool()].reshape(-1, 3).T, ip) for img, m in zip(pv, mask)])
+
+    return Tiny(
+        family="lfm2_vl",
+        processor=processor,
+        make_model=make_model,
+        image_size=(32, 32),
+        images_in_batch=_first_axis(),
+        decode=decode,
+        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+    )
+
+
+# -------------------------------------------------------------------------------------- LLaVA-NeXT
+def _llava_next() -> Tiny:
+    """LLaVA-NeXT (LLaVA-1.6): anyres image processor (28-pixel crops, pinpoints 28x28 / 28x56 / 56x28),
+    CLIP tower. Hub templates (llava-hf/llava-v1.6-*): every image of a message first, each as
+    ``<image>\\n`` (the newline a token of its own, as in the real tokenizers)."""
+    proc_cls = _cls("llava_next.processing_llava_next", "LlavaNextProcessor")
+    specials = ["<s>", "</s>", "<pad>", "<image>"]
+    template = _template(
+        begin="<s>",
+        turn="(role | upper) + ': '",
+        end="('</s>' if message['role'] == 'assistant' else ' ')",
+        image="<image>\n",
+        images_first=True,
+        gen="ASSISTANT:",
+    )
+    tok = _tokenizer(specials, template=template, bos="<s>", eos="</s>", pad="<pad>", added=("\n",))
+    pinpoints = [[28, 28], [28, 56], [56, 28]]
+    ip = _image_processor(
+        "llava_next",
+        "LlavaNextImageProcessor",
+        size={"shortest_edge": 28},
+        crop_size={"height": 28, "width": 28},
+        image_grid_pinpoints=pinpoints,
+    )
+    processor = proc_cls(
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        chat_template=template,
+        num_additional_image_tokens=1,
+    )
+    processor.chat_template = template
+
+    def make_model() -> Any:
+        cfg_cls = _cls("llava_next.configuration_llava_next", "LlavaNextConfig")
+        model_cls = _cls("llava_next.modeling_llava_next", "LlavaNextForConditionalGeneration")
+        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
+        config = cfg_cls(
+            text_config=text,
+            vision_config=dict(_CLIP, image_size=28, patch_size=14),
+            image_token_index=tok.convert_tokens_to_ids("<image>"),
+            image_grid_pinpoints=pinpoints,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="default",
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    # (images, patches, 3, H, W); patch 0 = the whole image resized
+    return Tiny(
+        family="llava_next",
+        processor=processor,
+        make_model=make_model,
+        image_size=(28, 28),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip, view=lambda img: img[0]),
+        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+        sees_cut=False,
+    )
+
+
+# ---------------------------------------------------------------------------------- LLaVA-OneVision
+def _llava_onevision() -> Tiny:
+    """LLaVA-OneVision: OneVision image processor (28x28, pinpoints 56x56), SigLIP tower. Hub template
+    (llava-hf/llava-onevision-qwen2-*-hf): ``<|im_start|>user `` + ``<image>`` per image, all first and
+    side by side, then ``\\n`` + text. A row with several images gets the multi-image treatment
+    (4 + 1 tokens each, strategy "full"), a single image the anyres one (24 tokens): not multiples."""
+    proc_cls = _cls("llava_onevision.processing_llava_onevision", "LlavaOnevisionProcessor")
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+    template = _template(
+        turn="'<|im_start|>' + role + ' '",
+        end="'<|im_end|>\n'",
+        image="<image>",
+        images_first=True,
+        text_prefix="\n",
+        gen="<|im_start|>assistant\n",
+    )
+    tok = _tokenizer(specials, template=template, bos=None, eos="<|im_end|>", pad="<|endoftext|>")
+    pinpoints = [[56, 56]]
+    ip = _image_processor(
+        "llava_onevision",
+        "LlavaOnevisionImageProcessor",
+        size={"height": 28, "width": 28},
+        image_grid_pinpoints=pinpoints,
+    )
+    video = _video_processor("llava_onevision.video_processing_llava_onevision", "LlavaOnevisionVideoProcessor")
+    processor = _with_video(
+        proc_cls,
+        video,
+        image_processor=ip,
+        tokenizer=tok,
+        num_image_tokens=4,
+        vision_feature_select_strategy="full",
+        chat_template=template,
+        vision_aspect_ratio="anyres_max_9",
+    )
+
+    def make_model() -> Any:
+        cfg_cls = _cls("llava_onevision.configuration_llava_onevision", "LlavaOnevisionConfig")
+        model_cls = _cls("llava_onevision.modeling_llava_onevision", "LlavaOnevisionForConditionalGeneration")
+        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "qwen2"})
+        config = cfg_cls(
+            text_config=text,
+            vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
+            image_token_index=tok.convert_tokens_to_ids("<image>"),
+            video_token_index=tok.convert_tokens_to_ids("<video>"),
+            image_grid_pinpoints=pinpoints,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="llava_onevision",
+        processor=processor,
+        make_model=make_model,
+        image_size=(28, 28),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip, view=lambda img: img[0]),
+        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+    )
+
+
+# ------------------------------------------------------------------------------------------ Idefics2
+def _idefics2() -> Tiny:
+    """Idefics2: Idefics2 image processor (28x28, no splitting), ``image_seq_len=4``, perceiver resampler.
+    Hub template (HuggingFaceM4/idefics2-8b): ``User:`` + items in order, ``<image>`` per image,
+    ``<end_of_utterance>\\n``; ``Assistant:``."""
+    proc_cls = _cls("idefics2.processing_idefics2", "Idefics2Processor")
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<fake_token_around_image>", "<image>", "<end_of_utterance>"]
+    template = _template(
+        begin="<s>", turn="(role | capitalize) + ':'", end="'<end_of_utterance>\n'", image="<image>", gen="Assistant:"
+    )
+    tok = _tokenizer(
+        specials,
+        template=template,
+        bos="<s>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+        extra={"image_token": "<image>", "image_boundary_token": "<fake_token_around_image>"},
+    )
+    ip = _image_processor(
+        "idefics2", "Idefics2ImageProcessor", do_image_splitting=False, size={"shortest_edge": 28, "longest_edge": 28}
+    )
+    processor = proc_cls(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=template)
+    processor.chat_template = template
+
+    def make_model() -> Any:
+        cfg_cls = _cls("idefics2.configuration_idefics2", "Idefics2Config")
+        model_cls = _cls("idefics2.modeling_idefics2", "Idefics2ForConditionalGeneration")
+        text = _rope(
+            {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "mistral", "head_dim": 8}
+        )
+        vision = dict(
+            image_size=28,
+            patch_size=14,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        )
+        perceiver = dict(
+            hidden_size=32,
+            resampler_n_latents=4,
+            resampler_depth=1,
+            resampler_n_heads=2,
+            resampler_head_dim=8,
+            num_key_value_heads=1,
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            perceiver_config=perceiver,
+            image_token_id=tok.convert_tokens_to_ids("<image>"),
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="idefics2",
+        processor=processor,
+        make_model=make_model,
+        image_size=(28, 28),
+        images_in_batch=_count_slots,
+        decode=_slots(ip),
+        vision_prefixes=("model.vision_model.", "model.connector."),
+    )
+
+
+# -------------------------------------------------------------------------------------- PaddleOCR-VL
+def _paddleocr_vl() -> Tiny:
+    """PaddleOCR-VL: its image processor (56x56, patch 14, merge 2: 4 tokens), NaViT vision, ERNIE-4.5
+    text. Hub template (PaddlePaddle/PaddleOCR-VL): ``<|begin_of_sentence|>User: `` +
+    ``<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>`` per image (all first) + texts + ``\\n``;
+    ``Assistant:\\n`` + text + ``<|end_of_sentence|>``."""
+    proc_cls = _cls("paddleocr_vl.processing_paddleocr_vl", "PaddleOCRVLProcessor")
+    start, image, end = "<|IMAGE_START|>", "<|IMAGE_PLACEHOLDER|>", "<|IMAGE_END|>"
+    specials = [
+        "<unk>",
+        "<|begin_of_sentence|>",
+        "</s>",
+        "<|end_of_sentence|>",
+        start,
+        image,
+        end,
+        "<|VIDEO_PLACEHOLDER|>",
+        "<pad>",
+    ]
+    template = _template(
+        begin="<|begin_of_sentence|>",
+        turn="('User: ' if message['role'] == 'user' else 'Assistant:\n' if message['role'] == 'assistant' else '')",
+        end="('<|end_of_sentence|>' if message['role'] == 'assistant' else '\n')",
+        image=start + image + end,
+        images_first=True,
+        gen="Assistant:\n",
+    )
+    tok = _tokenizer(
+        specials,
+        template=template,
+        bos="<|begin_of_sentence|>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+        extra={"image_token": image},
+    )
+    ip = _image_processor(
+        "paddleocr_vl",
+        "PaddleOCRVLImageProcessor",
+        min_pixels=56 * 56,
+        max_pixels=56 * 56,
+        patch_size=14,
+        merge_size=2,
+        temporal_patch_size=1,
+    )
+    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
+    processor.chat_template = template
+
+    def make_model() -> Any:
+        cfg_cls = _cls("paddleocr_vl.configuration_paddleocr_vl", "PaddleOCRVLConfig")
+        model_cls = _cls("paddleocr_vl.modeling_paddleocr_vl", "PaddleOCRVLForConditionalGeneration")
+        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+        text = _rope(
+            {
+                **_TEXT,
+                "vocab_size": len(tok),
+                "head_dim": 8,
+                "pad_token_id": ids["<pad>"],
+                "bos_token_id": ids["<|begin_of_sentence|>"],
+                "eos_token_id": ids["</s>"],
+            },
+            mrope=[1, 1, 2],
+        )
+        vision = dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            image_size=56,
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=ids[image],
+            video_token_id=ids["<|VIDEO_PLACEHOLDER|>"],
+            vision_start_token_id=ids[start],
+            vision_end_token_id=ids[end],
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    def decode(batch: Any) -> list:
+        pv, grid = batch.get("pixel_values"), batch.get("image_grid_thw")  # (patches, 3, P, P), a grid row per image
+        out, at = [], 0
+        for thw in [] if grid is None else grid.tolist():
+            n = thw[0] * thw[1] * thw[2]
+            out.append(decode_colour(pv[at : at + n].transpose(0, 1), ip))
+            at += n
+        return out
+
+    return Tiny(
+        family="paddleocr_vl",
+        processor=processor,
+        make_model=make_model,
+        image_size=(56, 56),
+        images_in_batch=_first_axis("image_grid_thw"),
+        decode=decode,
+        vision_prefixes=("model.visual.", "model.projector."),
+        expanded_token=image,
+    )
+
+
+# ------------------------------------------------------------------------------------- DeepSeek-OCR-2
+def _deepseek_ocr2() -> Tiny:
+    """DeepSeek-OCR-2: its image processor (PIL), SAM + Qwen2 query encoder, DeepSeek-V2 MoE text.
+    ``<image>\\n`` per image in a ``<|User|>`` / ``<|Assistant|>`` frame. The tiny vision tower emits
+    144 query tokens for small images, so the processor is set to global = 144 (size 24, patch 2,
+    downsample 1) and ``tile_size=768`` (no crops): each image is 145 ``<image>`` ids."""
+    proc_cls = _cls("deepseek_ocr2.processing_deepseek_ocr2", "DeepseekOcr2Processor")
+    bos, eos = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+    specials = [bos, eos, "<|User|>", "<|Assistant|>", "<image>", "<pad>"]
+    template = _template(
+        begin=bos,
+        turn="('<|User|>' if message['role'] == 'user' else '<|Assistant|>')",
+        end="('" + eos + "' if message['role'] == 'assistant' else '')",
+        image="<image>\n",
+        gen="<|Assistant|>",
+    )
+    tok = _tokenizer(
+        specials, template=template, bos=bos, eos=eos, pad="<pad>", added=("\n",), extra={"image_token": "<image>"}
+    )
+    ip = _image_processor(
+        "deepseek_ocr2", "DeepseekOcr2ImageProcessor", size={"height": 24, "width": 24}, tile_size=768
+    )
+    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template, patch_size=2, downsample_ratio=1)
+    processor.chat_template = template
+
+    def make_model() -> Any:
+        cfg_cls = _cls("deepseek_ocr2.configuration_deepseek_ocr2", "DeepseekOcr2Config")
+        model_cls = _cls("deepseek_ocr2.modeling_deepseek_ocr2", "DeepseekOcr2ForConditionalGeneration")
+        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+        text = _rope(
+            dict(
+                vocab_size=len(tok),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=4,
+                max_position_embeddings=1024,
+                bos_token_id=ids[bos],
+                eos_token_id=ids[eos],
+                pad_token_id=ids["<pad>"],
+                n_routed_experts=4,
+                n_shared_experts=1,
+                mlp_layer_types=["dense", "sparse"],
+                moe_intermediate_size=16,
+                num_experts_per_tok=2,
+                tie_word_embeddings=False,
+            )
+        )
+        sam = dict(
+            hidden_size=16,
+            output_channels=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_channels=3,
+            image_size=24,
+            patch_size=2,
+            window_size=4,
+            global_attn_indexes=[0],
+            downsample_channels=[16, 32],
+        )
+        encoder = _rope(
+            dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                max_position_embeddings=512,
+            )
+        )
+        config = cfg_cls(
+            vision_config=dict(sam_config=sam, encoder_config=encoder),
+            text_config=text,
+            image_token_id=ids["<image>"],
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="deepseek_ocr2",
+        processor=processor,
+        make_model=make_model,
+        image_size=(24, 24),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip),
+        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+    )
+
+
+# ---------------------------------------------------------------------------------------- MiniCPM-V 4.6
+def _minicpmv4_6() -> Tiny:
+    """MiniCPM-V 4.6: its image processor (PIL; 32 pixels, patch 8, no slicing), SigLIP + window merger,
+    Qwen3.5 text model (full-attention layers only here). The processor reads every marker from the
+    tokenizer; ``image_token`` is ``<|image_pad|>`` as in openbmb/MiniCPM-V-4.6's Qwen3.5 tokenizer;
+    default left padding."""
+    proc_cls = _cls("minicpmv4_6.processing_minicpmv4_6", "MiniCPMV4_6Processor")
+    marks = dict(
+        image_token="<|image_pad|>",
+        video_token="<|video_pad|>",
+        image_start_token="<image>",
+        image_end_token="</image>",
+        slice_start_token="<slice>",
+        slice_end_token="</slice>",
+        image_id_start_token="<image_id>",
+        image_id_end_token="</image_id>",
+    )
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *marks.values()]
+    template = _template(**CHATML, image="<|image_pad|>")
+    tok = _tokenizer(
+        specials, template=template, bos=None, eos="<|im_end|>", pad="<|endoftext|>", extra=marks, added=("\n",)
+    )
+    ip = _image_processor(
+        "minicpmv4_6",
+        "MiniCPMV4_6ImageProcessor",
+        scale_resolution=32,
+        max_slice_nums=1,
+        patch_size=8,
+        slice_mode=False,
+    )
+    video = _video_processor("minicpmv4_6.video_processing_minicpmv4_6", "MiniCPMV4_6VideoProcessor", slice_mode=False)
+    if not hasattr(video, "downsample_mode"):  # the generic stand-in video processor
+        video.slice_mode, video.downsample_mode = False, "16x"
+    processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
+
+    def make_model() -> Any:
+        cfg_cls = _cls("minicpmv4_6.configuration_minicpmv4_6", "MiniCPMV4_6Config")
+        model_cls = _cls("minicpmv4_6.modeling_minicpmv4_6", "MiniCPMV4_6ForConditionalGeneration")
+        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+        text = dict(
+            model_type="qwen3_5_text",
+            vocab_size=len(tok),
+            hidden_size=32,
+            head_dim=8,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            rope_parameters=_rope5(mrope_section=[1, 1, 0]),
+            tie_word_embeddings=False,
+            pad_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            layer_types=["full_attention"],
+        )
+        vision = dict(
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            image_size=32,
+            patch_size=8,
+            num_channels=3,
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            image_size=32,
+            insert_layer_id=0,
+            drop_vision_last_layer=False,
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    def decode(batch: Any) -> list:
+        # NaViT packing: pixel_values (1, 3, patch, total_L), each block a (h * w * patch) stretch of the last
+        # axis; target_sizes one (h_patches, w_patches) row per block, in order
+        pv, sizes = batch.get("pixel_values"), batch.get("target_sizes")
+        out, at = [], 0
+        for h, w in [] if sizes is None else sizes.tolist():
+            n = h * w * pv.shape[2]
+            out.append(decode_colour(pv[0, :, :, at : at + n], ip))
+            at += n
+        return out
+
+    return Tiny(
+        family="minicpmv4_6",
+        processor=processor,
+        make_model=make_model,
+        image_size=(32, 32),
+        images_in_batch=_first_axis("target_sizes"),
+        decode=decode,
+        vision_prefixes=("model.vision_tower.", "model.vit_merger.", "model.merger."),
+        expanded_token="<|image_pad|>",
+    )
+
+
+# ---------------------------------------------------------------------------------------- DeepSeek-VL
+def _deepseek_vl() -> Tiny:
+    """DeepSeek-VL (v1): its image processor (PIL, 28x28), SigLIP tower, Llama text.
+    ``<image_placeholder>`` (the tokenizer's ``image_token``) per image, ``num_image_tokens=4`` copies.
+    Format: ``User: <image_placeholder>...\\n\\nAssistant: ...``."""
+    proc_cls = _cls("deepseek_vl.processing_deepseek_vl", "DeepseekVLProcessor")
+    bos, eos = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+    specials = [bos, eos, "<image_placeholder>", "<pad>"]
+    template = _template(
+        begin=bos,
+        turn="(role | capitalize) + ': '",
+        end="('" + eos + "' if message['role'] == 'assistant' else '\n\n')",
+        image="<image_placeholder>",
+        gen="Assistant:",
+    )
+    tok = _tokenizer(
+        specials, template=template, bos=bos, eos=eos, pad="<pad>", extra={"image_token": "<image_placeholder>"}
+    )
+    ip = _image_processor("deepseek_vl", "DeepseekVLImageProcessor", size={"height": 28, "width": 28})
+    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template, num_image_tokens=4)
+    processor.chat_template = template
+
+    def make_model() -> Any:
+        cfg_cls = _cls("deepseek_vl.configuration_deepseek_vl", "DeepseekVLConfig")
+        model_cls = _cls("deepseek_vl.modeling_deepseek_vl", "DeepseekVLForConditionalGeneration")
+        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
+        config = cfg_cls(
+            text_config=text,
+            vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
+            image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"),
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="deepseek_vl",
+        processor=processor,
+        make_model=make_model,
+        image_size=(28, 28),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip),
+        vision_prefixes=("model.vision_model.", "model.aligner."),
+        expanded_token="<image_placeholder>",
+    )
+
+
+# ---------------------------------------------------------------------------------------- Aya Vision
+def _aya_vision() -> Tiny:
+    """Aya Vision: GOT-OCR2 image processor (PIL; 28-pixel tiles: a 28x28 image is the global tile only),
+    SigLIP tower with pixel shuffle (downsample 2), Cohere2 text. Hub template:
+    ``<|START_OF_TURN_TOKEN|><|USER_TOKEN|>`` + items in order, ``<image>`` per image, ``<|END_OF_TURN_TOKEN|>``."""
+    proc_cls = _cls("aya_vision.processing_aya_vision", "AyaVisionProcessor")
+    specials = [
+        "<PAD>",
+        "<BOS_TOKEN>",
+        "<|END_OF_TURN_TOKEN|>",
+        "<|START_OF_TURN_TOKEN|>",
+        "<|USER_TOKEN|>",
+        "<|CHATBOT_TOKEN|>",
+        "<image>",
+        "<|START_OF_IMG|>",
+        "<|END_OF_IMG|>",
+        "<|IMG_PATCH|>",
+        "<|IMG_LINE_BREAK|>",
+        "TILE",
+        "TILE_GLOBAL",
+        *[f"TILE_{i}" for i in range(1, 13)],
+    ]
+    template = _template(
+        begin="<BOS_TOKEN>",
+        turn="'<|START_OF_TURN_TOKEN|>' + ('<|USER_TOKEN|>' if role == 'user' else '<|CHATBOT_TOKEN|>')",
+        end="'<|END_OF_TURN_TOKEN|>'",
+        image="<image>",
+        gen="<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+    )
+    tok = _tokenizer(specials, template=template, bos="<BOS_TOKEN>", eos="<|END_OF_TURN_TOKEN|>", pad="<PAD>")
+    ip = _image_processor(
+        "got_ocr2",
+        "GotOcr2ImageProcessor",
+        size={"height": 28, "width": 28},
+        crop_to_patches=True,
+        min_patches=1,
+        max_patches=12,
+    )
+    processor = proc_cls(
+        image_processor=ip, tokenizer=tok, patch_size=7, img_size=28, downsample_factor=2, chat_template=template
+    )
+    processor.chat_template = template
+
+    def make_model() -> Any:
+        cfg_cls = _cls("aya_vision.configuration_aya_vision", "AyaVisionConfig")
+        model_cls = _cls("aya_vision.modeling_aya_vision", "AyaVisionForConditionalGeneration")
+        text = _rope(
+            {
+                **_TEXT,
+                "vocab_size": len(tok),
+                "pad_token_id": tok.pad_token_id,
+                "model_type": "cohere2",
+                "bos_token_id": tok.bos_token_id,
+                "eos_token_id": tok.eos_token_id,
+                "head_dim": 8,
+                "layer_types": ["full_attention"],
+                "sliding_window": 64,
+            }
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=dict(_SIGLIP, image_size=28, patch_size=7),
+            downsample_factor=2,
+            image_token_index=tok.convert_tokens_to_ids("<|IMG_PATCH|>"),
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="aya_vision",
+        processor=processor,
+        make_model=make_model,
+        image_size=(28, 28),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip, runs=True),
+        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+        expanded_token="<|IMG_PATCH|>",
+    )
+
+
+# ------------------------------------------------------------------------------------------ PaliGemma
+def _paligemma() -> Tiny:
+    """PaliGemma: SigLIP image processor (PIL, 28x28), ``image_seq_length=4``, Gemma text. No Hub chat
+    template (prefix / suffix training); a minimal one: every image first as ``<image>``, then the user
+    text, then the answer. The processor inserts ``<bos>`` after the LAST ``<image>`` of each text and a
+    newline at its end."""
+    proc_cls = _cls("paligemma.processing_paligemma", "PaliGemmaProcessor")
+    specials = ["<pad>", "<eos>", "<bos>", "<image>"]
+    template = _template(
+        turn="''", end="('<eos>' if message['role'] == 'assistant' else '\n')", image="<image>", images_first=True
+    )
+    tok = _tokenizer(
+        specials,
+        template=template,
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        added=("\n",),
+        extra={"image_token": "<image>"},
+        cls=_tokenizer_class_4x("gemma.tokenization_gemma_fast", "GemmaTokenizerFast"),
+    )
+    ip = _image_processor("siglip", "SiglipImageProcessor", size={"height": 28, "width": 28})
+    ip.image_seq_length = 4
+    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
+    processor.chat_template = template
+
+    def make_model() -> Any:
+        cfg_cls = _cls("paligemma.configuration_paligemma", "PaliGemmaConfig")
+        model_cls = _cls("paligemma.modeling_paligemma", "PaliGemmaForConditionalGeneration")
+        text = _rope(
+            {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "gemma", "head_dim": 8}
+        )
+        config = cfg_cls(
+            text_config=text,
+            vision_config=dict(_SIGLIP, image_size=28, patch_size=14, projection_dim=32),
+            image_token_index=tok.convert_tokens_to_ids("<image>"),
+            projection_dim=32,
+            hidden_size=32,
+            vocab_size=len(tok),
+            tie_word_embeddings=False,
+        )
+        return _seeded(lambda: model_cls(config))
+
+    return Tiny(
+        family="paligemma",
+        processor=processor,
+        make_model=make_model,
+        image_size=(28, 28),
+        images_in_batch=_first_axis(),
+        decode=_each("pixel_values", ip),
+        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+        notes="transformers 5.17.0 puts a text-only row's <bos> at character 6 of a mixed batch (upstream)",
+    )
 
 
 FAMILIES: dict[str, Callable[[], Tiny]] = {
+    "mllama": _mllama,
     "qwen2_vl": lambda: _qwen(False),
     "qwen2_5_vl": lambda: _qwen(True),
+    "qwen3_vl": _qwen3_vl,
+    "glm4v": lambda: _glm(False),
+    "glm46v": lambda: _glm(True),
     "gemma3": _gemma3,
+    "gemma3n": _gemma3n,
+    "gemma4": _gemma4,
+    "idefics2": _idefics2,
     "idefics3": lambda: _idefics3(False),
     "smolvlm": lambda: _idefics3(True),
     "llava": _llava,
+    "llava_next": _llava_next,
+    "llava_onevision": _llava_onevision,
     "pixtral": _pixtral,
+    "mistral3": lambda: _pixtral(mistral3=True),
+    "internvl": _internvl,
+    "paddleocr_vl": _paddleocr_vl,
+    "deepseek_ocr2": _deepseek_ocr2,
+    "deepseek_vl": _deepseek_vl,
+    "minicpmv4_6": _minicpmv4_6,
+    "aya_vision": _aya_vision,
+    "paligemma": _paligemma,
+    "llama4": _llama4,
+    "lfm2_vl": _lfm2_vl,
 }
 
 
@@ -391,5 +2408,7 @@ def build(family: str) -> Tiny:
     if Version(transformers.__version__) < Version("4.56"):
         # Config and processor constructors of these families changed a lot before 4.56 (sub-configs
         # given as dicts have no to_dict on 4.46-4.50, SmolVLM lacks video_sampling on 4.50, ...).
-        raise Unavailable(f"the tiny {family} fixture is written for transformers >= 4.56, not {transformers.__version__}")
+        raise Unavailable(
+            f"the tiny {family} fixture is written for transformers >= 4.56, not {transformers.__version__}"
+        )
     return FAMILIES[family]()

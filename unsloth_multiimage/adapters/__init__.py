@@ -9,10 +9,11 @@ patches an :class:`AdapterLookup` over that hook: nothing here reaches into the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-__all__ = ["ModelAdapter", "AdapterLookup", "Nesting", "processor_is", "id_list", "token_id"]
+__all__ = ["ModelAdapter", "AdapterLookup", "Nesting", "processor_is", "id_list", "token_id", "pairs", "resolve"]
 
 logger = logging.getLogger("unsloth_multiimage")
 
@@ -37,14 +38,33 @@ class ModelAdapter:
         nesting: how the processor wants a batch's images: ``"per_row"`` (one list per text,
             ``[]`` for a text-only row), ``"flat"`` (every image in placeholder order, one list),
             or None (keep the layout the installed collator release uses).
+        image_row_first: the processor needs a row WITH images first in the batch (Idefics2 reads
+            ``images[0][0]``): when row 0 of a batch has no image but another row has, the
+            collator's processor call gets the rows permuted so an image row comes first, and
+            every per-row output is put back in the caller's order (not done, and upstream left
+            to fail, if some output is not batch-first).
+        placeholder_attr: a processor attribute that holds the placeholder where the family
+            reads it off its tokenizer (``"image_token"``); when it is a non-empty string on the
+            processor it replaces ``placeholder`` (see :func:`resolve`), else ``placeholder`` stands.
     """
 
     name: str
     placeholder: str
     processor_classes: tuple[str, ...] = ()
-    count_in_ids: Optional[Callable[[Any, Any], int]] = None
+    count_in_ids: Callable[[Any, Any], int] | None = None
     multi_image: bool = True
-    nesting: Optional[Nesting] = None
+    nesting: Nesting | None = None
+    image_row_first: bool = False
+    placeholder_attr: str | None = None
+
+
+def resolve(adapter: ModelAdapter, processor: Any) -> ModelAdapter:
+    """``adapter`` for this processor: its ``placeholder_attr`` read off the processor, if set."""
+    if adapter.placeholder_attr:
+        found = getattr(processor, adapter.placeholder_attr, None)
+        if isinstance(found, str) and found and found != adapter.placeholder:
+            return replace(adapter, placeholder=found)
+    return adapter
 
 
 def processor_is(processor: Any, *class_names: str) -> bool:
@@ -65,6 +85,12 @@ def token_id(processor: Any, id_attr: str, token: str) -> int:
     return int(getattr(processor, "tokenizer", processor).convert_tokens_to_ids(token))
 
 
+def pairs(ids: Any, first: int, second: int) -> int:
+    """How often ``first`` is directly followed by ``second`` in one row of ``input_ids``."""
+    ids = id_list(ids)
+    return sum(1 for a, b in zip(ids, ids[1:]) if a == first and b == second)
+
+
 class AdapterLookup:
     """Finds the adapter of a processor: the plugins' answer (``umi_model_adapter``), else
     ``processor.image_token`` as the placeholder, else None (the per-row check of placeholders is
@@ -74,11 +100,11 @@ class AdapterLookup:
     the patches that ask for ``adapters``.
     """
 
-    def __init__(self, hook: Callable[..., Optional[ModelAdapter]]) -> None:
+    def __init__(self, hook: Callable[..., ModelAdapter | None]) -> None:
         self._hook = hook
         self._warned: set[str] = set()
 
-    def __call__(self, processor: Any, config: Any = None) -> Optional[ModelAdapter]:
+    def __call__(self, processor: Any, config: Any = None) -> ModelAdapter | None:
         found = self._hook(processor=processor, config=config)
         if found is not None:
             return found

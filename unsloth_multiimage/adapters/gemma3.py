@@ -5,7 +5,10 @@ processor replaces each by ``\\n\\n<start_of_image>`` + ``image_seq_length`` x `
 ``<end_of_image>\\n\\n``. ``processor.image_token`` is NOT the placeholder on every release: on
 transformers 4.x (checked 4.57.3) it is the expanded soft token ``<image_soft_token>`` (256 per
 image), so the ``image_token`` fallback would count 0 per rendered row; on 5.x (checked 5.17.0) it
-is the boi token. This adapter says ``<start_of_image>`` on both.
+is the boi token. This adapter says ``<start_of_image>`` on both. ``count_in_ids`` counts the
+``<end_of_image>`` ids (the tokenizer's ``eoi_token``): one per complete image, so an image whose soft
+tokens were cut by truncation is not counted (with pan-and-scan every crop has its own
+``<start_of_image>`` ... ``<end_of_image>``: the count is then above the row's image count, never below).
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ from typing import Any
 from . import ModelAdapter, id_list
 
 BOI_TOKEN = "<start_of_image>"
+EOI_TOKEN = "<end_of_image>"
 
 
-def _boi_id(processor: Any) -> int:
+def eoi_id(processor: Any) -> int:
+    """The id of the processor's (or its tokenizer's) ``eoi_token``, else of ``<end_of_image>``."""
     tok = getattr(processor, "tokenizer", processor)
-    boi = getattr(processor, "boi_token", None) or getattr(tok, "boi_token", None) or BOI_TOKEN
-    return tok.convert_tokens_to_ids(str(boi))
+    eoi = getattr(processor, "eoi_token", None) or getattr(tok, "eoi_token", None) or EOI_TOKEN
+    return tok.convert_tokens_to_ids(str(eoi))
 
 
-def _count(processor: Any, ids: Any) -> int:
-    """Images in one row of ``input_ids``: its begin-of-image ids."""
-    return id_list(ids).count(_boi_id(processor))
+def count_images(processor: Any, ids: Any) -> int:
+    """Complete images in one row of ``input_ids``: its end-of-image ids."""
+    return id_list(ids).count(eoi_id(processor))
 
 
 ADAPTER = ModelAdapter(
@@ -33,6 +38,6 @@ ADAPTER = ModelAdapter(
     name="gemma3",
     nesting="per_row",
     placeholder=BOI_TOKEN,
-    count_in_ids=_count,
+    count_in_ids=count_images,
     multi_image=True,
 )

@@ -2,9 +2,11 @@
 
 The chat template renders ``<image>`` once per image; the processor expands each into
 ``<fake_token_around_image><global-img><image>*image_seq_len<fake_token_around_image>`` (plus one
-``<row_i_col_j>`` block per crop when the image is split). Exactly one ``<global-img>`` per image
-survives the expansion, which is what ``count_in_ids`` counts. Checked against transformers 4.57.3
-and 5.17.0 ``processing_idefics3.py`` / ``processing_smolvlm.py``.
+``<row_i_col_j>`` block per crop when the image is split, before the global one). Exactly one
+``<global-img>`` per image survives the expansion; ``count_in_ids`` counts those whose run of
+``<image>`` ids is closed by ``<fake_token_around_image>`` (complete images: truncation inside the
+last image leaves its block open). Checked against transformers 4.57.3 and 5.17.0
+``processing_idefics3.py`` / ``processing_smolvlm.py``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,25 @@ from . import ModelAdapter, id_list, token_id
 
 IMAGE_TOKEN = "<image>"
 GLOBAL_IMAGE_TAG = "<global-img>"
+FAKE_TOKEN = "<fake_token_around_image>"
 
 
-def _count(processor: Any, ids: Any) -> int:
-    """Images in one row of ``input_ids``: its ``<global-img>`` ids (one per image, split or not)."""
-    return id_list(ids).count(token_id(processor, "global_image_token_id", GLOBAL_IMAGE_TAG))
+def count_images(processor: Any, ids: Any) -> int:
+    """Complete images in one row of ``input_ids``: ``<global-img>``, a run of ``<image>``, then
+    ``<fake_token_around_image>``."""
+    ids = id_list(ids)
+    tag = getattr(processor, "global_image_token", None) or getattr(processor, "global_image_tag", None)
+    glob = token_id(processor, "global_image_token_id", tag or GLOBAL_IMAGE_TAG)
+    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
+    fake = token_id(processor, "fake_image_token_id", getattr(processor, "fake_image_token", None) or FAKE_TOKEN)
+    found = 0
+    for at, t in enumerate(ids):
+        if t == glob:
+            end = at + 1
+            while end < len(ids) and ids[end] == image:
+                end += 1
+            found += end < len(ids) and ids[end] == fake
+    return found
 
 
 ADAPTER = ModelAdapter(
@@ -27,6 +43,6 @@ ADAPTER = ModelAdapter(
     name="idefics3",
     nesting="per_row",
     placeholder=IMAGE_TOKEN,
-    count_in_ids=_count,
+    count_in_ids=count_images,
     multi_image=True,
 )

@@ -26,7 +26,9 @@ def _tokens_per_image(processor: Any) -> int | None:
     height, width = get("height"), get("width")
     if not height or not width:
         return None
-    n = (int(height) // int(patch)) * (int(width) // int(patch)) + int(getattr(processor, "num_additional_image_tokens", 0) or 0)
+    n = (int(height) // int(patch)) * (int(width) // int(patch)) + int(
+        getattr(processor, "num_additional_image_tokens", 0) or 0
+    )
     if getattr(processor, "vision_feature_select_strategy", None) == "default":
         n -= 1
     return n if n > 0 else None

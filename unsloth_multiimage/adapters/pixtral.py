@@ -1,9 +1,12 @@
-"""Built-in model adapter: Pixtral (``PixtralProcessor``).
+"""Built-in model adapter: Pixtral and Mistral 3 (``PixtralProcessor``: Pixtral-12B on
+``LlavaForConditionalGeneration``, and Mistral Small 3.1 / 3.2, whose ``Mistral3ForConditionalGeneration``
+uses the same processor class with ``spatial_merge_size=2``; one adapter for both).
 
 The chat template renders ``[IMG]`` once per image; the processor expands each into rows of
 ``[IMG]`` tokens (one per patch) separated by ``[IMG_BREAK]`` and closed by one ``[IMG_END]``
 (checked against transformers 4.57.3 ``processing_pixtral.py``; the 5.17.0 file does the same).
-So the rendered text has one ``[IMG]`` per image and ``input_ids`` one ``[IMG_END]`` per image.
+So the rendered text has one ``[IMG]`` per image and ``input_ids`` one ``[IMG_END]`` per complete
+image. The processor flattens the batch's images (one ``image_sizes`` row each): ``flat``.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ IMAGE_TOKEN = "[IMG]"
 IMAGE_END_TOKEN = "[IMG_END]"
 
 
-def _count(processor: Any, ids: Any) -> int:
+def count_images(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: its ``[IMG_END]`` ids."""
-    return id_list(ids).count(token_id(processor, "image_end_token_id", getattr(processor, "image_end_token", IMAGE_END_TOKEN)))
+    return id_list(ids).count(
+        token_id(processor, "image_end_token_id", getattr(processor, "image_end_token", IMAGE_END_TOKEN))
+    )
 
 
 ADAPTER = ModelAdapter(
@@ -26,6 +31,6 @@ ADAPTER = ModelAdapter(
     name="pixtral",
     nesting="flat",
     placeholder=IMAGE_TOKEN,
-    count_in_ids=_count,
+    count_in_ids=count_images,
     multi_image=True,
 )

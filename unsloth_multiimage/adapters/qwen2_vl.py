@@ -4,15 +4,18 @@ The chat template renders ``<|vision_start|><|image_pad|><|vision_end|>`` for ea
 ``<|vision_start|><|video_pad|><|vision_end|>`` for each video); the processor then repeats
 ``<|image_pad|>`` once per merged patch (``image_grid_thw.prod() // merge_size**2``). The whole
 three-token group is the placeholder: it occurs exactly once per image and never for a video
-(``<|vision_start|>`` alone would also count videos). Checked against transformers 4.57.3 and
-5.17.0 ``processing_qwen2_vl.py`` / ``processing_qwen2_5_vl.py``.
+(``<|vision_start|>`` alone would also count videos). ``count_in_ids`` counts complete images: an
+``<|image_pad|>`` directly followed by ``<|vision_end|>`` (a video ends ``<|video_pad|><|vision_end|>``;
+an image whose run of pads was cut by truncation has no closing ``<|vision_end|>``). Checked against
+transformers 4.57.3 and 5.17.0 ``processing_qwen2_vl.py`` / ``processing_qwen2_5_vl.py``; Qwen3-VL
+has its own module (:mod:`.qwen3_vl`) with the same layout.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, pairs, token_id
 
 VISION_START = "<|vision_start|>"
 IMAGE_PAD = "<|image_pad|>"
@@ -20,17 +23,11 @@ VISION_END = "<|vision_end|>"
 PLACEHOLDER = VISION_START + IMAGE_PAD + VISION_END
 
 
-def _ids_of(processor: Any) -> tuple[int, int]:
-    tok = getattr(processor, "tokenizer", processor)
+def count_images(processor: Any, ids: Any) -> int:
+    """Complete images in one row of ``input_ids``: ``<|image_pad|>`` ids followed by ``<|vision_end|>``."""
     pad = token_id(processor, "image_token_id", getattr(processor, "image_token", IMAGE_PAD))
-    return tok.convert_tokens_to_ids(VISION_START), pad
-
-
-def _count(processor: Any, ids: Any) -> int:
-    """Images in one row of ``input_ids``: ``<|vision_start|>`` ids followed by ``<|image_pad|>``."""
-    ids = id_list(ids)
-    start, pad = _ids_of(processor)
-    return sum(1 for a, b in zip(ids, ids[1:]) if a == start and b == pad)
+    end = token_id(processor, "vision_end_token_id", VISION_END)
+    return pairs(ids, pad, end)
 
 
 ADAPTER = ModelAdapter(
@@ -38,6 +35,6 @@ ADAPTER = ModelAdapter(
     name="qwen2_vl",
     nesting="flat",
     placeholder=PLACEHOLDER,
-    count_in_ids=_count,
+    count_in_ids=count_images,
     multi_image=True,
 )

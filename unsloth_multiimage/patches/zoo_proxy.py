@@ -4,11 +4,14 @@ On the batch call the proxy lines up upstream's image list with the rows, puts i
 upstream left out (resized the way that release resizes the images it keeps), checks each
 rendered text's placeholders against its row's images, hands the images over in the layout the
 processor family wants (model adapter), and checks that truncation left every row's image tokens.
+A family that needs an image row first (``ModelAdapter.image_row_first``, Idefics2) gets the rows of
+a batch that starts with a text-only row permuted for the call, and its outputs put back in order.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import wrapt
 
@@ -35,7 +38,9 @@ class BatchImages:
     ) -> None:
         self.plans = list(plans)
         # How many images upstream's own extraction finds per row (what it was handed).
-        self.found = list(found) if found is not None else [len(p.images) if p.merged else p.upstream_count for p in plans]
+        self.found = (
+            list(found) if found is not None else [len(p.images) if p.merged else p.upstream_count for p in plans]
+        )
         self.examples = list(examples) or None  # the rows, to name a dataset layout in count errors
         self.collator = collator
         self.adapter = adapter
@@ -101,6 +106,39 @@ class BatchImages:
         return out
 
 
+def _needs_image_row_first(batch: BatchImages, aligned: list[list]) -> bool:
+    """The family needs an image row first (``image_row_first``), row 0 has none, another has one."""
+    adapter = batch.adapter
+    return bool(adapter is not None and adapter.image_row_first and aligned and not aligned[0] and any(aligned))
+
+
+def _call_image_row_first(processor: Any, kwargs: dict, aligned: list[list], batch: BatchImages) -> Any:
+    """Call ``processor`` with the first image row moved to the front, then put every output back in
+    the caller's row order. None (the caller then makes the call in its own order, and the processor
+    fails as it does upstream) when some output is not batch-first (its length is not the row count)."""
+    n = len(aligned)
+    first = next(i for i, row in enumerate(aligned) if row)
+    order = [first] + [i for i in range(n) if i != first]
+    moved = [aligned[i] for i in order]
+    out = processor(**dict(kwargs, text=[kwargs["text"][i] for i in order], images=batch.layout(moved, None)))
+    values = dict(out.items()) if hasattr(out, "items") else {}
+    if not values or any(
+        isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != n for v in values.values()
+    ):
+        return None
+    back = [order.index(i) for i in range(n)]  # the caller's row i is row back[i] of the call
+    for key, value in values.items():
+        if hasattr(value, "index_select"):  # a torch tensor
+            import torch
+
+            out[key] = value.index_select(0, torch.tensor(back, device=value.device))
+        elif hasattr(value, "shape"):  # a numpy array
+            out[key] = value[back]
+        else:
+            out[key] = [value[j] for j in back]
+    return out
+
+
 class ProcessorProxy(wrapt.ObjectProxy):
     """Looks like the processor (isinstance included); fixes the images of the batch call."""
 
@@ -117,8 +155,13 @@ class ProcessorProxy(wrapt.ObjectProxy):
             try:
                 aligned = batch.align(upstream)
                 if batch.token is not None:
-                    check_rendered_counts(text, [len(r) for r in aligned], batch.token, examples=batch.examples,
-                                          first_row=batch.plans[0].row)
+                    check_rendered_counts(
+                        text,
+                        [len(r) for r in aligned],
+                        batch.token,
+                        examples=batch.examples,
+                        first_row=batch.plans[0].row,
+                    )
                 if any(aligned):
                     images = batch.layout(aligned, upstream)
                     if isinstance(upstream, list):
@@ -129,7 +172,11 @@ class ProcessorProxy(wrapt.ObjectProxy):
             except Exception as exc:
                 exc._umi_own = True  # type: ignore[attr-defined]  # the plugin's own: never blamed on a row
                 raise
-            out = self.__wrapped__(*args, **kwargs)
+            out = None
+            if _needs_image_row_first(batch, aligned):  # Idefics2: see ModelAdapter.image_row_first
+                out = _call_image_row_first(self.__wrapped__, kwargs, aligned, batch)
+            if out is None:
+                out = self.__wrapped__(*args, **kwargs)
             batch.check_truncation(self.__wrapped__, out, aligned, kwargs.get("max_length"))
             batch.outputs.append(out)
             return out

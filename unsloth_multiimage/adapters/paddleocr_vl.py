@@ -1,0 +1,37 @@
+"""Built-in model adapter: PaddleOCR-VL (``PaddleOCRVLProcessor``).
+
+The Hub chat template (PaddlePaddle/PaddleOCR-VL) renders
+``<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>`` for each image, every image of a message first.
+The processor repeats ``<|IMAGE_PLACEHOLDER|>`` (the tokenizer's ``image_token``) once per merged
+patch (``image_grid_thw.prod() // merge_size**2``). ``count_in_ids`` counts an
+``<|IMAGE_PLACEHOLDER|>`` directly followed by ``<|IMAGE_END|>``: one per complete image (a cut through
+an image's run drops its ``<|IMAGE_END|>``). The batch's images are flattened into ``pixel_values``
+(patches, C, P, P), one ``image_grid_thw`` row each, in placeholder order: ``flat``. The model code
+takes several images per row; the checkpoint's prompts are one document image plus a task prompt.
+Checked against transformers 5.17.0 ``processing_paddleocr_vl.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ModelAdapter, pairs, token_id
+
+PLACEHOLDER = "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>"
+
+
+def count_images(processor: Any, ids: Any) -> int:
+    """Complete images in one row of ``input_ids``: ``<|IMAGE_PLACEHOLDER|><|IMAGE_END|>`` pairs."""
+    tok = getattr(processor, "tokenizer", processor)
+    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or "<|IMAGE_PLACEHOLDER|>")
+    return pairs(ids, image, tok.convert_tokens_to_ids("<|IMAGE_END|>"))
+
+
+ADAPTER = ModelAdapter(
+    processor_classes=("PaddleOCRVLProcessor",),
+    name="paddleocr_vl",
+    nesting="flat",
+    placeholder=PLACEHOLDER,
+    count_in_ids=count_images,
+    multi_image=True,
+)
