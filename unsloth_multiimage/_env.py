@@ -10,7 +10,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
+    pass
 
 
 class Var:
@@ -18,13 +18,13 @@ class Var:
 
     __slots__ = ("name", "kind", "setting", "doc")
 
-    def __init__(self, name: str, kind: str, doc: str, setting: "Optional[str]" = None) -> None:
+    def __init__(self, name: str, kind: str, doc: str, setting: "str | None" = None) -> None:
         self.name = name
         self.kind = kind  # "flag" (on/off), "names" (comma list), "int", "str"
         self.setting = setting
         self.doc = doc
 
-    def raw(self) -> "Optional[str]":
+    def raw(self) -> "str | None":
         """The value set in the environment, or None when unset or blank."""
         value = os.environ.get(self.name)
         return None if value is None or not value.strip() else value
@@ -36,7 +36,7 @@ class Var:
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
-def truthy(value: "Optional[str]") -> bool:
+def truthy(value: "str | None") -> bool:
     """How every on/off variable of the plugin is read: 1, true, yes, on (any case)."""
     return (value or "").strip().lower() in _TRUE
 
@@ -63,16 +63,42 @@ ON_EXCESS = Var(
     "UNSLOTH_MULTIIMAGE_ON_EXCESS", "str", "above the cap: `error`, `keep_first` or `keep_last`", "on_excess"
 )
 MAX_PIXELS = Var(
-    "UNSLOTH_MULTIIMAGE_MAX_PIXELS", "int", "pixel budget of one example (images downsized to fit)", "max_pixels_per_example"
+    "UNSLOTH_MULTIIMAGE_MAX_PIXELS",
+    "int",
+    "pixel budget of one example (images downsized to fit)",
+    "max_pixels_per_example",
 )
-STRATEGY = Var("UNSLOTH_MULTIIMAGE_STRATEGY", "str", "`native` (every image) or `grid` (one canvas per example)", "strategy")
+STRATEGY = Var(
+    "UNSLOTH_MULTIIMAGE_STRATEGY", "str", "`native` (every image) or `grid` (one canvas per example)", "strategy"
+)
 GRID_GAP = Var("UNSLOTH_MULTIIMAGE_GRID_GAP", "int", "pixels between the cells of a grid canvas", "grid_gap")
 GRID_LABELS = Var("UNSLOTH_MULTIIMAGE_GRID_LABELS", "flag", "draw each cell's index on a grid canvas", "grid_labels")
-ALLOW_URLS = Var("UNSLOTH_MULTIIMAGE_ALLOW_URLS", "flag", "fetch `http(s)://` images (off: an error, no network)", "allow_urls")
+ALLOW_URLS = Var(
+    "UNSLOTH_MULTIIMAGE_ALLOW_URLS", "flag", "fetch `http(s)://` images (off: an error, no network)", "allow_urls"
+)
 DECODE_THREADS = Var(
     "UNSLOTH_MULTIIMAGE_DECODE_THREADS", "int", "threads decoding a batch's image files (1: no pool)", "decode_threads"
 )
+MLLAMA_CROSS_ATTENTION = Var(
+    "UNSLOTH_MULTIIMAGE_MLLAMA_CROSS_ATTENTION",
+    "str",
+    "Llama 3.2 Vision's mask: `latest` (upstream's: a token sees the latest image group) or `cumulative` "
+    "(every image shown before it)",
+    "mllama_cross_attention",
+)
 
 #: Every variable the plugin reads, in the order the README lists them.
-VARIABLES = (DISABLE, DISABLE_PATCHES, FORCE, MAX_IMAGES, ON_EXCESS, MAX_PIXELS, STRATEGY, GRID_GAP, GRID_LABELS, ALLOW_URLS,
-             DECODE_THREADS)
+VARIABLES = (
+    DISABLE,
+    DISABLE_PATCHES,
+    FORCE,
+    MAX_IMAGES,
+    ON_EXCESS,
+    MAX_PIXELS,
+    STRATEGY,
+    GRID_GAP,
+    GRID_LABELS,
+    ALLOW_URLS,
+    DECODE_THREADS,
+    MLLAMA_CROSS_ATTENTION,
+)

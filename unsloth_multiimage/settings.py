@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from . import _env
 
@@ -18,8 +19,10 @@ __all__ = ["Settings", "configure", "get_settings", "reset_settings"]
 
 OnExcess = Literal["error", "keep_first", "keep_last"]
 Strategy = Literal["native", "grid"]
+CrossAttention = Literal["latest", "cumulative"]
 _ON_EXCESS = ("error", "keep_first", "keep_last")
 _STRATEGIES = ("native", "grid")
+_CROSS_ATTENTION = ("latest", "cumulative")
 
 
 @dataclass(frozen=True)
@@ -39,16 +42,22 @@ class Settings:
         allow_urls: fetch ``http(s)://`` image strings (off: a clear error, no network access).
         decode_threads: threads that load a batch's images from paths and bytes (PIL releases
             the GIL while decoding); 1 decodes on the calling thread. Default: up to 4, one per CPU.
+        mllama_cross_attention: Llama 3.2 Vision (Mllama) only: ``latest`` (default, upstream's
+            mask: a text token attends the latest group of images before it) or ``cumulative``
+            (every image shown before it in the conversation). Built by the ``mllama_processor``
+            patch on the processor's output; rows with one group of images and text-only rows
+            get exactly upstream's mask either way.
     """
 
-    max_images: Optional[int] = None
+    max_images: int | None = None
     on_excess: OnExcess = "error"
-    max_pixels_per_example: Optional[int] = None
+    max_pixels_per_example: int | None = None
     strategy: Strategy = "native"
     grid_gap: int = 4
     grid_labels: bool = False
     allow_urls: bool = False
     decode_threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    mllama_cross_attention: CrossAttention = "latest"
 
     def __post_init__(self) -> None:
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
@@ -58,16 +67,22 @@ class Settings:
         if self.max_pixels_per_example is not None and (
             not isinstance(self.max_pixels_per_example, int) or self.max_pixels_per_example < 1
         ):
-            raise ValueError(f"max_pixels_per_example must be a positive integer or None, got {self.max_pixels_per_example!r}")
+            raise ValueError(
+                f"max_pixels_per_example must be a positive integer or None, got {self.max_pixels_per_example!r}"
+            )
         if self.strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
         if not isinstance(self.grid_gap, int) or self.grid_gap < 0:
             raise ValueError(f"grid_gap must be a non-negative integer, got {self.grid_gap!r}")
         if not isinstance(self.decode_threads, int) or self.decode_threads < 1:
             raise ValueError(f"decode_threads must be a positive integer, got {self.decode_threads!r}")
+        if self.mllama_cross_attention not in _CROSS_ATTENTION:
+            raise ValueError(
+                f"mllama_cross_attention must be one of {_CROSS_ATTENTION}, got {self.mllama_cross_attention!r}"
+            )
 
 
-_PARSERS = {"int": int, "str": str, "flag": _env.truthy}
+_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "str": str, "flag": _env.truthy}
 #: field name -> its environment variable
 _ENV = {var.setting: var for var in _env.VARIABLES if var.setting is not None}
 
@@ -77,12 +92,12 @@ _overrides: dict[str, Any] = {}
 
 def _from_env() -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for field, var in _ENV.items():
+    for name, var in _ENV.items():
         raw = var.raw()
         if raw is None:
             continue
         try:
-            values[field] = _PARSERS[var.kind](raw)
+            values[name] = _PARSERS[var.kind](raw)
         except ValueError as exc:
             raise ValueError(f"{var.name}={raw!r} is not valid: {exc}") from None
     return values

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from packaging.version import Version
 
-from conftest import TRANSFORMERS, patches_off
+from unsloth_multiimage.engine.decision import Decision
 from unsloth_multiimage.errors import ImageCountError
 from unsloth_multiimage.patches.mllama_processor import make_wrapper, nest_images
-from unsloth_multiimage.engine.decision import Decision
+
+from conftest import TRANSFORMERS, patches_off
 
 pytestmark = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 
@@ -133,6 +135,9 @@ def test_our_mixed_batch_equals_transformers_5_23_native_output(tiny, processor,
     """Force our mixed-row path on a release that does it natively: the outputs must be identical."""
     counts = [0, 3, 1, 0, 2]
     texts = texts_for(processor, counts)
+    texts[3] = processor.apply_chat_template(
+        chat(0, " ".join(["red"] * 30)), tokenize=False
+    )  # longest: image rows get padded
     with patches_off():
         native = call(processor, text=texts, images=images_for(tiny, counts), padding_side=side)
         forced = make_wrapper(Decision("apply", "test", True, fixes=frozenset({"mixed_text_only_rows"})))
@@ -143,6 +148,33 @@ def test_our_mixed_batch_equals_transformers_5_23_native_output(tiny, processor,
             dict(text=texts, images=images_for(tiny, counts), padding=True, return_tensors="pt", padding_side=side),
         )
     assert_batches_equal(ours, native)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_mixed_batch_cross_attention_mask_is_the_one_pass_mask(tiny, processor, side):
+    """On every release: the merged batch's mask is what upstream's own mask functions give for the
+    merged ids in one pass (5.23+'s native batch), also where a text-only row is the longest row."""
+    from transformers.models.mllama.processing_mllama import (
+        convert_sparse_cross_attention_mask_to_dense,
+        get_cross_attention_token_mask,
+    )
+
+    counts = [2, 0, 1, 0]
+    texts = texts_for(processor, counts)
+    two_groups = [{"type": "image"}, {"type": "text", "text": "a"}, {"type": "image"}, {"type": "text", "text": "b"}]
+    texts[0] = processor.apply_chat_template([{"role": "user", "content": two_groups}], tokenize=False)
+    texts[1] = processor.apply_chat_template(chat(0, " ".join(["red"] * 30)), tokenize=False)
+    out = call(processor, text=texts, images=images_for(tiny, counts, size=(56, 28)), padding_side=side)
+    ids = out["input_ids"].tolist()
+    sparse = [get_cross_attention_token_mask(row, processor.image_token_id) for row in ids]
+    want = convert_sparse_cross_attention_mask_to_dense(sparse, [[2] * c for c in counts], 4, len(ids[0]))
+    assert (out["cross_attention_mask"].numpy() == want).all()
+    if side == "right":  # the image rows' padding attends their last group, as upstream's does
+        pad = out["attention_mask"][0].tolist().index(0)
+        assert (
+            out["cross_attention_mask"][0, pad:, 1, :2].eq(1).all()
+            and not out["cross_attention_mask"][0, pad:, 0].any()
+        )
 
 
 def test_count_mismatch_names_the_sample(tiny, processor):
@@ -157,7 +189,9 @@ def test_truncation_that_cuts_image_tokens_is_reported_per_sample(tiny, processo
         [{"role": "user", "content": [{"type": "text", "text": " ".join(["red"] * 40)}, {"type": "image"}]}],
         tokenize=False,
     )
-    with pytest.raises(ValueError, match=r"sample 1 loses 1 of its 1 <\|image\|> token\(s\) to truncation at max_length=20"):
+    with pytest.raises(
+        ValueError, match=r"sample 1 loses 1 of its 1 <\|image\|> token\(s\) to truncation at max_length=20"
+    ):
         call(
             processor,
             text=[short, long_text],
@@ -193,7 +227,14 @@ def test_images_land_in_their_own_slots_and_the_mask_follows_their_tokens(tiny, 
     counts = [3, 0, 1, 2]
     texts = [
         processor.apply_chat_template(
-            [{"role": "user", "content": [c for k in range(n) for c in ({"type": "image"}, {"type": "text", "text": f"image {k}"})]}],
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        c for k in range(n) for c in ({"type": "image"}, {"type": "text", "text": f"image {k}"})
+                    ],
+                }
+            ],
             tokenize=False,
         )
         for n in counts

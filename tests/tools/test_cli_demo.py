@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -18,7 +17,11 @@ def _cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "TQDM_DISABLE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "unsloth_multiimage", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+        env=env,
     )
 
 
@@ -26,8 +29,8 @@ def _cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
 
 
 def test_demo_data_answers_need_several_images_and_words_are_known(tiny):
-    from unsloth_multiimage.tools import demo_data
     from unsloth_multiimage.rows.plan import plan_row
+    from unsloth_multiimage.tools import demo_data
 
     rows = demo_data.make_rows(16, seed=3)
     again = demo_data.make_rows(16, seed=3)
@@ -113,9 +116,9 @@ def _check_heatmap(png: Path, meta: dict, expected) -> None:
 
 @pytest.mark.parametrize("row", [0, 3])  # a column row; a multi-turn row (images in two turns)
 def test_preview_png_matches_the_mask_tensor(tmp_path, processor, tiny, row):
+    from unsloth_multiimage.rows.plan import plan_row
     from unsloth_multiimage.tools import demo_data
     from unsloth_multiimage.tools.demo import SimpleCollator
-    from unsloth_multiimage.rows.plan import plan_row
     from unsloth_multiimage.tools.preview import render_preview
 
     example = demo_data.make_rows(8, seed=0)[row]
@@ -152,49 +155,29 @@ def test_preview_grid(tmp_path, processor):
     assert meta["n_images"] == 1 and meta["mask_shape"][2] == 1
 
 
-# ------------------------------------------------------------------------------------------ doctor --dataset
-
-
-@pytest.fixture
-def bad_dataset(tmp_path):
+def test_preview_draws_the_cumulative_mask_when_configured(tmp_path, processor):
+    import unsloth_multiimage
+    from unsloth_multiimage.patches.cross_attention import cumulative_cross_attention_mask
     from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.tools.demo import SimpleCollator
+    from unsloth_multiimage.tools.preview import render_preview
 
-    rows = demo_data.make_rows(2, seed=0)
-    path = demo_data.to_jsonl(tmp_path / "d.jsonl", rows, tmp_path / "img")
-    good, second = [json.loads(line) for line in Path(path).read_text().splitlines()]
-    mismatch = json.loads(json.dumps(good))
-    mismatch["messages"][0]["content"] = mismatch["messages"][0]["content"][1:]  # one placeholder fewer
-    missing = json.loads(json.dumps(second))
-    missing["images"][1] = "img/does_not_exist.png"
-    Path(path).write_text("\n".join(json.dumps(r) for r in (good, mismatch, missing)) + "\n")
-    return path
-
-
-def test_doctor_dataset_reports_each_bad_row(bad_dataset):
-    proc = _cli("doctor", "--no-import", "--dataset", str(bad_dataset))
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    out = proc.stdout
-    table = {int(m.group(1)): m.group(0) for m in re.finditer(r"^(\d+)\s+\S+\s+\d+\s+\d+\s+\S+\s+(ok|fixed|ERROR).*$", out, re.M)}
-    assert set(table) == {0, 1, 2}, out
-    assert "ERROR" not in table[0]
-    assert "ERROR" in table[1] and "ERROR" in table[2]
-    assert re.search(r"row 1 has 2 image\(s\) in its `images` column but 1 bare", out), out
-    assert "row 2, image 1: no such image file" in out and "does_not_exist.png" in out
-
-
-def test_check_dataset_file_ok_and_json_list(tmp_path):
-    from unsloth_multiimage.tools import demo_data
-    from unsloth_multiimage.tools.dataset_check import check_dataset_file
-
-    jsonl = demo_data.to_jsonl(tmp_path / "d.jsonl", demo_data.make_rows(8, seed=2), tmp_path / "img")
-    report, ok = check_dataset_file(jsonl, limit=8)
-    assert ok, report
-    assert "8 row(s)" in report and "text-only" in report
-    as_list = tmp_path / "d.json"
-    as_list.write_text(json.dumps([json.loads(line) for line in Path(jsonl).read_text().splitlines()]))
-    report2, ok2 = check_dataset_file(as_list, limit=3)
-    assert ok2 and "first 3 row(s)" in report2
-    none_row = tmp_path / "n.jsonl"
-    none_row.write_text(json.dumps({"messages": [{"role": "user", "content": [{"type": "image"}]}], "images": [None]}) + "\n")
-    report3, ok3 = check_dataset_file(none_row)
-    assert not ok3 and "None at position(s) [0]" in report3
+    example = demo_data.make_rows(8, seed=0)[3]  # multi_turn: an image in turn one, the others with the question
+    assert demo_data.row_kind(3) == "multi_turn"
+    latest = SimpleCollator(processor)([example])["cross_attention_mask"]
+    cumulative = cumulative_cross_attention_mask(
+        SimpleCollator(processor)([example])["input_ids"], processor.image_token_id, latest
+    )
+    assert not (latest == cumulative).all()
+    meta = render_preview(example, processor, tmp_path / "latest.png")
+    assert meta["mask_kind"] == "latest" and "mask latest" in meta["title"]
+    _check_heatmap(tmp_path / "latest.png", meta, latest[0, :, :, 0])
+    unsloth_multiimage.configure(mllama_cross_attention="cumulative")  # the setting in force
+    meta = render_preview(example, processor, tmp_path / "cumulative.png")
+    assert meta["mask_kind"] == "cumulative" and "mask cumulative" in meta["title"]
+    _check_heatmap(tmp_path / "cumulative.png", meta, cumulative[0, :, :, 0])
+    unsloth_multiimage.reset_settings()
+    meta = render_preview(example, processor, tmp_path / "c2.png", cross_attention="cumulative")  # or per call
+    assert meta["mask_kind"] == "cumulative" and unsloth_multiimage.get_settings().mllama_cross_attention == "latest"
+    one_group = render_preview(demo_data.make_rows(2)[0], processor, tmp_path / "one.png", cross_attention="cumulative")
+    assert one_group["mask_kind"] == "same"

@@ -6,17 +6,45 @@ empty slot and names the sample when counts disagree. Batches mixing text-only a
 samples are built the way transformers 5.23 builds them natively, on releases that reject
 them. Truncation that cuts ``<|image|>`` tokens is reported per sample. Inputs upstream
 already handles pass through unchanged.
+
+**The cumulative cross-attention mask** (``configure(mllama_cross_attention="cumulative")``,
+``UNSLOTH_MULTIIMAGE_MLLAMA_CROSS_ATTENTION=cumulative``): after upstream (or our mixed-batch
+path) built the batch, its ``cross_attention_mask`` is replaced by
+:func:`~unsloth_multiimage.patches.cross_attention.cumulative_cross_attention_mask` (every text
+token attends every image shown before it). With the default ``latest`` the output is upstream's,
+untouched. How it fits the compat table, and why:
+
+* It is a behaviour the user opts into, not an upstream bug, so it is **not** a :class:`Fix`
+  and has no row in ``compat_table.toml``. A fix is "needed" while upstream lacks it, and the
+  patch goes ``native`` when every fix is done upstream; upstream will never "fix" the latest-
+  group mask (it is Meta's design), so a fix entry for it would be needed forever: the patch
+  could never go native again, and the table would mix a setting with the bug ranges.
+* It runs wherever the wrapper runs, whatever ``decision.fixes`` holds: ``apply``, ``untested``
+  (newer than tested, same shape), ``UNSLOTH_MULTIIMAGE_FORCE=1``, and with any subset of fixes
+  (e.g. on 5.23+ where ``mixed_text_only_rows`` is native, the mask is built on upstream's own
+  mixed batch). So it works on every row of compat/matrix.toml.
+* Where the wrapper is not installed, the setting cannot act: transformers older than 4.45.2
+  (``unsupported``), the patch blocked (``UNSLOTH_MULTIIMAGE_DISABLE_PATCHES=mllama_processor``)
+  or the plugin disabled, and a version on which every fix is native. The last cannot happen
+  with today's table (``flat_images_regroup``, ``dropped_rows_realign``, ``row_named_errors`` and
+  ``truncation_check`` are needed on every release, and a release newer than the newest tested
+  one takes the newest tested one's fixes); a test pins that, so a table edit that makes the
+  patch native somewhere must decide what the setting does there. In all these cases
+  :func:`cross_attention_report` (printed by ``doctor``) says that the mask stays upstream's.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from .. import _env
 from ..adapters import id_list
-from ..engine.decision import Decision, StrEnum
+from ..engine.decision import Decision, State, StrEnum
 from ..engine.hookspecs import hookimpl
 from ..engine.patching import Patch, signature_accepts
 from ..errors import ImageCountError
+from .cross_attention import CUMULATIVE, LATEST, cumulative_cross_attention_mask
 
 MODULE = "transformers.models.mllama.processing_mllama"
 PATCH_NAME = "mllama_processor"
@@ -110,43 +138,72 @@ def nest_images(images: Any, counts: Sequence[int], *, realign: bool = True) -> 
 def _bind(args: tuple, kwargs: dict) -> tuple[Any, Any, tuple, dict]:
     """Split (images, text) out of a call made positionally or by keyword."""
     kwargs = dict(kwargs)
-    args = list(args)
-    images = args.pop(0) if args else kwargs.pop("images", None)
-    text = args.pop(0) if args else kwargs.pop("text", None)
-    return images, text, tuple(args), kwargs
+    positional = list(args)
+    images = positional.pop(0) if positional else kwargs.pop("images", None)
+    text = positional.pop(0) if positional else kwargs.pop("text", None)
+    return images, text, tuple(positional), kwargs
 
 
 def make_wrapper(decision: Decision) -> Callable:
-    """The ``__call__`` wrapper for the installed release (``decision.fixes`` are its active fixes)."""
+    """The ``__call__`` wrapper for the installed release (``decision.fixes`` are its active fixes;
+    the cross-attention setting applies whatever they are)."""
     fixes = decision.fixes
 
     def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        images, text, rest, kw = _bind(args, kwargs)
-        if instance is None or rest or text is None or images is None or not (isinstance(text, str) or _is_list(text)):
-            return wrapped(*args, **kwargs)
-        texts = [text] if isinstance(text, str) else list(text)
-        if not all(isinstance(t, str) for t in texts):
-            return wrapped(*args, **kwargs)  # pre-tokenized input: upstream's business
-        token = getattr(instance, "image_token", None) or IMAGE_TOKEN
-        counts = [t.count(token) for t in texts]
-        groups = nest_images(images, counts, realign=Fix.DROPPED_ROWS_REALIGN in fixes)
-        check = Fix.TRUNCATION_CHECK in fixes and bool(kw.get("truncation")) and kw.get("max_length") is not None
-        try:
-            if not any(groups):
-                out = wrapped(text=text, **kw)  # every sample text-only: no images at all
-            elif all(groups) or Fix.MIXED_TEXT_ONLY_ROWS not in fixes:
-                out = wrapped(images=groups, text=text, **kw)
-            else:
-                out = _mixed_batch(wrapped, instance, texts, groups, kw)
-        except ValueError as exc:
-            if check:  # upstream's own truncation error names no sample (4.52+), or a shape error
-                _check_truncation(instance, texts, counts, kw, cause=exc)
-            raise
-        if check and _image_tokens_cut(instance, out, counts):  # cheap: count ids in the output
-            _check_truncation(instance, texts, counts, kw)  # then re-tokenize to say what is needed
+        out = _call(wrapped, instance, args, kwargs, fixes)
+        if instance is not None and _cumulative_wanted():
+            out = with_cumulative_mask(instance, out)
         return out
 
     return wrapper
+
+
+def _cumulative_wanted() -> bool:
+    from ..settings import get_settings
+
+    return get_settings().mllama_cross_attention == CUMULATIVE
+
+
+def with_cumulative_mask(processor: Any, out: Any) -> Any:
+    """``out`` (a processor output) with its ``cross_attention_mask`` made cumulative, in place.
+
+    Outputs without a mask (text-only batches) or without ``input_ids`` come back unchanged."""
+    get = getattr(out, "get", None)
+    image_id = getattr(processor, "image_token_id", None)
+    if get is None or image_id is None or get("cross_attention_mask") is None or get("input_ids") is None:
+        return out
+    out["cross_attention_mask"] = cumulative_cross_attention_mask(
+        out["input_ids"], image_id, out["cross_attention_mask"]
+    )
+    return out
+
+
+def _call(wrapped: Callable, instance: Any, args: tuple, kwargs: dict, fixes: frozenset) -> Any:
+    """Upstream's ``__call__`` with the active ``fixes`` around it."""
+    images, text, rest, kw = _bind(args, kwargs)
+    if instance is None or rest or text is None or images is None or not (isinstance(text, str) or _is_list(text)):
+        return wrapped(*args, **kwargs)
+    texts = [text] if isinstance(text, str) else list(text)
+    if not all(isinstance(t, str) for t in texts):
+        return wrapped(*args, **kwargs)  # pre-tokenized input: upstream's business
+    token = getattr(instance, "image_token", None) or IMAGE_TOKEN
+    counts = [t.count(token) for t in texts]
+    groups = nest_images(images, counts, realign=Fix.DROPPED_ROWS_REALIGN in fixes)
+    check = Fix.TRUNCATION_CHECK in fixes and bool(kw.get("truncation")) and kw.get("max_length") is not None
+    try:
+        if not any(groups):
+            out = wrapped(text=text, **kw)  # every sample text-only: no images at all
+        elif all(groups) or Fix.MIXED_TEXT_ONLY_ROWS not in fixes:
+            out = wrapped(images=groups, text=text, **kw)
+        else:
+            out = _mixed_batch(wrapped, instance, texts, groups, kw)
+    except ValueError as exc:
+        if check:  # upstream's own truncation error names no sample (4.52+), or a shape error
+            _check_truncation(instance, texts, counts, kw, cause=exc)
+        raise
+    if check and _image_tokens_cut(instance, out, counts):  # cheap: count ids in the output
+        _check_truncation(instance, texts, counts, kw)  # then re-tokenize to say what is needed
+    return out
 
 
 def _image_tokens_cut(processor: Any, out: Any, counts: Sequence[int]) -> bool:
@@ -158,7 +215,9 @@ def _image_tokens_cut(processor: Any, out: Any, counts: Sequence[int]) -> bool:
     return any(id_list(row).count(image_id) < n for row, n in zip(ids, counts))
 
 
-def _check_truncation(processor: Any, texts: Sequence[str], counts: Sequence[int], kw: dict, cause: Exception | None = None) -> None:
+def _check_truncation(
+    processor: Any, texts: Sequence[str], counts: Sequence[int], kw: dict, cause: Exception | None = None
+) -> None:
     """Raise naming the first sample whose ``<|image|>`` tokens fall past ``max_length``."""
     tokenizer = getattr(processor, "tokenizer", None)
     image_id = getattr(processor, "image_token_id", None)
@@ -182,16 +241,23 @@ def _check_truncation(processor: Any, texts: Sequence[str], counts: Sequence[int
 
 
 def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, kw: dict) -> Any:
-    """Process image samples and text-only samples separately and merge them in order, laid out as
-    transformers 5.23+ lays out a mixed batch: an empty image slot (``aspect_ratio_ids`` 0, tile 0
-    of ``aspect_ratio_mask`` on), zero pixels and an all-zero cross-attention mask for text-only rows."""
+    """Process image samples and text-only samples separately and merge them in order, tensor-equal
+    to what transformers 5.23+ builds natively for a mixed batch: an empty image slot
+    (``aspect_ratio_ids`` 0, tile 0 of ``aspect_ratio_mask`` on), zero pixels and an all-zero
+    cross-attention mask for text-only rows. When the image rows need more padding to reach the
+    merged length, their cross-attention mask is extended as upstream's one-pass mask is: with
+    right padding the last image group attends to the end of the padded sequence, so the new
+    positions repeat the last one; with left padding the new positions come before every image
+    token and stay 0."""
     import torch
     from transformers import BatchFeature
 
     requested = kw.pop("return_tensors", None)
     img_rows = [i for i, g in enumerate(groups) if g]
     txt_rows = [i for i, g in enumerate(groups) if not g]
-    with_images = wrapped(images=[groups[i] for i in img_rows], text=[texts[i] for i in img_rows], return_tensors="pt", **kw)
+    with_images = wrapped(
+        images=[groups[i] for i in img_rows], text=[texts[i] for i in img_rows], return_tensors="pt", **kw
+    )
     text_only = wrapped(text=[texts[i] for i in txt_rows], return_tensors="pt", **kw)
 
     tokenizer = getattr(processor, "tokenizer", processor)
@@ -199,11 +265,14 @@ def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, k
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     length = max(with_images["input_ids"].shape[1], text_only["input_ids"].shape[1])
 
-    def pad(t: "torch.Tensor", value: int) -> "torch.Tensor":
+    def pad(t: torch.Tensor, value: int, repeat_last: bool = False) -> torch.Tensor:
         missing = length - t.shape[1]
         if missing == 0:
             return t
-        filler = torch.full((t.shape[0], missing, *t.shape[2:]), value, dtype=t.dtype)
+        if repeat_last and side != "left" and t.shape[1] > 0:
+            filler = t[:, -1:].expand(-1, missing, *t.shape[2:])
+        else:
+            filler = torch.full((t.shape[0], missing, *t.shape[2:]), value, dtype=t.dtype)
         return torch.cat([filler, t] if side == "left" else [t, filler], dim=1)
 
     merged: dict[str, Any] = {}
@@ -218,7 +287,8 @@ def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, k
             if key == "aspect_ratio_mask":
                 b[..., 0] = 1
         if key in _TOKEN_KEYS:
-            a, b = pad(a, pad_id if key == "input_ids" else 0), pad(b, pad_id if key == "input_ids" else 0)
+            value = pad_id if key == "input_ids" else 0
+            a, b = pad(a, value, repeat_last=key == "cross_attention_mask"), pad(b, value)
         merged[key] = torch.cat([a, b], dim=0)
     order = torch.tensor(img_rows + txt_rows).argsort()  # back to the caller's row order
     merged = {k: v[order] for k, v in merged.items()}
@@ -228,4 +298,37 @@ def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, k
     return BatchFeature(data=merged, tensor_type=requested)
 
 
-__all__ = ["Fix", "umi_patches", "make_wrapper", "nest_images"]
+def cross_attention_report() -> str:
+    """One line on the ``mllama_cross_attention`` setting and whether it acts (``doctor`` prints it)."""
+    from ..settings import get_settings
+
+    try:
+        mode = get_settings().mllama_cross_attention
+    except ValueError as exc:
+        return f"mllama_cross_attention: INVALID ({exc})"
+    if mode == LATEST:
+        return "mllama_cross_attention: latest (upstream's mask: a text token attends the latest group of images before it)"
+    from ..engine import activation
+
+    st = next((s for s in activation.status() if s.name == PATCH_NAME), None)
+    if st is not None and (st.applied or st.decision == State.PENDING):
+        when = "applied" if st.applied else "applied when transformers' Mllama module is imported"
+        return (
+            f"mllama_cross_attention: cumulative (every text token attends every image before it; built by the "
+            f"{PATCH_NAME} patch, {when})"
+        )
+    if st is not None:
+        why = f"{st.decision}: {st.reason}"
+    elif activation.is_disabled():
+        why = f"the plugin is off ({_env.DISABLE.name}=1)"
+    elif any(r.name == PATCH_NAME and r.blocked for r in activation.plugin_records()):
+        why = f"blocked by {_env.DISABLE_PATCHES.name}"
+    else:
+        why = "the patch is not loaded"
+    return (
+        f"mllama_cross_attention: cumulative requested, but the {PATCH_NAME} patch is not applied ({why}); "
+        f"the mask stays upstream's (latest)"
+    )
+
+
+__all__ = ["Fix", "umi_patches", "make_wrapper", "nest_images", "with_cumulative_mask", "cross_attention_report"]

@@ -10,16 +10,25 @@ loop (AdamW), so it runs the same on every transformers release from 4.46 to 5.x
 
 Exit code 0 when every step ran, every image of every row reached the model (native
 strategy) and the loss went down; 1 otherwise, with the reason.
+
+``demo --compare`` trains the same model four ways (first image only, grid, every image, every
+image with the cumulative cross-attention mask) and compares held-out accuracy:
+:mod:`unsloth_multiimage.tools.compare`.
+
+The ``demo`` extra (``pip install "unsloth-multiimage[demo]"``) installs ``unsloth_zoo``, so the
+demo runs the real collator; ``UNSLOTH_ZOO_DISABLE_GPU_INIT=1`` is set before ``unsloth_zoo`` is
+imported (its package ``__init__`` refuses to start on a CPU-only machine otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import os
 import time
-from dataclasses import replace
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 logger = logging.getLogger("unsloth_multiimage")
 
@@ -28,6 +37,8 @@ __all__ = ["run", "load_zoo_collator", "SimpleCollator", "prepare_rows", "render
 
 def load_zoo_collator() -> tuple[Any | None, str]:
     """``(UnslothVisionDataCollator class or None, why)``; never raises."""
+    # The demo needs the collator only: skip unsloth_zoo's device init, which refuses to start
+    # on a CPU-only machine (and, on a GPU, without `unsloth` installed and imported first).
     os.environ.setdefault("UNSLOTH_ZOO_DISABLE_GPU_INIT", "1")
     try:
         import unsloth_zoo.vision_utils as vision_utils
@@ -57,8 +68,12 @@ class SimpleCollator:
     def __call__(self, examples: Sequence[Any]) -> Any:
         examples, plans, texts = prepare_rows(examples, self.processor)
         images = [[_rgb(img) for img in p.images] for p in plans]
-        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True,
-                                  "add_special_tokens": not starts_with_bos(self.processor, texts)}
+        kwargs: dict[str, Any] = {
+            "text": texts,
+            "return_tensors": "pt",
+            "padding": True,
+            "add_special_tokens": not starts_with_bos(self.processor, texts),
+        }
         if any(images):
             kwargs["images"] = images
         batch = self.processor(**kwargs)
@@ -85,7 +100,7 @@ def prepare_rows(examples: Sequence[Any], processor: Any, settings: Any | None =
 def starts_with_bos(processor: Any, texts: Sequence[str]) -> bool:
     """True when the chat template already wrote the BOS token (then the tokenizer must not add one)."""
     bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
-    return bool(bos) and all(t.startswith(bos) for t in texts)
+    return isinstance(bos, str) and bool(bos) and all(t.startswith(bos) for t in texts)
 
 
 def _rgb(img: Any) -> Any:
@@ -97,7 +112,9 @@ def render_chat(processor: Any, example: Any) -> str:
     from ..rows.chat import messages_of
 
     messages = messages_of(example)
-    template_owner = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
+    template_owner = (
+        processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
+    )
     return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
 
@@ -129,20 +146,30 @@ def _slots_used(batch: Any) -> int:
     return int((ids > 0).sum())
 
 
+def _given(args: argparse.Namespace, name: str, default: Any) -> Any:
+    """``args.name``, or ``default`` when it is missing or None (``--steps`` defaults differ with ``--compare``)."""
+    value = getattr(args, name, None)
+    return default if value is None else value
+
+
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "compare", False):
+        from . import compare
+
+        return compare.run(args)
     import torch
 
     from ..settings import configure, get_settings
     from . import demo_data
 
-    steps = int(getattr(args, "steps", 30))
+    steps = int(_given(args, "steps", 30))
     strategy = getattr(args, "strategy", "native")
-    batch_size = int(getattr(args, "batch_size", 4))
-    seed = int(getattr(args, "seed", 0))
+    batch_size = int(_given(args, "batch_size", 4))
+    seed = int(_given(args, "seed", 0))
     model_path = getattr(args, "model", None)
     if steps < 2 or batch_size < 1:
         print("demo: --steps must be at least 2 and --batch-size at least 1")
@@ -167,20 +194,26 @@ def run(args: argparse.Namespace) -> int:
             collator, path = SimpleCollator(processor), f"a minimal collator (UnslothVisionDataCollator failed: {exc})"
     else:
         collator = SimpleCollator(processor)
-        path = f"a minimal chat-template collator + the patched MllamaProcessor (unsloth_zoo not usable: {zoo_why})"
+        path = (
+            f"a minimal chat-template collator + the patched MllamaProcessor, the fallback: unsloth_zoo cannot "
+            f'be imported ({zoo_why}); `pip install "unsloth-multiimage[demo]"` installs it'
+        )
 
     rows = demo_data.make_rows(n=max(64, batch_size * 8), seed=seed)
-    n_img = [len(r.get("images") or []) or sum(
-        1 for m in r["messages"] for p in m["content"] if isinstance(p, dict) and p.get("type") == "image") for r in rows]
-    kinds = {}
-    for i in range(len(rows)):
-        kinds[demo_data.row_kind(i)] = kinds.get(demo_data.row_kind(i), 0) + 1
+    n_img = [
+        len(r.get("images") or [])
+        or sum(1 for m in r["messages"] for p in m["content"] if isinstance(p, dict) and p.get("type") == "image")
+        for r in rows
+    ]
+    kinds = collections.Counter(demo_data.row_kind(i) for i in range(len(rows)))
     print("unsloth-multiimage demo")
     print(f"  model     : {model_desc}")
     print(f"  collator  : {path}")
     print(f"  strategy  : {get_settings().strategy}")
-    print(f"  dataset   : {len(rows)} synthetic rows ({', '.join(f'{v} {k}' for k, v in kinds.items())}), "
-          f"{sum(n_img)} images, up to {max(n_img)} per row")
+    print(
+        f"  dataset   : {len(rows)} synthetic rows ({', '.join(f'{v} {k}' for k, v in kinds.items())}), "
+        f"{sum(n_img)} images, up to {max(n_img)} per row"
+    )
     print(f"  training  : {steps} steps, batch {batch_size}, AdamW lr 5e-3, device {device}")
 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
@@ -231,7 +264,12 @@ def run(args: argparse.Namespace) -> int:
     print()
     if losses:
         every = max(1, len(losses) // 6)
-        print("  loss by step: " + ", ".join(f"{i + 1}:{l:.3f}" for i, l in enumerate(losses) if i % every == 0 or i == len(losses) - 1))
+        print(
+            "  loss by step: "
+            + ", ".join(
+                f"{i + 1}:{loss:.3f}" for i, loss in enumerate(losses) if i % every == 0 or i == len(losses) - 1
+            )
+        )
     if error is None and len(losses) < steps:
         error = f"only {len(losses)} of {steps} steps ran"
     if error is not None:

@@ -9,7 +9,10 @@ The picture has three panels, drawn with Pillow only (default font):
 
 The mask comes from running the processor (the tiny offline one, or ``--model PATH``'s)
 through the plugin's code path on that one row: :func:`unsloth_multiimage.demo.prepare_rows`
-(per-row images, file loading, policies, chat template) and the patched ``MllamaProcessor``.
+(per-row images, file loading, policies, chat template) and the patched ``MllamaProcessor``, so it
+is the mask the ``mllama_cross_attention`` setting in force builds (``latest`` or ``cumulative``;
+``render_preview(..., cross_attention=...)`` picks one). The title says which mask is drawn, read
+from the mask itself: for a row whose images form one group the two masks are the same.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import argparse
 import os
 import textwrap
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from ..settings import Strategy
 
 __all__ = ["render_preview", "run", "MASK_ON", "MASK_OFF", "mask_colour"]
 
@@ -61,30 +67,79 @@ def _marked_text(text: str, token: str) -> str:
     return out
 
 
-def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, strategy: str = "native") -> dict:
+def mask_kind(batch: Any, processor: Any) -> str:
+    """Which cross-attention mask ``batch`` holds: ``latest``, ``cumulative``, ``same`` (the row's
+    images form one group: both masks are this one) or ``none`` (no mask: a text-only row)."""
+    from ..patches.cross_attention import cumulative_cross_attention_mask
+
+    cam = batch.get("cross_attention_mask")
+    image_id = getattr(processor, "image_token_id", None)
+    if cam is None or image_id is None:
+        return "none"
+    ids = batch["input_ids"]
+    groups = 0
+    for row in ids.tolist() if hasattr(ids, "tolist") else ids:
+        flags = [t == image_id for t in row]
+        groups = max(groups, sum(1 for i, f in enumerate(flags) if f and (i == 0 or not flags[i - 1])))
+    if groups <= 1:
+        return "same"
+    return "cumulative" if bool((cumulative_cross_attention_mask(ids, image_id, cam) == cam).all()) else "latest"
+
+
+_MASK_WORDS = {
+    "latest": "latest (upstream's: each token attends the latest image group before it)",
+    "cumulative": "cumulative (each token attends every image before it)",
+    "same": "latest = cumulative (one group of images)",
+    "none": "none",
+}
+
+
+def render_preview(
+    example: Any,
+    processor: Any,
+    out_path: str | os.PathLike,
+    strategy: str = "native",
+    cross_attention: str | None = None,
+) -> dict:
     """Write the preview PNG of ``example`` and return its metadata.
+
+    ``cross_attention``: ``latest`` or ``cumulative`` for this preview (default: the
+    ``mllama_cross_attention`` setting in force).
 
     Returns a dict with ``path``; ``size`` (PNG width, height); ``mask_box`` (x0, y0, x1, y1 of
     the heat map in the PNG, x1/y1 exclusive); ``cell_size`` (width, height of one cell);
     ``mask_shape`` (the shape of the batch's ``cross_attention_mask``, ``(1, seq, slots, tiles)``,
     or ``None`` for a text-only row); ``heatmap`` (the ``seq x slots`` values drawn, first tile);
-    ``tokens``; ``text`` (the rendered chat); ``n_images``; ``strategy``; ``image_sizes``.
+    ``tokens``; ``text`` (the rendered chat); ``n_images``; ``strategy``; ``image_sizes``;
+    ``mask_kind`` (:func:`mask_kind`: ``latest``, ``cumulative``, ``same`` or ``none``).
     Raises the plugin's per-row errors (``ImageCountError`` / ``ImageLoadError``) for a bad row.
     """
     from PIL import Image, ImageDraw
 
-    from ..settings import get_settings
+    from ..settings import configure, get_settings
     from .demo import prepare_rows, starts_with_bos
 
     out_path = os.fspath(out_path)
-    settings = replace(get_settings(), strategy=strategy)
+    settings = replace(get_settings(), strategy=cast("Strategy", strategy))
     _examples, plans, texts = prepare_rows([example], processor, settings)
     images = [img.convert("RGB") if getattr(img, "mode", "RGB") != "RGB" else img for img in plans[0].images]
     text = texts[0]
-    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": not starts_with_bos(processor, [text])}
+    kwargs: dict[str, Any] = {
+        "text": [text],
+        "return_tensors": "pt",
+        "add_special_tokens": not starts_with_bos(processor, [text]),
+    }
     if images:
         kwargs["images"] = [images]
-    batch = processor(**kwargs)
+    before = get_settings().mllama_cross_attention
+    if cross_attention is not None:
+        configure(mllama_cross_attention=cross_attention)
+    try:
+        batch = processor(**kwargs)
+    finally:
+        if cross_attention is not None:
+            configure(mllama_cross_attention=before)
+    kind = mask_kind(batch, processor)
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = batch["input_ids"][0].tolist()
     tokens = tokenizer.convert_ids_to_tokens(ids)
@@ -105,7 +160,7 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
     thumbs = []
     for img in images:
         scale = _THUMB_H / img.height
-        thumbs.append(img.resize((max(1, round(img.width * scale)), _THUMB_H), Image.NEAREST))
+        thumbs.append(img.resize((max(1, round(img.width * scale)), _THUMB_H), Image.Resampling.NEAREST))
     label = "GRID" if strategy == "grid" else "IMG"
     thumbs_w = sum(t.width for t in thumbs) + _MARGIN * max(0, len(thumbs) - 1)
 
@@ -124,8 +179,11 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
     label_w = max((_text_size(font, t)[0] for t in label_texts), default=0) + 8 if show_labels else 40
     heat_w = label_w + max(1, n_slots) * _CELL_W
 
-    title = (f"unsloth-multiimage preview: {len(images)} image(s) to the model, strategy {strategy}, "
-             f"{seq} tokens, cross_attention_mask {list(mask_shape) if mask_shape else 'none (text-only row)'}")
+    title = (
+        f"unsloth-multiimage preview: {len(images)} image(s) to the model, strategy {strategy}, "
+        f"{seq} tokens, cross_attention_mask {list(mask_shape) if mask_shape else 'none (text-only row)'}"
+        + (f", mask {_MASK_WORDS[kind]}" if mask_shape else "")
+    )
     width = _MARGIN * 2 + max(thumbs_w, text_w, heat_w, _text_size(font, title)[0], 320)
     y_images = _MARGIN + line_h * 2
     y_text = y_images + (_THUMB_H + line_h + _MARGIN if thumbs else line_h) + line_h
@@ -137,8 +195,12 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
     draw = ImageDraw.Draw(canvas)
     draw.text((_MARGIN, _MARGIN), title, fill=_INK, font=font)
 
-    draw.text((_MARGIN, y_images - line_h), "Images, in slot order:" if thumbs else "No images (text-only row).",
-              fill=_MUTED, font=font)
+    draw.text(
+        (_MARGIN, y_images - line_h),
+        "Images, in slot order:" if thumbs else "No images (text-only row).",
+        fill=_MUTED,
+        font=font,
+    )
     x = _MARGIN
     for k, (thumb, img) in enumerate(zip(thumbs, images), 1):
         canvas.paste(thumb, (x, y_images))
@@ -157,8 +219,12 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
                 draw.text((_MARGIN + dx, y_text + n * line_h), ln[pos:end], fill=_ACCENT, font=font)
                 start = end
 
-    draw.text((_MARGIN, y_heat_title), "cross_attention_mask (first tile): rows = tokens, columns = image slots; "
-              "bright = attends", fill=_MUTED, font=font)
+    draw.text(
+        (_MARGIN, y_heat_title),
+        "cross_attention_mask (first tile): rows = tokens, columns = image slots; bright = attends",
+        fill=_MUTED,
+        font=font,
+    )
     x0 = _MARGIN + label_w
     for s in range(n_slots):
         draw.text((x0 + s * _CELL_W + 4, y_heat - line_h), f"{label} {s + 1}", fill=_INK, font=font)
@@ -168,7 +234,9 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
             colour = _ACCENT if tokens[i] == token else _INK
             draw.text((_MARGIN, y), label_texts[i], fill=colour, font=font)
         for s in range(n_slots):
-            draw.rectangle([x0 + s * _CELL_W, y, x0 + (s + 1) * _CELL_W - 1, y + cell_h - 1], fill=mask_colour(heat[i][s]))
+            draw.rectangle(
+                [x0 + s * _CELL_W, y, x0 + (s + 1) * _CELL_W - 1, y + cell_h - 1], fill=mask_colour(heat[i][s])
+            )
     box = (x0, y_heat, x0 + n_slots * _CELL_W, y_heat + seq * cell_h)
     if n_slots:  # thin separators on the cell borders (cell centres keep their colour)
         for s in range(n_slots + 1):
@@ -188,6 +256,8 @@ def render_preview(example: Any, processor: Any, out_path: str | os.PathLike, st
         "n_images": len(images),
         "strategy": strategy,
         "image_sizes": [img.size for img in images],
+        "mask_kind": kind,
+        "title": title,
     }
 
 
@@ -209,10 +279,10 @@ def run(args: argparse.Namespace) -> int:
     strategy = getattr(args, "strategy", "native")
     out = getattr(args, "out", None) or "preview.png"
     if dataset:
-        from .dataset_check import load_dataset_file
+        from .doctor import read_dataset_rows
 
         try:
-            rows = load_dataset_file(dataset, limit=row + 1)
+            rows = read_dataset_rows(dataset, limit=row + 1)
         except (OSError, ValueError) as exc:
             print(f"preview: cannot read {dataset}: {exc}")
             return 1
@@ -226,12 +296,19 @@ def run(args: argparse.Namespace) -> int:
         return 1
     processor = _load_processor(getattr(args, "model", None))
     try:
-        meta = render_preview(rows[row], processor, out, strategy=strategy)
+        meta = render_preview(
+            rows[row], processor, out, strategy=strategy, cross_attention=getattr(args, "cross_attention", None)
+        )
     except RowError as exc:
-        print(f"preview: row {row} of {source} cannot be sent to the model (it is row 0 of the preview's "
-              f"one-row batch below):\n  {exc}")
+        print(
+            f"preview: row {row} of {source} cannot be sent to the model (it is row 0 of the preview's "
+            f"one-row batch below):\n  {exc}"
+        )
         return 1
     print(f"preview of row {row} of {source} written to {meta['path']} ({meta['size'][0]}x{meta['size'][1]} px)")
-    print(f"  {meta['n_images']} image(s) to the model, {len(meta['tokens'])} tokens, "
-          f"cross_attention_mask shape {list(meta['mask_shape']) if meta['mask_shape'] else 'none (text-only row)'}")
+    print(
+        f"  {meta['n_images']} image(s) to the model, {len(meta['tokens'])} tokens, "
+        f"cross_attention_mask shape {list(meta['mask_shape']) if meta['mask_shape'] else 'none (text-only row)'}"
+        + (f", mask {_MASK_WORDS[meta['mask_kind']]}" if meta["mask_shape"] else "")
+    )
     return 0

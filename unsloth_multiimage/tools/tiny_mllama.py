@@ -154,7 +154,9 @@ _DEFAULT_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _DEFAULT_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def word_level_backend(specials: Sequence[str], words: Sequence[str], unk: str = UNK_TOKEN) -> tuple[Any, dict[str, int]]:
+def word_level_backend(
+    specials: Sequence[str], words: Sequence[str], unk: str = UNK_TOKEN
+) -> tuple[Any, dict[str, int]]:
     """A ``tokenizers`` WordLevel backend and its vocabulary: ``specials``, ``unk``, then ``words``.
 
     Lower-casing normaliser; the pre-tokenizer splits on whitespace, isolates punctuation and
@@ -241,9 +243,7 @@ def build_image_processor(tile_size: int = 28, max_image_tiles: int = 4) -> Any:
         raise ValueError(f"max_image_tiles must be >= 1, got {max_image_tiles}")
     from transformers import MllamaImageProcessor
 
-    return MllamaImageProcessor(
-        size={"height": tile_size, "width": tile_size}, max_image_tiles=max_image_tiles
-    )
+    return MllamaImageProcessor(size={"height": tile_size, "width": tile_size}, max_image_tiles=max_image_tiles)
 
 
 def build_processor(tile_size: int = 28, max_image_tiles: int = 4) -> MllamaProcessor:
@@ -262,9 +262,7 @@ def build_processor(tile_size: int = 28, max_image_tiles: int = 4) -> MllamaProc
     image_processor = build_image_processor(tile_size=tile_size, max_image_tiles=max_image_tiles)
     tokenizer = build_tokenizer()
     if "chat_template" in inspect.signature(MllamaProcessor.__init__).parameters:
-        processor = MllamaProcessor(
-            image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
-        )
+        processor = MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
     else:
         # transformers 4.46.x: MllamaProcessor.__init__(image_processor, tokenizer) has no
         # chat_template argument; it copies tokenizer.chat_template instead.
@@ -296,15 +294,26 @@ def _tile_size_of(image_processor: Any) -> int:
     return int(height)
 
 
-def build_config(processor: Any | None = None, *, vision_image_size: int | None = None) -> MllamaConfig:
+def build_config(
+    processor: Any | None = None,
+    *,
+    vision_image_size: int | None = None,
+    text_hidden: int = 32,
+    text_layers: int = 3,
+    cross_attention_layers: Sequence[int] = (1,),
+    heads: int = 4,
+    kv_heads: int = 2,
+    vision_hidden: int = 16,
+    vision_layers: int = 2,
+) -> MllamaConfig:
     """Build the ``MllamaConfig`` of the tiny model, matched to ``processor``.
 
-    Text decoder: hidden 32, 3 layers (layer 1 is a cross-attention layer), 4 heads,
-    2 KV heads, vocabulary ``len(tokenizer)``. Vision tower: ``image_size`` = the
-    processor's tile size, patch 14, hidden 16, 2 local + 1 global layers,
-    ``intermediate_layers_indices=[0]``, ``vision_output_dim=32``,
-    ``max_num_tiles`` = the processor's ``max_image_tiles`` (and the matching aspect
-    ratio list). ``image_token_index``, ``pad_token_id``, ``bos_token_id`` and
+    Text decoder (defaults): hidden 32, intermediate 2 x hidden, 3 layers (layer 1 is a
+    cross-attention layer), 4 heads, 2 KV heads, vocabulary ``len(tokenizer)``. Vision tower:
+    ``image_size`` = the processor's tile size, patch 14, hidden 16, intermediate 2 x hidden,
+    2 local + 1 global layers, ``intermediate_layers_indices=[0]``, ``vision_output_dim`` =
+    2 x hidden (32), ``max_num_tiles`` = the processor's ``max_image_tiles`` (and the matching
+    aspect ratio list). ``image_token_index``, ``pad_token_id``, ``bos_token_id`` and
     ``eos_token_id`` come from the tokenizer.
 
     Args:
@@ -312,7 +321,19 @@ def build_config(processor: Any | None = None, *, vision_image_size: int | None 
             ``None``).
         vision_image_size: override the vision tower's ``image_size`` (defaults to the tile
             size; a mismatch is only useful to test error handling).
+        text_hidden, text_layers, heads, kv_heads: sizes of the text decoder
+            (``text_layers`` counts the cross-attention layers too).
+        cross_attention_layers: indices of the text layers that are cross-attention layers
+            (the real 11B checkpoint has one every 5 layers, each followed by self-attention
+            layers; ``(text_layers - 1,)`` puts the only one last).
+        vision_hidden, vision_layers: sizes of the vision tower (``vision_layers`` local
+            layers, plus 1 global layer).
     """
+    cross = [int(i) for i in cross_attention_layers]
+    if not cross or any(not 0 <= i < text_layers for i in cross):
+        raise ValueError(
+            f"cross_attention_layers must be indices in 0..{text_layers - 1}, got {list(cross_attention_layers)}"
+        )
     from transformers import MllamaConfig
 
     if processor is None:
@@ -325,12 +346,12 @@ def build_config(processor: Any | None = None, *, vision_image_size: int | None 
     pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
     text_config: dict[str, Any] = {
         "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "cross_attention_layers": [1],
+        "hidden_size": int(text_hidden),
+        "intermediate_size": 2 * int(text_hidden),
+        "num_hidden_layers": int(text_layers),
+        "num_attention_heads": int(heads),
+        "num_key_value_heads": int(kv_heads),
+        "cross_attention_layers": cross,
         "max_position_embeddings": 1024,
         "rope_theta": 10000.0,
         "bos_token_id": tokenizer.convert_tokens_to_ids(BOS_TOKEN),
@@ -349,13 +370,13 @@ def build_config(processor: Any | None = None, *, vision_image_size: int | None 
     vision_config: dict[str, Any] = {
         "image_size": int(vision_image_size) if vision_image_size is not None else tile_size,
         "patch_size": _PATCH_SIZE,
-        "hidden_size": 16,
-        "intermediate_size": 32,
-        "num_hidden_layers": 2,
+        "hidden_size": int(vision_hidden),
+        "intermediate_size": 2 * int(vision_hidden),
+        "num_hidden_layers": int(vision_layers),
         "num_global_layers": 1,
         "num_attention_heads": 2,
         "intermediate_layers_indices": [0],
-        "vision_output_dim": 32,
+        "vision_output_dim": 2 * int(vision_hidden),
         "max_num_tiles": max_image_tiles,
         "supported_aspect_ratios": _supported_aspect_ratios(max_image_tiles),
     }
@@ -374,7 +395,7 @@ def _needs_explicit_rope_scaling() -> bool:
     return int(transformers.__version__.split(".")[0]) < 5
 
 
-def build_model(processor: Any | None = None, seed: int = 0) -> MllamaForConditionalGeneration:
+def build_model(processor: Any | None = None, seed: int = 0, **sizes: Any) -> MllamaForConditionalGeneration:
     """Build the tiny, randomly initialised ``MllamaForConditionalGeneration``.
 
     The weights depend only on ``seed`` (the global torch RNG state is saved and
@@ -387,11 +408,13 @@ def build_model(processor: Any | None = None, seed: int = 0) -> MllamaForConditi
         processor: the processor the model must match (built with the defaults if
             ``None``).
         seed: seed for the random initialisation.
+        sizes: keyword sizes for :func:`build_config` (``text_hidden``, ``text_layers``,
+            ``cross_attention_layers`` ...); the defaults give the model described above.
     """
     import torch
     from transformers import MllamaForConditionalGeneration
 
-    config = build_config(processor)
+    config = build_config(processor, **sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MllamaForConditionalGeneration(config)

@@ -1,0 +1,774 @@
+"""``unsloth-multiimage demo --compare``: the same model, data, seed and steps, four ways of giving it the images.
+
+Arms (each one a plugin setting, run through the plugin's real code paths):
+
+======================== ======================================================================
+arm                      what the model gets
+======================== ======================================================================
+first_image              each row's first image only (what Unsloth did before the plugin):
+                         ``configure(max_images=1, on_excess="keep_first")``
+grid                     early fusion, one canvas per row at the first image's placeholder:
+                         ``configure(strategy="grid")``
+every_image              every image, Mllama's own (``latest``) cross-attention mask
+every_image_cumulative   every image, ``configure(mllama_cross_attention="cumulative")``: each
+                         text token attends every image shown before it
+======================== ======================================================================
+
+Each arm: a fresh model (same weights for every arm: same seed, or the same ``--model`` folder),
+the REAL ``UnslothVisionDataCollator`` when ``unsloth_zoo`` can be imported (else the minimal
+collator of :mod:`~unsloth_multiimage.tools.demo`, and the output says so), which runs the row
+pipeline (:func:`~unsloth_multiimage.rows.pipeline.prepare_batch`: cap, grid) and calls the patched
+``MllamaProcessor`` (which builds the chosen mask). The loss is on the last assistant answer's
+tokens only (the collator's labels are replaced), so every arm learns exactly the same thing.
+Plain torch loop, AdamW, the same batch order for every arm.
+
+Evaluation on held-out rows: every candidate answer is put in the row's last assistant turn, the
+variants go through the same collator, and the candidate whose answer tokens have the highest
+summed log-probability is the prediction (a sum: with a user dataset, answers that are prefixes
+of one another, "yes" / "yes it is", favour the shorter one). Accuracy is given for all held-out rows and
+split into **same-turn** rows (the images form one group of consecutive ``<|image|>`` tokens: both
+masks are the same there) and **later-turn** rows (an image comes before the question's group: an
+earlier turn, or text between images; the latest-group mask hides it from the question).
+
+Data: the synthetic task of :mod:`~unsloth_multiimage.tools.compare_data` (6 colour words, chance
+1/6), or ``--dataset FILE`` (any layout :func:`unsloth_multiimage.formats.to_messages` reads; each
+row must end with an assistant answer): ``--eval-rows N`` rows are held out (a seeded shuffle),
+the rest are the training rows; the candidates of every held-out row are the distinct answers of
+all held-out rows, so chance is 1 / (number of distinct answers).
+
+Model: the tiny offline Mllama with text hidden 64 and, by default, 2 text layers, self-attention
+then cross-attention (``--layout cross-last``): nothing runs after the cross-attention layer, so a
+text token knows exactly the images its mask lets it see, which isolates what the mask changes.
+``--layout checkpoint`` puts a self-attention layer after it (self, cross, self), the pattern of
+the real checkpoints: there the text tokens of an earlier turn can relay its image to later tokens,
+and the native mask's blind spot is partly learnable. ``--model PATH`` uses local Mllama weights
+instead (on the GPU when there is one; every parameter is trained, at lr 1e-5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import random
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ARMS",
+    "ARM_SETTINGS",
+    "LAYOUTS",
+    "CompareConfig",
+    "ArmResult",
+    "run",
+    "run_compare",
+    "answer_spans",
+    "image_groups",
+    "summary_line",
+]
+
+logger = logging.getLogger("unsloth_multiimage")
+
+ARMS = ("first_image", "grid", "every_image", "every_image_cumulative")
+
+#: The plugin settings of each arm (every other policy at its default).
+ARM_SETTINGS: dict[str, dict[str, Any]] = {
+    "first_image": {"max_images": 1, "on_excess": "keep_first"},
+    "grid": {"strategy": "grid"},
+    "every_image": {},
+    "every_image_cumulative": {"mllama_cross_attention": "cumulative"},
+}
+_ARM_DEFAULTS = {"max_images": None, "on_excess": "error", "strategy": "native", "mllama_cross_attention": "latest"}
+
+#: Text decoder layouts of the tiny model: ``(layers, cross-attention layer indices, description)``.
+LAYOUTS: dict[str, tuple[int, tuple[int, ...], str]] = {
+    "cross-last": (
+        2,
+        (1,),
+        "self-attention, cross-attention (the cross-attention layer is last: a text token knows "
+        "only the images its mask shows it, which isolates what the mask changes)",
+    ),
+    "checkpoint": (
+        3,
+        (1,),
+        "self-attention, cross-attention, self-attention (the real checkpoints' pattern: text "
+        "tokens can relay an earlier image to later tokens)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Everything that is the same for every arm."""
+
+    arms: tuple[str, ...] = ARMS
+    steps: int = 1200
+    batch_size: int = 16
+    seed: int = 0
+    eval_rows: int | None = None  # None: 300 (synthetic task) or a fifth of the dataset, at most 300
+    train_rows: int = 2048  # synthetic task: at most this many, and no more than steps x batch_size
+    layout: str = "cross-last"
+    text_hidden: int = 64
+    later_turn_share: float = 1 / 3
+    colours_per_image: int = 3
+    lr: float | None = None  # None: 3e-3 (tiny model) or 1e-5 (--model)
+    model_path: str | None = None
+    dataset: str | None = None
+    plot: str | None = None
+    threads: int | None = None  # None: 1 for the tiny model on the CPU (fastest on a few shared cores)
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    accuracy: float = float("nan")
+    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (correct, rows)
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    images_per_row: float = 0.0
+    error: str | None = None
+    traceback: str | None = None
+
+    def kind_accuracy(self, kind: str) -> float | None:
+        correct, n = self.by_kind.get(kind, (0, 0))
+        return 100.0 * correct / n if n else None
+
+
+# ------------------------------------------------------------------------------------------ rows
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text") or "" for p in content or () if isinstance(p, Mapping) and p.get("type") == "text")
+
+
+def answer_of(row: Mapping) -> str:
+    """The text of the row's last message, which must be the assistant's answer."""
+    messages = row.get("messages") or []
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("the row does not end with an assistant message (its answer)")
+    return _text_of(messages[-1].get("content")).strip()
+
+
+def with_answer(row: Mapping, answer: str) -> dict:
+    """A copy of ``row`` whose last assistant message says ``answer``."""
+    messages = list(row["messages"])
+    messages[-1] = {**messages[-1], "content": [{"type": "text", "text": answer}]}
+    return {**row, "messages": messages}
+
+
+def image_groups(row: Mapping) -> int:
+    """How many groups of consecutive image placeholders the row's chat has (a text part or a new
+    message ends a group). 0: text-only; 1: the latest-group mask shows the question every image."""
+    groups, in_group = 0, False
+    for message in row.get("messages") or ():
+        content = message.get("content")
+        in_group = False
+        if isinstance(content, str):
+            continue
+        for part in content or ():
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind == "image":
+                groups += not in_group
+                in_group = True
+            elif kind == "text" and (part.get("text") or ""):
+                in_group = False
+    return groups
+
+
+def row_kind(row: Mapping) -> str:
+    """``later_turn`` when an image comes before the question's group of images, else ``same_turn``."""
+    kind = row.get("kind")
+    if kind in ("same_turn", "later_turn"):
+        return str(kind)
+    return "later_turn" if image_groups(row) >= 2 else "same_turn"
+
+
+def load_dataset_rows(path: str) -> list[dict]:
+    """Every row of ``path`` (jsonl, json, parquet, a save_to_disk folder) in the messages layout."""
+    from .. import formats
+    from .dataset_io import read_rows
+
+    root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    rows = []
+    for i, raw in enumerate(read_rows(path)):
+        row = formats.to_messages(raw, row=i, image_root=root)
+        if "messages" not in row and "prompt" in row:  # prompt/completion: one chat
+            row = {**row, "messages": list(row.pop("prompt")) + list(row.pop("completion", None) or [])}
+        answer_of(row)  # raises for a row without a final answer
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ labels
+
+
+def _end_ids(tokenizer: Any) -> set[int]:
+    ids = set()
+    for token in ("<|eot_id|>", getattr(tokenizer, "eos_token", None)):
+        if token:
+            tid = tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != getattr(tokenizer, "unk_token_id", None):
+                ids.add(tid)
+    return ids
+
+
+def _generation_prompt_ids(processor: Any) -> list[int]:
+    """The ids the chat template writes before an assistant answer (its generation prompt)."""
+    owner = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
+    chat = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    bare = owner.apply_chat_template(chat, tokenize=False)
+    prompted = owner.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    if not prompted.startswith(bare) or prompted == bare:
+        raise ValueError("the chat template has no generation prompt to find the answer by")
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return tokenizer(prompted[len(bare) :], add_special_tokens=False)["input_ids"]
+
+
+def answer_spans(batch: Mapping, processor: Any) -> list[tuple[int, int]]:
+    """Per row: ``(start, end)`` of the last assistant answer's tokens in ``batch["input_ids"]``:
+    after the row's last generation prompt, up to the token that closes the turn (excluded)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    header = _generation_prompt_ids(processor)
+    ends = _end_ids(tokenizer)
+    spans = []
+    ids_batch, attention = batch["input_ids"].tolist(), batch["attention_mask"].tolist()
+    for r, (ids, att) in enumerate(zip(ids_batch, attention)):
+        real = [i for i, a in enumerate(att) if a]
+        lo, hi = (real[0], real[-1] + 1) if real else (0, 0)
+        start = None
+        for p in range(hi - len(header), lo - 1, -1):
+            if ids[p : p + len(header)] == header:
+                start = p + len(header)
+                break
+        if start is None or start >= hi:
+            raise ValueError(f"row {r} of the batch has no assistant answer after its last generation prompt")
+        end = start
+        while end < hi and ids[end] not in ends:
+            end += 1
+        if end == start:
+            raise ValueError(f"row {r} of the batch has an empty assistant answer")
+        spans.append((start, end))
+    return spans
+
+
+def answer_labels(batch: Mapping, processor: Any, ignore_index: int = -100) -> Any:
+    labels = batch["input_ids"].clone().fill_(ignore_index)
+    for r, (a, b) in enumerate(answer_spans(batch, processor)):
+        labels[r, a:b] = batch["input_ids"][r, a:b]
+    return labels
+
+
+# ------------------------------------------------------------------------------------------ one arm
+
+
+class _Quiet:
+    """Silence the plugin's per-call keep_first warnings while the arms run."""
+
+    def __enter__(self) -> None:
+        self.level = logger.level
+        logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: Any) -> None:
+        logger.setLevel(self.level)
+
+
+def _with_arm_settings(arm: str) -> Callable[[], None]:
+    """Configure the arm's settings; returns the function that puts the previous ones back."""
+    from ..settings import configure, get_settings
+
+    before = get_settings()
+    configure(**{**_ARM_DEFAULTS, **ARM_SETTINGS[arm]})
+
+    def restore() -> None:
+        configure(**{k: getattr(before, k) for k in _ARM_DEFAULTS})
+
+    return restore
+
+
+def _collator(model: Any, processor: Any, zoo_cls: Any) -> Callable:
+    from .demo import SimpleCollator
+
+    if zoo_cls is not None:
+        # resize="max": images as they are (the default "min" would shrink the grid canvas to one tile).
+        return zoo_cls(model, processor, resize="max")
+    return SimpleCollator(processor)
+
+
+def _to(batch: Mapping, device: str) -> dict:
+    return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+
+
+def _check_mask(arm: str, batch: Mapping, processor: Any) -> None:
+    """The cumulative arm's batches must hold cumulative masks (the patch built them)."""
+    from ..patches.cross_attention import cumulative_cross_attention_mask
+
+    cam = batch.get("cross_attention_mask")
+    if arm != "every_image_cumulative" or cam is None:
+        return
+    want = cumulative_cross_attention_mask(batch["input_ids"], processor.image_token_id, cam)
+    if not bool((want == cam).all()):
+        raise RuntimeError(
+            "the collator's batch does not hold the cumulative mask: is the mllama_processor patch "
+            "applied? (unsloth-multiimage doctor)"
+        )
+
+
+def _score(model: Any, batch: Mapping, spans: Sequence[tuple[int, int]]) -> list[float]:
+    import torch
+
+    logits = model(**batch).logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    ids = batch["input_ids"]
+    out = []
+    for r, (a, b) in enumerate(spans):
+        positions = torch.arange(a, b, device=ids.device)
+        out.append(float(logp[r, positions - 1, ids[r, a:b]].sum()))
+    return out
+
+
+def run_arm(
+    arm: str,
+    cfg: CompareConfig,
+    env: _Env,
+    train_rows: Sequence[dict],
+    eval_rows: Sequence[dict],
+    candidates: Sequence[Sequence[str]],
+) -> ArmResult:
+    import torch
+
+    result = ArmResult(arm)
+    t0 = time.perf_counter()
+    restore = _with_arm_settings(arm)
+    try:
+        model = env.build_model()
+        collator = _collator(model, env.processor, env.zoo_cls)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=env.lr, weight_decay=0.0)
+        generator = torch.Generator().manual_seed(cfg.seed)  # the same batches for every arm
+        order: list[int] = []
+        slots = rows_seen = 0
+        model.train()
+        for step in range(cfg.steps):
+            if len(order) < cfg.batch_size:
+                order += torch.randperm(len(train_rows), generator=generator).tolist()
+            idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+            batch = collator([train_rows[i] for i in idx])
+            if step == 0:
+                _check_mask(arm, batch, env.processor)
+            batch["labels"] = answer_labels(batch, env.processor)
+            if "aspect_ratio_ids" in batch:
+                slots += int((batch["aspect_ratio_ids"] > 0).sum())
+                rows_seen += len(idx)
+            loss = model(**_to(batch, env.device)).loss
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"the loss is not finite at step {step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            result.losses.append(float(loss.detach()))
+            env.progress(arm, step + 1, cfg.steps, result.losses[-1])
+        result.images_per_row = slots / max(1, rows_seen)
+        t1 = time.perf_counter()
+        result.train_seconds = t1 - t0
+        model.eval()
+        correct: list[bool] = []
+        with torch.no_grad():
+            i = 0
+            while i < len(eval_rows):
+                chunk: list[int] = []
+                n_seq = 0
+                while i < len(eval_rows) and (not chunk or n_seq + len(candidates[i]) <= env.eval_batch):
+                    chunk.append(i)
+                    n_seq += len(candidates[i])
+                    i += 1
+                variants = [with_answer(eval_rows[k], c) for k in chunk for c in candidates[k]]
+                batch = collator(variants)
+                spans = answer_spans(batch, env.processor)
+                batch.pop("labels", None)
+                scores = _score(model, _to(batch, env.device), spans)
+                at = 0
+                for k in chunk:
+                    n = len(candidates[k])
+                    best = max(range(n), key=lambda j: scores[at + j])
+                    correct.append(candidates[k][best] == answer_of(eval_rows[k]))
+                    at += n
+        result.eval_seconds = time.perf_counter() - t1
+        result.accuracy = 100.0 * sum(correct) / max(1, len(correct))
+        for ok, row in zip(correct, eval_rows):
+            kind = row_kind(row)
+            c, n = result.by_kind.get(kind, (0, 0))
+            result.by_kind[kind] = (c + ok, n + 1)
+        del model, optimizer
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.traceback = traceback.format_exc()
+    finally:
+        restore()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class _Env:
+    processor: Any
+    build_model: Callable[[], Any]
+    model_desc: str
+    zoo_cls: Any
+    collator_desc: str
+    device: str
+    lr: float
+    eval_batch: int
+    progress: Callable[[str, int, int, float], None]
+
+
+def _make_env(cfg: CompareConfig, progress: Callable[[str, int, int, float], None]) -> _Env:
+    import torch
+
+    from .demo import load_zoo_collator
+
+    zoo_cls, zoo_why = load_zoo_collator()
+    if zoo_cls is not None:
+        collator_desc = f"the real UnslothVisionDataCollator ({zoo_why}), patched by unsloth_multiimage"
+    else:
+        collator_desc = (
+            f"a minimal chat-template collator + the patched MllamaProcessor, the fallback: unsloth_zoo "
+            f'cannot be imported ({zoo_why}); `pip install "unsloth-multiimage[demo]"` installs it'
+        )
+    if cfg.model_path is None:
+        from . import tiny_mllama
+
+        if cfg.layout not in LAYOUTS:
+            raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {cfg.layout!r}")
+        layers, cross, desc = LAYOUTS[cfg.layout]
+        processor = tiny_mllama.build_processor()
+        sizes = dict(text_hidden=cfg.text_hidden, text_layers=layers, cross_attention_layers=cross)
+        model_desc = (
+            f"tiny offline Mllama (random weights, seed {cfg.seed}), text hidden {cfg.text_hidden}, "
+            f"layout {cfg.layout}: {layers} text layers, {desc}"
+        )
+        return _Env(
+            processor,
+            lambda: tiny_mllama.build_model(processor, seed=cfg.seed, **sizes),
+            model_desc,
+            zoo_cls,
+            collator_desc,
+            "cpu",
+            cfg.lr or 3e-3,
+            192,
+            progress,
+        )
+    from transformers import AutoProcessor, MllamaForConditionalGeneration
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    processor = AutoProcessor.from_pretrained(cfg.model_path, local_files_only=True)
+
+    def build() -> Any:
+        torch.manual_seed(cfg.seed)
+        model: Any = MllamaForConditionalGeneration.from_pretrained(cfg.model_path, local_files_only=True)
+        return model.to(device)
+
+    return _Env(
+        processor,
+        build,
+        f"local weights at {cfg.model_path} (every parameter trained)",
+        zoo_cls,
+        collator_desc,
+        device,
+        cfg.lr or 1e-5,
+        max(8, cfg.batch_size),
+        progress,
+    )
+
+
+def _data(cfg: CompareConfig) -> tuple[list[dict], list[dict], list[list[str]], str]:
+    """``(train rows, held-out rows, candidates per held-out row, description)``."""
+    if cfg.dataset is None:
+        from . import compare_data
+
+        n_eval = cfg.eval_rows if cfg.eval_rows is not None else 300
+        n_train = max(cfg.batch_size, min(cfg.train_rows, cfg.steps * cfg.batch_size))
+        share, k = cfg.later_turn_share, cfg.colours_per_image
+        train = compare_data.make_rows(n_train, seed=2 * cfg.seed, later_turn_share=share, colours_per_image=k)
+        held = compare_data.make_rows(n_eval, seed=2 * cfg.seed + 1, later_turn_share=share, colours_per_image=k)
+        desc = f'synthetic "{compare_data.QUESTION}" ({len(compare_data.PALETTE)} colour words)'
+        return train, held, [list(r["candidates"]) for r in held], desc
+    rows = load_dataset_rows(cfg.dataset)
+    n_eval = cfg.eval_rows if cfg.eval_rows is not None else min(300, max(1, len(rows) // 5))
+    if not 0 < n_eval < len(rows):
+        raise ValueError(f"--eval-rows must be between 1 and {len(rows) - 1} for {cfg.dataset} ({len(rows)} rows)")
+    order = list(range(len(rows)))
+    random.Random(cfg.seed).shuffle(order)
+    held = [rows[i] for i in order[:n_eval]]
+    train = [rows[i] for i in order[n_eval:]]
+    answers = sorted({answer_of(r) for r in held})
+    if len(answers) < 2:
+        raise ValueError(f"the {n_eval} held-out rows of {cfg.dataset} all have the same answer: nothing to compare")
+    return train, held, [answers] * len(held), f"{cfg.dataset} ({len(answers)} distinct held-out answers)"
+
+
+def run_compare(cfg: CompareConfig, print_fn: Callable[[str], None] = print) -> tuple[list[ArmResult], float, int]:
+    """Run the arms; returns ``(results, chance in %, held-out rows)``."""
+    import torch
+
+    unknown = [a for a in cfg.arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {', '.join(unknown)}; the arms are {', '.join(ARMS)}")
+    last_print = [0.0]
+
+    def progress(arm: str, step: int, steps: int, loss: float) -> None:
+        now = time.perf_counter()
+        if step == steps or now - last_print[0] > 10:
+            last_print[0] = now
+            logger.info("compare: %s step %d/%d loss %.4f", arm, step, steps, loss)
+
+    env = _make_env(cfg, progress)
+    threads_before = torch.get_num_threads()
+    threads = (
+        cfg.threads if cfg.threads is not None else (1 if cfg.model_path is None and env.device == "cpu" else None)
+    )
+    train, held, candidates, data_desc = _data(cfg)
+    n_later = sum(row_kind(r) == "later_turn" for r in held)
+    n_candidates = sorted({len(c) for c in candidates})
+    chance = 100.0 * sum(1 / len(c) for c in candidates) / len(candidates)
+    print_fn("unsloth-multiimage demo --compare")
+    print_fn(f"  model     : {env.model_desc}")
+    print_fn(f"  collator  : {env.collator_desc}")
+    print_fn(
+        f"  data      : {data_desc}: {len(train)} training rows, {len(held)} held-out rows ({n_later} later-turn), "
+        f"{'/'.join(map(str, n_candidates))} candidate answers per row (chance {chance:.1f}%)"
+    )
+    print_fn(
+        f"  training  : {cfg.steps} steps, batch {cfg.batch_size}, AdamW lr {env.lr:g}, loss on the last answer, "
+        f"seed {cfg.seed}, device {env.device}" + (f", {threads} torch thread(s)" if threads else "")
+    )
+    print_fn("  arms      : " + "; ".join(f"{a} ({_arm_desc(a)})" for a in cfg.arms))
+    results = []
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with _Quiet():
+            for arm in cfg.arms:
+                r = run_arm(arm, cfg, env, train, held, candidates)
+                results.append(r)
+                if r.error:
+                    print_fn(f"  {arm:<24} FAILED after {r.seconds:.1f} s: {r.error}")
+                    logger.debug("compare: %s failed:\n%s", arm, r.traceback)
+                else:
+                    print_fn(
+                        f"  {arm:<24} {r.accuracy:5.1f}%  loss {_head(r.losses):.3f} -> {_tail(r.losses):.3f}  "
+                        f"{r.images_per_row:.1f} image slot(s)/row  {r.seconds:.1f} s"
+                    )
+    finally:
+        torch.set_num_threads(threads_before)
+    return results, chance, len(held)
+
+
+def _arm_desc(arm: str) -> str:
+    s = ARM_SETTINGS[arm]
+    return ", ".join(f"{k}={v}" for k, v in s.items()) or "every image, the native mask"
+
+
+def _head(losses: Sequence[float]) -> float:
+    k = max(1, len(losses) // 10)
+    return sum(losses[:k]) / k if losses else float("nan")
+
+
+def _tail(losses: Sequence[float]) -> float:
+    k = max(1, len(losses) // 10)
+    return sum(losses[-k:]) / k if losses else float("nan")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1f}%"
+
+
+def table(results: Sequence[ArmResult]) -> str:
+    rows = [("arm", "accuracy", "same-turn", "later-turn", "loss first->last 10%", "train s", "eval s")]
+    for r in results:
+        rows.append(
+            (
+                r.arm,
+                "FAILED" if r.error else _pct(r.accuracy),
+                _pct(r.kind_accuracy("same_turn")),
+                _pct(r.kind_accuracy("later_turn")),
+                f"{_head(r.losses):.3f} -> {_tail(r.losses):.3f}",
+                f"{r.train_seconds:.1f}",
+                f"{r.eval_seconds:.1f}",
+            )
+        )
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary_line(results: Sequence[ArmResult], chance: float, n_rows: int) -> str:
+    arms = " ".join(f"{r.arm}={'FAILED' if r.error else f'{r.accuracy:.1f}%'}" for r in results)
+    return f"compare: {arms} (chance {chance:.1f}%, {n_rows} held-out rows)"
+
+
+_KINDS = (("all", None), ("same-turn", "same_turn"), ("later-turn", "later_turn"))
+_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
+
+
+def _smooth(losses: Sequence[float]) -> list[float]:
+    k = max(1, len(losses) // 50)
+    return [sum(losses[max(0, i - k + 1) : i + 1]) / len(losses[max(0, i - k + 1) : i + 1]) for i in range(len(losses))]
+
+
+def _bar_values(r: ArmResult) -> list[float]:
+    values = [r.accuracy if kind is None else r.kind_accuracy(kind) for _, kind in _KINDS]
+    return [0.0 if v is None or math.isnan(v) else v for v in values]
+
+
+def plot(results: Sequence[ArmResult], chance: float, path: str, title: str) -> tuple[str, str]:
+    """Write a PNG: the loss curves (left) and the accuracy bars (right).
+
+    Drawn with matplotlib (in the ``demo`` extra); without it, a plainer chart drawn with Pillow.
+    Returns ``(absolute path, what drew it)``."""
+    import importlib.util
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if importlib.util.find_spec("matplotlib") is None:
+        _plot_pillow(results, chance, path, title)
+        return os.path.abspath(path), "Pillow (matplotlib is not installed)"
+    _plot_matplotlib(results, chance, path, title)
+    return os.path.abspath(path), "matplotlib"
+
+
+def _plot_matplotlib(results: Sequence[ArmResult], chance: float, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for j, r in enumerate(results):
+        if r.losses:
+            smooth = _smooth(r.losses)
+            left.plot(range(1, len(smooth) + 1), smooth, label=r.arm, color=[c / 255 for c in _COLOURS[j % 6]])
+    left.set_xlabel("step")
+    left.set_ylabel("training loss (running mean over 2% of the steps)")
+    left.set_yscale("log")
+    left.legend()
+    left.set_title("loss on the answer")
+    width = 0.8 / max(1, len(results))
+    for j, r in enumerate(results):
+        values = _bar_values(r)
+        xs = [i + (j - (len(results) - 1) / 2) * width for i in range(len(_KINDS))]
+        bars = right.bar(xs, values, width, label=r.arm, color=[c / 255 for c in _COLOURS[j % 6]])
+        for bar, v in zip(bars, values):
+            right.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1, f"{v:.0f}", ha="center", fontsize=7)
+    right.axhline(chance, color="gray", linestyle="--", linewidth=1, label=f"chance {chance:.1f}%")
+    right.set_xticks(range(len(_KINDS)), [k for k, _ in _KINDS])
+    right.set_ylim(0, 128)  # room above the bars for the legend
+    right.set_yticks(range(0, 101, 20))
+    right.set_ylabel("held-out accuracy (%)")
+    right.legend(fontsize=8, loc="upper center", ncol=3)
+    right.set_title("answer accuracy")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _plot_pillow(results: Sequence[ArmResult], chance: float, path: str, title: str) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    W, H, top, pad = 1200, 450, 40, 50
+    img = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((pad, 10), title, fill=(0, 0, 0), font=font)
+    # left: log-loss curves
+    x0, x1, y0, y1 = pad, W // 2 - pad, top, H - pad
+    curves = [(_smooth(r.losses), j) for j, r in enumerate(results) if r.losses]
+    values = [v for c, _ in curves for v in c if v > 0]
+    if values:
+        lo, hi = math.log(min(values)), math.log(max(values))
+        span = (hi - lo) or 1.0
+        n = max(len(c) for c, _ in curves)
+        for c, j in curves:
+            pts = [
+                (x0 + (x1 - x0) * i / max(1, n - 1), y1 - (y1 - y0) * (math.log(max(v, 1e-12)) - lo) / span)
+                for i, v in enumerate(c)
+            ]
+            draw.line(pts, fill=_COLOURS[j % 6], width=2)
+    draw.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
+    draw.text((x0, y1 + 5), "training loss (log scale) by step", fill=(0, 0, 0), font=font)
+    # right: accuracy bars
+    x0, x1 = W // 2 + pad, W - pad
+    group_w = (x1 - x0) / len(_KINDS)
+    bar_w = group_w * 0.8 / max(1, len(results))
+    for g, (name, _kind) in enumerate(_KINDS):
+        draw.text((x0 + g * group_w + group_w / 2 - 20, y1 + 5), name, fill=(0, 0, 0), font=font)
+        for j, r in enumerate(results):
+            v = _bar_values(r)[g]
+            bx = x0 + g * group_w + group_w * 0.1 + j * bar_w
+            draw.rectangle([bx, y1 - (y1 - y0) * v / 100, bx + bar_w - 2, y1], fill=_COLOURS[j % 6])
+            draw.text((bx, y1 - (y1 - y0) * v / 100 - 12), f"{v:.0f}", fill=(0, 0, 0), font=font)
+    cy = y1 - (y1 - y0) * chance / 100
+    draw.line([(x0, cy), (x1, cy)], fill=(128, 128, 128), width=1)
+    draw.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
+    for j, r in enumerate(results):  # legend
+        draw.rectangle([x0 + 5, y0 + 5 + 14 * j, x0 + 15, y0 + 15 + 14 * j], fill=_COLOURS[j % 6])
+        draw.text((x0 + 20, y0 + 4 + 14 * j), r.arm, fill=(0, 0, 0), font=font)
+    draw.text((x0 + 5, y0 + 8 + 14 * len(results)), f"--- chance {chance:.1f}%", fill=(128, 128, 128), font=font)
+    img.save(path, format="PNG")
+
+
+def config_from_args(args: argparse.Namespace) -> CompareConfig:
+    arms = getattr(args, "arms", None)
+    steps, batch = getattr(args, "steps", None), getattr(args, "batch_size", None)
+    return CompareConfig(
+        arms=tuple(a.strip() for a in arms.split(",") if a.strip()) if arms else ARMS,
+        steps=int(steps) if steps is not None else CompareConfig.steps,
+        batch_size=int(batch) if batch is not None else CompareConfig.batch_size,
+        seed=int(getattr(args, "seed", 0) or 0),
+        eval_rows=getattr(args, "eval_rows", None),
+        layout=getattr(args, "layout", None) or CompareConfig.layout,
+        model_path=getattr(args, "model", None),
+        dataset=getattr(args, "dataset", None),
+        plot=getattr(args, "plot", None),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``demo --compare``: exit 0 when every arm ran, 1 otherwise."""
+    start = time.perf_counter()
+    warnings.filterwarnings("ignore", message=".*hidden_state.*deprecated", category=FutureWarning)  # transformers 5.17
+    try:
+        cfg = config_from_args(args)
+        if cfg.steps < 1 or cfg.batch_size < 1:
+            raise ValueError("--steps and --batch-size must be at least 1")
+        results, chance, n_rows = run_compare(cfg)
+    except (ValueError, OSError) as exc:
+        print(f"demo --compare: {exc}")
+        return 1
+    print()
+    print(table(results))
+    by = {r.arm: r for r in results if not r.error}
+    if "every_image" in by and "first_image" in by:
+        print(f"every_image - first_image: {by['every_image'].accuracy - by['first_image'].accuracy:+.1f} points")
+    if "every_image" in by and "every_image_cumulative" in by:
+        a, b = by["every_image"].kind_accuracy("later_turn"), by["every_image_cumulative"].kind_accuracy("later_turn")
+        if a is not None and b is not None:
+            print(f"every_image_cumulative - every_image on later-turn rows: {b - a:+.1f} points")
+    if cfg.plot:
+        title = f"demo --compare, seed {cfg.seed}, {cfg.steps} steps, layout {cfg.layout if cfg.model_path is None else cfg.model_path}"
+        written, how = plot(results, chance, cfg.plot, title)
+        print(f"plot written to {written} (drawn with {how})")
+    print(f"time: {time.perf_counter() - start:.1f} s")
+    print(summary_line(results, chance, n_rows))
+    return 1 if any(r.error for r in results) else 0
