@@ -40,13 +40,15 @@ DEFAULT_ROW = "tf5.17-zoo2026.10"
 
 # Installed with their dependencies, in this order of the pin list.
 PINNED = ("torch", "transformers", "tokenizers", "huggingface_hub", "datasets", "trl", "accelerate")
-# Installed with --no-deps (their declared dependencies need a CUDA stack).
-NO_DEPS = ("unsloth_zoo", "unsloth")
+# Installed with --no-deps (their declared dependencies need a CUDA stack; timm declares
+# torchvision, which cannot load beside the CPU torch: the Gemma 3n fixture imports timm under an
+# import-only stand-in, see tests/tiny_vlms.py).
+NO_DEPS = ("unsloth_zoo", "unsloth", "timm")
 # The project is installed with --no-deps, so its runtime dependencies are listed here.
 # num2words: SmolVLMProcessor needs it to be built at all (the SmolVLM adapter tests).
 TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100", "wrapt>=1.14", "pluggy>=1.3", "packaging>=22", "num2words")
 # Bump when the install recipe below changes, so every reused venv is rebuilt.
-RECIPE = "1"
+RECIPE = "2"
 
 TORCH_FIND_LINKS = os.environ.get("TORCH_FIND_LINKS", "/opt/wheels")
 
@@ -59,7 +61,7 @@ RUN_ENV = {
     "PYTHONHASHSEED": "0",
 }
 
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["tests", "lint"]
 nox.options.error_on_missing_interpreters = True
 # uv when it is installed (`pip install nox uv`), else virtualenv (a dependency of nox).
 VENV_BACKEND = "uv|virtualenv"
@@ -156,8 +158,22 @@ for _name in ROWS:
     _make_row_session(_name)
 
 
+# Pinned, so that CI lints the same way on every run.
+LINT_TOOLS = ("ruff==0.17.6", "mypy==2.4.1")
+# What mypy needs to see of the runtime dependencies (torch, transformers, PIL, numpy are optional).
+LINT_DEPS = ("wrapt>=1.14", "pluggy>=1.3", "packaging>=22")
+
+
+@nox.session(python=ROWS[DEFAULT_ROW]["python"], venv_backend=VENV_BACKEND, reuse_venv=True)
+def lint(session: nox.Session) -> None:
+    """ruff (lint + format check) over the repository and mypy over the package."""
+    session.install(*LINT_TOOLS, *LINT_DEPS)
+    session.run("ruff", "check", str(ROOT))
+    session.run("ruff", "format", "--check", str(ROOT))
+    session.run("mypy", "--config-file", str(ROOT / "pyproject.toml"), external=False)
+
+
 @nox.session(python=False)
 def compat_table(session: nox.Session) -> None:
     """Print the README's compat table (generated from compat/matrix.toml); `-- --check README.md`."""
     session.run(sys.executable, str(ROOT / "scripts" / "compat_table_md.py"), *session.posargs)
-

@@ -36,19 +36,24 @@ import unsloth_multiimage  # noqa: E402
 
 
 def _rows(n_images: int, px: int, seed: int) -> list[dict]:
-    from unsloth_multiimage.demo_data import QUESTION, make_image
+    from unsloth_multiimage.tools.demo_data import QUESTION, make_image
 
     rng = random.Random(seed)
     rows = []
     for _ in range(8):
         images = [make_image(rng.randint(0, 5), rng, size=px) for _ in range(n_images)]
-        rows.append({
-            "messages": [
-                {"role": "user", "content": [*({"type": "image"} for _ in images), {"type": "text", "text": QUESTION}]},
-                {"role": "assistant", "content": [{"type": "text", "text": "the first"}]},
-            ],
-            "images": images,
-        })
+        rows.append(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [*({"type": "image"} for _ in images), {"type": "text", "text": QUESTION}],
+                    },
+                    {"role": "assistant", "content": [{"type": "text", "text": "the first"}]},
+                ],
+                "images": images,
+            }
+        )
     return rows
 
 
@@ -66,7 +71,7 @@ def _plugin_seconds(collator, rows, calls: int) -> float:
         cum[key] = cum.get(key, 0.0) + v[3]
     wrapper = cum[("patches/unsloth_collator.py", "wrapper")]
     upstream = cum[("unsloth_zoo/vision_utils.py", "__call__")]
-    proxy = cum[("patches/unsloth_collator.py", "__call__")]
+    proxy = cum[("patches/zoo_proxy.py", "__call__")]
     processor = cum[("mllama/processing_mllama.py", "__call__")]
     return ((wrapper - upstream) + (proxy - processor)) / calls
 
@@ -81,15 +86,18 @@ def main() -> None:
     import torch
     import transformers
 
-    from unsloth_multiimage import tiny_mllama
+    from unsloth_multiimage.tools import tiny_mllama
+
     from zoo import load_vision_utils
 
     vision_utils, how = load_vision_utils()
     import importlib.metadata as md
 
-    print(f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; {platform.platform()}; {os.cpu_count()} CPU(s); "
-          f"python {platform.python_version()}; torch {torch.__version__}; transformers {transformers.__version__}; "
-          f"unsloth_zoo {md.version('unsloth_zoo')} ({how} import); unsloth_multiimage {unsloth_multiimage.__version__}")
+    print(
+        f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; {platform.platform()}; {os.cpu_count()} CPU(s); "
+        f"python {platform.python_version()}; torch {torch.__version__}; transformers {transformers.__version__}; "
+        f"unsloth_zoo {md.version('unsloth_zoo')} ({how} import); unsloth_multiimage {unsloth_multiimage.__version__}"
+    )
     try:
         print(f"load average at start: {os.getloadavg()}")
     except OSError:
@@ -99,7 +107,9 @@ def main() -> None:
     collator = vision_utils.UnslothVisionDataCollator(model, processor)
     print("median / min wall time per collator call (ms) over the repeats; ratio = patched / unpatched;")
     print("added = time the patches add per call, from cProfile (wrapper minus upstream, see _plugin_seconds)")
-    print(f"{'case':<22}{'unpatched':>16}{'patched':>16}{'ratio med':>10}{'ratio min':>10}{'added ms':>10}{'added %':>9}")
+    print(
+        f"{'case':<22}{'unpatched':>16}{'patched':>16}{'ratio med':>10}{'ratio min':>10}{'added ms':>10}{'added %':>9}"
+    )
     for px in args.sizes:
         for n in args.images:
             rows = _rows(n, px, seed=n * 10_000 + px)
@@ -121,9 +131,11 @@ def main() -> None:
             own = _plugin_seconds(collator, rows, calls=2)
             off, on = statistics.median(t_off), statistics.median(t_on)
             off_min, on_min = min(t_off), min(t_on)
-            print(f"{f'8 rows x {n} img @{px}px':<22}{f'{off * 1e3:.1f} / {off_min * 1e3:.1f}':>16}"
-                  f"{f'{on * 1e3:.1f} / {on_min * 1e3:.1f}':>16}{on / off:>10.3f}{on_min / off_min:>10.3f}"
-                  f"{own * 1e3:>10.2f}{own / off_min * 100:>8.2f}%")
+            print(
+                f"{f'8 rows x {n} img @{px}px':<22}{f'{off * 1e3:.1f} / {off_min * 1e3:.1f}':>16}"
+                f"{f'{on * 1e3:.1f} / {on_min * 1e3:.1f}':>16}{on / off:>10.3f}{on_min / off_min:>10.3f}"
+                f"{own * 1e3:>10.2f}{own / off_min * 100:>8.2f}%"
+            )
             del batch
     unsloth_multiimage.activate()
 

@@ -35,7 +35,10 @@ def make_rows(n_rows: int, n_images: int, side: int) -> list[dict]:
         rows.append(
             {
                 "messages": [
-                    {"role": "user", "content": [*({"type": "image"} for _ in images), {"type": "text", "text": "compare"}]},
+                    {
+                        "role": "user",
+                        "content": [*({"type": "image"} for _ in images), {"type": "text", "text": "compare"}],
+                    },
                     {"role": "assistant", "content": [{"type": "text", "text": "the first"}]},
                 ],
                 "images": images,

@@ -52,8 +52,13 @@ def _inner(python: str, code: str, **env: str) -> dict:
 
 
 def _importtime(python: str) -> float:
-    proc = subprocess.run([python, "-X", "importtime", "-c", "import unsloth_multiimage"],
-                          capture_output=True, text=True, env=_env(), check=True)
+    proc = subprocess.run(
+        [python, "-X", "importtime", "-c", "import unsloth_multiimage"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+    )
     for line in proc.stderr.splitlines():
         m = _LINE.match(line)
         if m and m.group(4) == "unsloth_multiimage":
@@ -73,13 +78,18 @@ def main() -> None:
     py, runs = args.python, args.runs
 
     compileall.compile_dir(str(ROOT / "unsloth_multiimage"), quiet=1)
-    info = _inner(py, "import json, platform, importlib.metadata as m, unsloth_multiimage as u\n"
-                      "def v(d):\n"
-                      "    try: return m.version(d)\n"
-                      "    except m.PackageNotFoundError: return None\n"
-                      "print(json.dumps([platform.python_version(), u.__version__, v('wrapt'), v('pluggy'), v('transformers')]))")
-    print(f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU(s); python {info[0]} ({py}); "
-          f"unsloth_multiimage {info[1]}; wrapt {info[2]}; pluggy {info[3]}; transformers {info[4]}")
+    info = _inner(
+        py,
+        "import json, platform, importlib.metadata as m, unsloth_multiimage as u\n"
+        "def v(d):\n"
+        "    try: return m.version(d)\n"
+        "    except m.PackageNotFoundError: return None\n"
+        "print(json.dumps([platform.python_version(), u.__version__, v('wrapt'), v('pluggy'), v('transformers')]))",
+    )
+    print(
+        f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU(s); python {info[0]} ({py}); "
+        f"unsloth_multiimage {info[1]}; wrapt {info[2]}; pluggy {info[3]}; transformers {info[4]}"
+    )
     print(f"load average at start: {tuple(round(x, 2) for x in os.getloadavg())}")
 
     base, imp = [], []
@@ -93,14 +103,19 @@ def main() -> None:
     print(f"   difference, paired per run           {_ms(diff)}")
     cum = [_importtime(py) for _ in range(runs)]
     print(f"   -X importtime cumulative             {statistics.median(cum):7.1f} ms (min {min(cum):.1f})")
-    new = _inner(py, "import json, sys; before = set(sys.modules); import unsloth_multiimage as u\n"
-                     "print(json.dumps([sorted(set(sys.modules) - before), u._bootstrap.mode()]))")
+    new = _inner(
+        py,
+        "import json, sys; before = set(sys.modules); import unsloth_multiimage as u\n"
+        "print(json.dumps([sorted(set(sys.modules) - before), u._bootstrap.mode()]))",
+    )
     print(f"   modules it imports: {new[0]}")
     print(f"   then: {new[1]}")
 
-    timed = ("import json, time, sys; import unsloth_multiimage as u; n = len(sys.modules); t = time.perf_counter()\n"
-             "u._bootstrap.complete('benchmark'); dt = time.perf_counter() - t\n"
-             "print(json.dumps([dt, len(sys.modules) - n]))")
+    timed = (
+        "import json, time, sys; import unsloth_multiimage as u; n = len(sys.modules); t = time.perf_counter()\n"
+        "u._bootstrap.complete('benchmark'); dt = time.perf_counter() - t\n"
+        "print(json.dumps([dt, len(sys.modules) - n]))"
+    )
     act = [_inner(py, timed) for _ in range(runs)]
     print("\n2. the deferred activation (once, on the first import of transformers or unsloth_zoo)")
     print(f"   activation, timed in the interpreter {_ms([a[0] for a in act])}; it imports {act[0][1]} modules")
@@ -108,9 +123,11 @@ def main() -> None:
     if info[4] is None:
         print("\n3. transformers is not installed in this interpreter: skipped")
         return
-    code = ("import json, time; t = time.perf_counter(); import unsloth_multiimage, transformers\n"
-            "from transformers.models.mllama import processing_mllama\n"
-            "print(json.dumps(time.perf_counter() - t))")
+    code = (
+        "import json, time; t = time.perf_counter(); import unsloth_multiimage, transformers\n"
+        "from transformers.models.mllama import processing_mllama\n"
+        "print(json.dumps(time.perf_counter() - t))"
+    )
     on, off = [], []
     for _ in range(max(5, runs // 3)):
         on.append(_inner(py, code))
@@ -119,8 +136,14 @@ def main() -> None:
     print(f"   plugin disabled                      {_ms(off)}")
     print(f"   plugin active (activation included)  {_ms(on)}")
     print(f"   difference, paired per run           {_ms([a - b for a, b in zip(on, off)])}")
-    after = [_inner(py, "import json, time, transformers; t = time.perf_counter(); import unsloth_multiimage\n"
-                        "print(json.dumps(time.perf_counter() - t))") for _ in range(max(5, runs // 3))]
+    after = [
+        _inner(
+            py,
+            "import json, time, transformers; t = time.perf_counter(); import unsloth_multiimage\n"
+            "print(json.dumps(time.perf_counter() - t))",
+        )
+        for _ in range(max(5, runs // 3))
+    ]
     print(f"   import unsloth_multiimage after transformers (activates at once) {_ms(after)}")
 
 

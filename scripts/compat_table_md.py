@@ -160,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             tofile="generated",
         )
         sys.stdout.writelines(diff)
-        print(f"\n{target}: compat table is stale; run python scripts/compat_table_md.py --write {target}", file=sys.stderr)
+        print(
+            f"\n{target}: compat table is stale; run python scripts/compat_table_md.py --write {target}",
+            file=sys.stderr,
+        )
         return 1
     if block != wanted:
         target.write_text(before + wanted + after, encoding="utf-8")

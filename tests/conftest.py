@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import unsloth_multiimage
-from helpers import REPO, TRANSFORMERS, UNSLOTH_ZOO, clean_env, fresh_python, patches_off, upstream_pc_failure  # noqa: F401
 from unsloth_multiimage.engine import activation
+
+from helpers import REPO, TRANSFORMERS, UNSLOTH_ZOO, clean_env, fresh_python, patches_off, upstream_pc_failure  # noqa: F401
 
 
 @pytest.fixture

@@ -15,24 +15,16 @@ import itertools
 import json
 import logging
 import os
-import platform
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import wrapt
-from hypothesis import given
-from hypothesis import settings as settings_hyp
-from hypothesis import strategies as hst
 
-import unsloth_multiimage
-from helpers import clean_env, fresh_python
 from unsloth_multiimage import _env, settings
-from unsloth_multiimage.engine import activation, compat
+from unsloth_multiimage.engine import activation
 
 FAKE_SRC = Path(__file__).parent / "fake_plugins"
 REPO = Path(__file__).resolve().parents[1]
@@ -222,5 +214,3 @@ UNPATCHED = {"collated": ["x"], "by": "Collator", "tag": "base"}
 
 def call(module: Any, cls: str = "Collator") -> Any:
     return getattr(module, cls)()(["x"])
-
-

@@ -33,7 +33,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def fresh_python(code: str, *, path: tuple[str, ...] = (), timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+def fresh_python(
+    code: str, *, path: tuple[str, ...] = (), timeout: int = 300, **env: str
+) -> subprocess.CompletedProcess:
     """Run ``code`` in a new interpreter: the repository (then ``path``) first on ``PYTHONPATH``,
     no ``UNSLOTH_MULTIIMAGE_*`` variable but those in ``env``."""
     pythonpath = os.pathsep.join([str(REPO), *path, os.environ.get("PYTHONPATH", "")])
@@ -61,7 +63,15 @@ def upstream_pc_failure(collator, tiny):
     """Why the installed zoo's own prompt/completion path cannot carry even one embedded image
     (unpatched), or None when it can. 2025.9.14 hands a 3-tuple to its own resize step."""
     row = {
-        "prompt": [{"role": "user", "content": [{"type": "image", "image": tiny.make_tile_image(0, 0)}, {"type": "text", "text": "describe"}]}],
+        "prompt": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": tiny.make_tile_image(0, 0)},
+                    {"type": "text", "text": "describe"},
+                ],
+            }
+        ],
         "completion": [{"role": "assistant", "content": [{"type": "text", "text": "red"}]}],
     }
     with patches_off():

@@ -21,8 +21,22 @@ ROW_NAMED = re.compile(r"\b(?:row|sample) (\d+)\b")
 SIZES = [(28, 28), (28, 28), (28, 28), (56, 28), (28, 56)]
 #: How an image is given (all decode to the same pixels).
 REPRS = [
-    "pil", "pil", "pil", "pil", "png", "dict_bytes", "dict_path", "path", "rgba", "palette",
-    "array_hwc", "array_chw_float", "tensor_chw", "data_uri", "file_uri", "pathlike",
+    "pil",
+    "pil",
+    "pil",
+    "pil",
+    "png",
+    "dict_bytes",
+    "dict_path",
+    "path",
+    "rgba",
+    "palette",
+    "array_hwc",
+    "array_chw_float",
+    "tensor_chw",
+    "data_uri",
+    "file_uri",
+    "pathlike",
 ]
 #: How a row holds its chat.
 LAYOUTS = ["messages", "messages", "messages", "conversations", "pc"]
@@ -41,7 +55,7 @@ _NEEDS_COLUMN_ENTRY = ("none_entry", "missing_image", "nested_list")
 _NEEDS_IMAGE = ("corrupt", "url", "tiny_image", "bad_array", "extra_image", "bare_no_column")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _png(row: int, index: int, size: tuple) -> bytes:
     from unsloth_multiimage.tools import tiny_mllama
 
@@ -143,9 +157,22 @@ def row_specs(draw, allow_faults: bool = True, layout: str | None = None):
         if fault == "messages_string" and layout == "pc":
             fault = None  # a string prompt is plain text in TRL's prompt/completion layout
     fault_at = draw(st.integers(0, 5))
-    return dict(kind=kind, layout=layout, pairs=pairs, turns=turns, filled=filled, reprs=reprs, sizes=sizes,
-                text_first=text_first, string_text=string_text, system=system, arrow_nones=arrow_nones,
-                images_key=images_key, fault=fault, fault_at=fault_at)
+    return dict(
+        kind=kind,
+        layout=layout,
+        pairs=pairs,
+        turns=turns,
+        filled=filled,
+        reprs=reprs,
+        sizes=sizes,
+        text_first=text_first,
+        string_text=string_text,
+        system=system,
+        arrow_nones=arrow_nones,
+        images_key=images_key,
+        fault=fault,
+        fault_at=fault_at,
+    )
 
 
 def _text_part(text: str, arrow_nones: bool) -> dict:
@@ -227,8 +254,13 @@ def _spoil(example: dict, fault: str | None, spec: dict) -> dict:
     elif fault == "no_chat":
         example = {"question": "describe the image", "answer": "the first", "images": example.get("images")}
     elif fault == "llava_row":
-        example = {"conversations": [{"from": "human", "value": "<image>\ndescribe the image"},
-                                     {"from": "gpt", "value": "the first"}], "image": "cat.png"}
+        example = {
+            "conversations": [
+                {"from": "human", "value": "<image>\ndescribe the image"},
+                {"from": "gpt", "value": "the first"},
+            ],
+            "image": "cat.png",
+        }
     elif fault == "part_not_dict":
         turn = example[key][0]
         content = turn["content"] if isinstance(turn["content"], list) else [_text_part(turn["content"], False)]
@@ -238,9 +270,22 @@ def _spoil(example: dict, fault: str | None, spec: dict) -> dict:
 
 def companion(layout: str, row: int, folder: pathlib.Path) -> dict:
     """A plain, valid one-image column row in ``layout`` (the usual TRL/Unsloth row)."""
-    spec = dict(kind="column", layout=layout, pairs=1, turns=[0], filled=[False], reprs=["pil"], sizes=[(28, 28)],
-                text_first=[False, False], string_text=[False, False], system=False, arrow_nones=False,
-                images_key="list", fault=None, fault_at=0)
+    spec = dict(
+        kind="column",
+        layout=layout,
+        pairs=1,
+        turns=[0],
+        filled=[False],
+        reprs=["pil"],
+        sizes=[(28, 28)],
+        text_first=[False, False],
+        string_text=[False, False],
+        system=False,
+        arrow_nones=False,
+        images_key="list",
+        fault=None,
+        fault_at=0,
+    )
     return build_row(spec, row, folder)[0]
 
 
@@ -309,4 +354,3 @@ def assert_names_a_bad_row(exc: BaseException, bad: set) -> None:
     named = {int(m) for m in ROW_NAMED.findall(str(exc))}
     assert named, f"the error names no row: {exc!r}"
     assert named <= bad, f"the error names rows {sorted(named)}, the bad rows are {sorted(bad)}: {exc}"
-

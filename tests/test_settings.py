@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import itertools
-import json
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import wrapt
-from hypothesis import given
-from hypothesis import settings as settings_hyp
-from hypothesis import strategies as hst
 
 import unsloth_multiimage
-from conftest import clean_env, fresh_python
-from unsloth_multiimage import _env, settings
-from unsloth_multiimage.engine import activation, compat
+from unsloth_multiimage import settings
 
 from fakesite import (  # noqa: F401
-    ENV_VARS, COLLATOR_PATCH, FAKE_FIXES, FAKE_NEWEST, FAKE_SUPPORTED, LOGGER, REPO, SUB_PATCH, UNPATCHED,
-    FakeSites, FakeVLM, call, errors_of, statuses, warnings_of,
+    COLLATOR_PATCH,
+    ENV_VARS,
+    FAKE_FIXES,
+    FAKE_NEWEST,
+    FAKE_SUPPORTED,
+    LOGGER,
+    REPO,
+    SUB_PATCH,
+    UNPATCHED,
+    FakeSites,
+    FakeVLM,
+    call,
+    errors_of,
+    statuses,
+    warnings_of,
 )
-
 
 # --------------------------------------------------------------------------------------
 # settings
@@ -52,7 +46,12 @@ def test_configure_stores_valid_values(clean_settings: None) -> None:
     got = unsloth_multiimage.configure(
         max_images=4, on_excess="keep_last", max_pixels_per_example=2_000_000, strategy="grid"
     )
-    assert (got.max_images, got.on_excess, got.max_pixels_per_example, got.strategy) == (4, "keep_last", 2_000_000, "grid")
+    assert (got.max_images, got.on_excess, got.max_pixels_per_example, got.strategy) == (
+        4,
+        "keep_last",
+        2_000_000,
+        "grid",
+    )
     # Later calls merge with the earlier ones.
     got = unsloth_multiimage.configure(grid_gap=0, grid_labels=True, allow_urls=True)
     assert (got.max_images, got.grid_gap, got.grid_labels, got.allow_urls) == (4, 0, True, True)
@@ -144,5 +143,3 @@ def test_configure_wins_over_environment_and_reset_goes_back(
     monkeypatch.delenv("UNSLOTH_MULTIIMAGE_MAX_IMAGES")
     monkeypatch.delenv("UNSLOTH_MULTIIMAGE_STRATEGY")
     assert unsloth_multiimage.get_settings() == settings.Settings()
-
-

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
-import importlib.util
 import importlib.metadata
+import importlib.util
 import os
 import sys
 import types

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
 from unsloth_multiimage import _bootstrap
 from unsloth_multiimage.engine.plugins import load_plugins
+
+from conftest import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
 
 needs_tf = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 needs_zoo = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
@@ -92,7 +93,12 @@ def test_the_import_loads_only_the_bootstrap_and_arms_the_trigger() -> None:
                           "finder": any(type(f).__name__ == "_TriggerFinder" for f in sys.meta_path)}))
         """
     )
-    assert out["new"] == ["unsloth_multiimage", "unsloth_multiimage._bootstrap", "unsloth_multiimage._env", "unsloth_multiimage._version"]
+    assert out["new"] == [
+        "unsloth_multiimage",
+        "unsloth_multiimage._bootstrap",
+        "unsloth_multiimage._env",
+        "unsloth_multiimage._version",
+    ]
     assert out["pending"] is True and out["finder"] is True
     assert out["mode"] == "waiting for the first import of transformers or unsloth_zoo"
 
@@ -242,15 +248,14 @@ def test_the_zoo_collator_is_patched_when_zoo_comes_after_the_plugin() -> None:
     out = run(
         """
         import unsloth_multiimage as u
-        sys.path.insert(0, %r)
+        sys.path.insert(0, TESTS_DIR)
         from zoo import load_vision_utils
         vu, how = load_vision_utils()
         [st] = [s for s in u.status() if s.name == "unsloth_collator"]
         print(json.dumps({"how": how, "wrapped": wrapped(vu.UnslothVisionDataCollator.__dict__["__call__"]),
                           "applied": st.applied, "decision": st.decision, "proxies": proxies_left(),
                           "mode": u._bootstrap.mode()}))
-        """
-        % TESTS
+        """.replace("TESTS_DIR", repr(TESTS))
     )
     assert out["mode"].startswith("activated on import of "), out["mode"]
     assert out["proxies"] == []
@@ -442,7 +447,9 @@ def test_the_scan_finds_the_group_the_way_importlib_metadata_does(tmp_path: Path
     write_dist(tmp_path, "alpha_plugin", "[unsloth_multiimage]\na = alpha_mod\n")
     write_dist(tmp_path, "beta.tool", "[console_scripts]\nb = beta:main\n")
     (tmp_path / "gamma_legacy.egg-info").mkdir()
-    (tmp_path / "gamma_legacy.egg-info" / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: gamma-legacy\nVersion: 0.1\n")
+    (tmp_path / "gamma_legacy.egg-info" / "PKG-INFO").write_text(
+        "Metadata-Version: 1.1\nName: gamma-legacy\nVersion: 0.1\n"
+    )
     (tmp_path / "gamma_legacy.egg-info" / "entry_points.txt").write_text("[unsloth_multiimage]\ng = gamma_mod\n")
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     found = _bootstrap.third_party_plugins()

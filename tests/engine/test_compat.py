@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import itertools
-import json
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 import pytest
-import wrapt
 from hypothesis import given
 from hypothesis import settings as settings_hyp
 from hypothesis import strategies as hst
 
-import unsloth_multiimage
-from conftest import clean_env, fresh_python
-from unsloth_multiimage import _env, settings
-from unsloth_multiimage.engine import activation, compat
+from unsloth_multiimage.engine import compat
 
 from fakesite import (  # noqa: F401
-    ENV_VARS, COLLATOR_PATCH, FAKE_FIXES, FAKE_NEWEST, FAKE_SUPPORTED, LOGGER, REPO, SUB_PATCH, UNPATCHED,
-    FakeSites, FakeVLM, call, errors_of, statuses, warnings_of,
+    COLLATOR_PATCH,
+    ENV_VARS,
+    FAKE_FIXES,
+    FAKE_NEWEST,
+    FAKE_SUPPORTED,
+    LOGGER,
+    REPO,
+    SUB_PATCH,
+    UNPATCHED,
+    FakeSites,
+    FakeVLM,
+    call,
+    errors_of,
+    statuses,
+    warnings_of,
 )
-
 
 # --------------------------------------------------------------------------------------
 # compat.decide over the real built-in table
@@ -175,5 +169,3 @@ def test_decide_invariants(name: str, release: tuple[int, int, int], suffix: str
     assert not compat.decide(name, version, shape_problem="changed").applies or not newer
     forced = compat.decide(name, version, force=True)
     assert forced.applies and forced.fixes == all_fixes
-
-

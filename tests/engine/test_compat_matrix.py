@@ -38,7 +38,18 @@ COMMON: dict = MATRIX.get("common", {})
 TABLE = compat.compat_table()
 PATCHES = list(TABLE)
 VERSIONED = ("torch", "transformers", "tokenizers", "huggingface_hub", "datasets", "trl", "accelerate")
-REQUIRED = ("name", "python", "torch", "transformers", "tokenizers", "huggingface_hub", "datasets", "trl", "accelerate", "why")
+REQUIRED = (
+    "name",
+    "python",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "huggingface_hub",
+    "datasets",
+    "trl",
+    "accelerate",
+    "why",
+)
 STATES = {compat.APPLY, compat.NATIVE, compat.UNTESTED, compat.UNSUPPORTED, compat.ABSENT}
 
 
@@ -152,7 +163,7 @@ def test_session_runs_on_its_row_versions():
     assert CURRENT_ROW in ROWS, f"UMI_COMPAT_ROW={CURRENT_ROW!r} is not a row of compat/matrix.toml"
     row = ROWS[CURRENT_ROW]
     wrong = {}
-    for dist in (*VERSIONED, "unsloth_zoo", "unsloth"):
+    for dist in (*VERSIONED, "unsloth_zoo", "unsloth", "timm"):
         want = row.get(dist)
         have = _installed(dist)
         if have != want:
@@ -186,3 +197,50 @@ def test_readme_compat_table_is_current():
         [sys.executable, str(SCRIPT), "--check", str(README)], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_fix_names_are_one_set_in_the_table_the_patches_the_matrix_and_the_readme():
+    """Each built-in patch declares the fixes it reads (its ``Fix`` enum); its compat entry lists
+    exactly those; the matrix expects only those; the README table has words for each."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import compat_table_md
+    finally:
+        sys.path.pop(0)
+    from unsloth_multiimage.engine import activation
+
+    patches = {
+        p.name: p for plugin, p in activation._load().patches if plugin in {"mllama_processor", "unsloth_collator"}
+    }
+    table = compat.compat_table()
+    assert set(patches) == set(table), "a built-in patch without a compat entry, or an entry without a patch"
+    for name, entry in table.items():
+        listed = {f.name for f in entry.fixes}
+        assert set(patches[name].fixes) == listed, name
+        expected = set().union(*(set(row["expect"].get(f"{name}_fixes", [])) for row in ROWS.values()))
+        assert expected <= listed, (name, expected - listed)
+        assert all(f"{name}_fixes" in row["expect"] and name in row["expect"] for row in ROWS.values()), name
+    every_fix = {f.name for entry in table.values() for f in entry.fixes}
+    assert every_fix == set(compat_table_md.FIX_WORDS), every_fix ^ set(compat_table_md.FIX_WORDS)
+    assert set(table) == set(compat_table_md.PATCH_TITLES)
+
+
+def test_a_patch_whose_fixes_disagree_with_its_entry_is_never_applied():
+    from unsloth_multiimage.engine import activation
+    from unsloth_multiimage.engine.decision import State
+    from unsloth_multiimage.engine.patching import Patch
+
+    entry = compat.compat_table()["mllama_processor"]
+    patch = Patch(
+        name="mllama_processor",
+        module="json",
+        attribute="dumps",
+        make_wrapper=lambda d: None,
+        compat=entry,
+        fixes=("flat_images_regroup", "a_fix_the_table_does_not_list"),
+    )
+    import json
+
+    decision = activation._decide(patch, json)
+    assert decision.state == State.UNSUPPORTED and not decision.applies
+    assert "a_fix_the_table_does_not_list" in decision.reason

@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import itertools
-import json
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 import pytest
 import wrapt
-from hypothesis import given
-from hypothesis import settings as settings_hyp
-from hypothesis import strategies as hst
 
-import unsloth_multiimage
-from conftest import clean_env, fresh_python
-from unsloth_multiimage import _env, settings
+from unsloth_multiimage import _env
 from unsloth_multiimage.engine import activation, compat
 
 from fakesite import (  # noqa: F401
-    ENV_VARS, COLLATOR_PATCH, FAKE_FIXES, FAKE_NEWEST, FAKE_SUPPORTED, LOGGER, REPO, SUB_PATCH, UNPATCHED,
-    FakeSites, FakeVLM, call, errors_of, statuses, warnings_of,
+    COLLATOR_PATCH,
+    ENV_VARS,
+    FAKE_FIXES,
+    FAKE_NEWEST,
+    FAKE_SUPPORTED,
+    LOGGER,
+    REPO,
+    SUB_PATCH,
+    UNPATCHED,
+    FakeSites,
+    FakeVLM,
+    call,
+    errors_of,
+    statuses,
+    warnings_of,
 )
-
 
 # --------------------------------------------------------------------------------------
 # Every decision state, on a real module
@@ -172,5 +165,3 @@ def test_third_party_patch_without_compat_entry_is_never_applied(
     assert not st.applied and st.decision == "unsupported"
     assert "no compat entry" in st.reason and "fakevlm_uncharted" in st.reason
     assert call(mod) == UNPATCHED
-
-

@@ -4,34 +4,33 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import itertools
 import json
-import logging
-import os
 import platform
-import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
-import wrapt
-from hypothesis import given
-from hypothesis import settings as settings_hyp
-from hypothesis import strategies as hst
 
-import unsloth_multiimage
+from unsloth_multiimage.engine import compat
+
 from conftest import clean_env, fresh_python
-from unsloth_multiimage import _env, settings
-from unsloth_multiimage.engine import activation, compat
-
 from fakesite import (  # noqa: F401
-    ENV_VARS, COLLATOR_PATCH, FAKE_FIXES, FAKE_NEWEST, FAKE_SUPPORTED, LOGGER, REPO, SUB_PATCH, UNPATCHED,
-    FakeSites, FakeVLM, call, errors_of, statuses, warnings_of,
+    COLLATOR_PATCH,
+    ENV_VARS,
+    FAKE_FIXES,
+    FAKE_NEWEST,
+    FAKE_SUPPORTED,
+    LOGGER,
+    REPO,
+    SUB_PATCH,
+    UNPATCHED,
+    FakeSites,
+    FakeVLM,
+    call,
+    errors_of,
+    statuses,
+    warnings_of,
 )
-
 
 # --------------------------------------------------------------------------------------
 # Background subprocesses (fresh interpreters): started once, collected by the last tests
@@ -102,7 +101,6 @@ def background(_background: Background) -> Background:
 
 def run_py(code: str, **env: str) -> subprocess.CompletedProcess:
     return fresh_python(code, timeout=60, **env)
-
 
 
 # --------------------------------------------------------------------------------------
@@ -210,4 +208,3 @@ def test_cli_doctor_prints_versions_and_patch_rows(background: Background) -> No
     # The plugin table names where the plugins came from.
     assert sections["plugins"]["mllama_processor"][1:3] == ["unsloth-multiimage", "loaded"]
     assert sections["plugins"]["unsloth_collator"][1:3] == ["unsloth-multiimage", "loaded"]
-

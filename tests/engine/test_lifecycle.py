@@ -16,9 +16,10 @@ import pytest
 import wrapt
 
 import unsloth_multiimage
-from conftest import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
-from unsloth_multiimage.engine import activation
 from unsloth_multiimage.adapters.mllama import ADAPTER as MLLAMA_ADAPTER
+from unsloth_multiimage.engine import activation
+
+from conftest import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
 
 MLLAMA_MODULE = "transformers.models.mllama.processing_mllama"
 needs_tf = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
@@ -45,7 +46,9 @@ def layers(obj):
 @needs_tf
 @pytest.mark.parametrize("order", ["plugin-first", "transformers-first"])
 def test_import_order_and_importing_twice(order):
-    first, second = ("unsloth_multiimage", MLLAMA_MODULE) if order == "plugin-first" else (MLLAMA_MODULE, "unsloth_multiimage")
+    first, second = (
+        ("unsloth_multiimage", MLLAMA_MODULE) if order == "plugin-first" else (MLLAMA_MODULE, "unsloth_multiimage")
+    )
     out = run_py(
         _LAYERS
         + f"""
@@ -298,13 +301,18 @@ def test_the_patched_collator_in_dataloader_workers(method, tiny, processor, zoo
         pytest.skip(f"{method} is not available here")
     zoo_pkg = sys.modules.get("unsloth_zoo")
     if method == "spawn" and getattr(getattr(zoo_pkg, "__spec__", None), "loader", None) is None:
-        pytest.skip(f"unsloth_zoo {UNSLOTH_ZOO} is loaded bare (its __init__ needs a GPU): a spawned worker cannot import it")
+        pytest.skip(
+            f"unsloth_zoo {UNSLOTH_ZOO} is loaded bare (its __init__ needs a GPU): a spawned worker cannot import it"
+        )
     if method == "spawn":
         _skip_unless_upstream_pickles(zoo_collator)
     rows = _dataset_rows(tiny)
     want = [zoo_collator(rows[0:2]), zoo_collator(rows[2:4])]
     loader = torch.utils.data.DataLoader(
-        RowsDataset(rows), batch_size=2, num_workers=2, collate_fn=zoo_collator,
+        RowsDataset(rows),
+        batch_size=2,
+        num_workers=2,
+        collate_fn=zoo_collator,
         multiprocessing_context=multiprocessing.get_context(method),
     )
     got = list(loader)
@@ -345,8 +353,8 @@ def test_an_internal_error_propagates_and_the_processor_is_restored(tiny, zoo_co
 
 @needs_zoo
 def test_an_internal_inconsistency_raises_runtime_error_asking_to_report(tiny, zoo_collator):
-    from unsloth_multiimage.rows.plan import plan_row
     from unsloth_multiimage.patches.zoo_proxy import BatchImages
+    from unsloth_multiimage.rows.plan import plan_row
 
     rows = _dataset_rows(tiny)
     batch = BatchImages([plan_row(r, i) for i, r in enumerate(rows)], zoo_collator, MLLAMA_ADAPTER)

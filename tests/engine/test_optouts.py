@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import itertools
-import json
-import logging
-import os
-import platform
-import shutil
-import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
-import wrapt
-from hypothesis import given
-from hypothesis import settings as settings_hyp
-from hypothesis import strategies as hst
 
-import unsloth_multiimage
-from conftest import clean_env, fresh_python
-from unsloth_multiimage import _env, settings
-from unsloth_multiimage.engine import activation, compat
+from unsloth_multiimage import _env
+from unsloth_multiimage.engine import activation
 
 from fakesite import (  # noqa: F401
-    ENV_VARS, COLLATOR_PATCH, FAKE_FIXES, FAKE_NEWEST, FAKE_SUPPORTED, LOGGER, REPO, SUB_PATCH, UNPATCHED,
-    FakeSites, FakeVLM, call, errors_of, statuses, warnings_of,
+    COLLATOR_PATCH,
+    ENV_VARS,
+    FAKE_FIXES,
+    FAKE_NEWEST,
+    FAKE_SUPPORTED,
+    LOGGER,
+    REPO,
+    SUB_PATCH,
+    UNPATCHED,
+    FakeSites,
+    FakeVLM,
+    call,
+    errors_of,
+    statuses,
+    warnings_of,
 )
-
 
 # --------------------------------------------------------------------------------------
 # Environment opt-outs
@@ -107,5 +101,3 @@ def test_disable_patches_blocks_a_whole_plugin_by_entry_point_name(
     assert call(mod) == UNPATCHED and "__call__" not in mod.SubCollator.__dict__
     # The other plugins are unaffected.
     assert records["mllama_processor"].loaded and records["unsloth_collator"].loaded
-
-

@@ -4,34 +4,30 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import itertools
-import json
-import logging
-import os
-import platform
-import shutil
-import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 import wrapt
-from hypothesis import given
-from hypothesis import settings as settings_hyp
-from hypothesis import strategies as hst
 
-import unsloth_multiimage
-from conftest import clean_env, fresh_python
-from unsloth_multiimage import _env, settings
-from unsloth_multiimage.engine import activation, compat
+from unsloth_multiimage.engine import activation
 
 from fakesite import (  # noqa: F401
-    ENV_VARS, COLLATOR_PATCH, FAKE_FIXES, FAKE_NEWEST, FAKE_SUPPORTED, LOGGER, REPO, SUB_PATCH, UNPATCHED,
-    FakeSites, FakeVLM, call, errors_of, statuses, warnings_of,
+    COLLATOR_PATCH,
+    ENV_VARS,
+    FAKE_FIXES,
+    FAKE_NEWEST,
+    FAKE_SUPPORTED,
+    LOGGER,
+    REPO,
+    SUB_PATCH,
+    UNPATCHED,
+    FakeSites,
+    FakeVLM,
+    call,
+    errors_of,
+    statuses,
+    warnings_of,
 )
-
 
 # --------------------------------------------------------------------------------------
 # Import order, idempotence, exact restore
@@ -136,9 +132,7 @@ def test_patches_on_base_and_subclass_revert_cleanly(fake: FakeSites) -> None:
     assert "__call__" not in mod.SubCollator.__dict__
 
 
-def test_module_reload_is_reported_lost_and_activate_repatches(
-    fake: FakeSites, logs: pytest.LogCaptureFixture
-) -> None:
+def test_module_reload_is_reported_lost_and_activate_repatches(fake: FakeSites, logs: pytest.LogCaptureFixture) -> None:
     vlm = fake.make("1.2.0")
     mod = vlm.import_target()
     activation.activate()
@@ -166,5 +160,3 @@ def test_target_imported_again_after_unload_is_patched_on_import(fake: FakeSites
     second = vlm.import_target()
     assert second is not first
     assert call(second)["patched_by"] == COLLATOR_PATCH
-
-

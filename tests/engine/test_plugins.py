@@ -4,34 +4,28 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import itertools
-import json
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
-import wrapt
-from hypothesis import given
-from hypothesis import settings as settings_hyp
-from hypothesis import strategies as hst
 
-import unsloth_multiimage
-from conftest import clean_env, fresh_python
-from unsloth_multiimage import _env, settings
 from unsloth_multiimage.engine import activation, compat
 
 from fakesite import (  # noqa: F401
-    ENV_VARS, COLLATOR_PATCH, FAKE_FIXES, FAKE_NEWEST, FAKE_SUPPORTED, LOGGER, REPO, SUB_PATCH, UNPATCHED,
-    FakeSites, FakeVLM, call, errors_of, statuses, warnings_of,
+    COLLATOR_PATCH,
+    ENV_VARS,
+    FAKE_FIXES,
+    FAKE_NEWEST,
+    FAKE_SUPPORTED,
+    LOGGER,
+    REPO,
+    SUB_PATCH,
+    UNPATCHED,
+    FakeSites,
+    FakeVLM,
+    call,
+    errors_of,
+    statuses,
+    warnings_of,
 )
-
 
 # --------------------------------------------------------------------------------------
 # Discovery through entry points
@@ -67,7 +61,6 @@ def test_fake_distribution_is_discovered_with_its_version(fake: FakeSites) -> No
     assert st.target == f"{vlm.module}:Collator.__call__"
     assert (st.distribution, st.installed_version) == ("fakevlm", "1.2.0")
     assert st.decision == "inactive" and not st.applied
-
 
 
 # --------------------------------------------------------------------------------------
@@ -143,5 +136,3 @@ def test_duplicate_patch_name_inside_one_plugin_is_an_error(fake: FakeSites) -> 
     out = activation.activate()
     assert [s.name for s in out].count(COLLATOR_PATCH) <= 1
     assert any(s.decision == "error" and s.plugin == vlm.plugin_ep for s in out)
-
-

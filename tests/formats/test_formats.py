@@ -12,7 +12,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import unsloth_multiimage.formats as F
-from unsloth_multiimage.formats import FORMATS, FormatError, ImageTagMismatchError, UnknownFormatError, from_messages, to_messages
+from unsloth_multiimage.formats import (
+    FORMATS,
+    FormatError,
+    ImageTagMismatchError,
+    UnknownFormatError,
+    from_messages,
+    to_messages,
+)
 
 IMG = {"type": "image", "text": None}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
@@ -82,8 +89,10 @@ MANTIS_OUT = {
         msg("user", T("Image 1: "), IMG, T("Image 2: "), IMG, T("Do both images show two dogs?")),
         msg("assistant", T("Only the left one.")),
     ],
-    "images": [{"bytes": None, "path": "/data/mantis/nlvr2/17-0.png"},
-               {"bytes": None, "path": "/data/mantis/nlvr2/17-1.png"}],
+    "images": [
+        {"bytes": None, "path": "/data/mantis/nlvr2/17-0.png"},
+        {"bytes": None, "path": "/data/mantis/nlvr2/17-1.png"},
+    ],
 }
 
 LLAMAFACTORY = {  # LLaMA-Factory mllm_demo style; images interleaved across turns (unsloth #2697)
@@ -127,13 +136,16 @@ CAULDRON_OUT = {
 OPENAI = {
     "messages": [
         {"role": "system", "content": "You compare pictures."},
-        {"role": "user", "content": [
-            {"type": "text", "text": "Compare "},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}},
-            {"type": "text", "text": " with "},
-            {"type": "image_url", "image_url": {"url": "https://example.com/b.jpg", "detail": "low"}},
-            {"type": "image_url", "image_url": {"url": "file:///srv/img/c%20d.png"}},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare "},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}},
+                {"type": "text", "text": " with "},
+                {"type": "image_url", "image_url": {"url": "https://example.com/b.jpg", "detail": "low"}},
+                {"type": "image_url", "image_url": {"url": "file:///srv/img/c%20d.png"}},
+            ],
+        },
         {"role": "assistant", "content": [{"type": "text", "text": "The first is darker."}]},
     ],
 }
@@ -143,8 +155,11 @@ OPENAI_OUT = {
         msg("user", T("Compare "), IMG, T(" with "), IMG, IMG),
         msg("assistant", T("The first is darker.")),
     ],
-    "images": [{"bytes": PNG, "path": None}, {"bytes": None, "path": "https://example.com/b.jpg"},
-               {"bytes": None, "path": "/srv/img/c d.png"}],
+    "images": [
+        {"bytes": PNG, "path": None},
+        {"bytes": None, "path": "https://example.com/b.jpg"},
+        {"bytes": None, "path": "/srv/img/c d.png"},
+    ],
 }
 
 PROMPT_COMPLETION = {  # TRL zen-multi-image, conversational prompt/completion
@@ -160,11 +175,14 @@ PROMPT_COMPLETION_OUT = {
 
 MESSAGES = {  # embedded and bare parts interleaved, Arrow-style None keys
     "messages": [
-        {"role": "user", "content": [
-            {"type": "image", "image": "x.png", "text": None},
-            {"type": "text", "text": "and", "image": None},
-            {"type": "image", "image": None, "text": None},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": "x.png", "text": None},
+                {"type": "text", "text": "and", "image": None},
+                {"type": "image", "image": None, "text": None},
+            ],
+        },
         {"role": "assistant", "content": [{"type": "text", "text": "Both are cats.", "image": None}]},
     ],
     "images": ["y.png"],
@@ -205,18 +223,23 @@ def test_conversion_is_idempotent(name):
 
 
 def test_mantis_conversations_key_and_path_strings():
-    row = {"images": ["a.jpg"], "conversations": [{"role": "user", "content": "<image>Hi"},
-                                                  {"role": "assistant", "content": "Hello"}]}
+    row = {
+        "images": ["a.jpg"],
+        "conversations": [{"role": "user", "content": "<image>Hi"}, {"role": "assistant", "content": "Hello"}],
+    }
     assert F.detect(row) == "mantis"
-    assert to_messages(row) == {"messages": [msg("user", IMG, T("Hi")), msg("assistant", T("Hello"))],
-                                "images": ["a.jpg"]}
+    assert to_messages(row) == {
+        "messages": [msg("user", IMG, T("Hi")), msg("assistant", T("Hello"))],
+        "images": ["a.jpg"],
+    }
 
 
 def test_llama_vision_tag_and_custom_tags():
     row = {"messages": [{"role": "user", "content": "<|image|>A<image>B"}], "images": ["1", "2"]}
     assert to_messages(row)["messages"] == [msg("user", IMG, T("A"), IMG, T("B"))]
-    custom = to_messages({"messages": [{"role": "user", "content": "[img]x<image>"}], "images": ["1"]},
-                         image_tags=("[img]",))
+    custom = to_messages(
+        {"messages": [{"role": "user", "content": "[img]x<image>"}], "images": ["1"]}, image_tags=("[img]",)
+    )
     assert custom["messages"] == [msg("user", IMG, T("x<image>"))]
 
 
@@ -230,15 +253,18 @@ def test_tags_in_text_parts_of_a_messages_row_without_image_parts():
 # ---------------------------------------------------------------------------------- whitespace rules
 
 
-@pytest.mark.parametrize("value, parts", [
-    ("<image>\nQ", [IMG, T("Q")]),
-    ("<image>\n\nQ", [IMG, T("\nQ")]),
-    ("<image> Q ", [IMG, T(" Q ")]),
-    ("  Q\n<image>", [T("  Q\n"), IMG]),
-    ("<image>\n", [IMG]),
-    ("<image><image>", [IMG, IMG]),
-    ("<image>\r\nQ", [IMG, T("\r\nQ")]),
-])
+@pytest.mark.parametrize(
+    "value, parts",
+    [
+        ("<image>\nQ", [IMG, T("Q")]),
+        ("<image>\n\nQ", [IMG, T("\nQ")]),
+        ("<image> Q ", [IMG, T(" Q ")]),
+        ("  Q\n<image>", [T("  Q\n"), IMG]),
+        ("<image>\n", [IMG]),
+        ("<image><image>", [IMG, IMG]),
+        ("<image>\r\nQ", [IMG, T("\r\nQ")]),
+    ],
+)
 def test_whitespace_kept_except_tag_and_one_newline(value, parts):
     row = {"conversations": [{"from": "human", "value": value}], "image": ["p"] * value.count("<image>")}
     assert to_messages(row)["messages"] == [{"role": "user", "content": parts}]
@@ -250,8 +276,11 @@ def test_strip_tag_newline_off_keeps_it():
 
 
 def test_empty_texts_dropped_and_none_values():
-    row = {"conversations": [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": None}],
-           "image": "p", "images": None}
+    row = {
+        "conversations": [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": None}],
+        "image": "p",
+        "images": None,
+    }
     assert to_messages(row)["messages"] == [msg("user", IMG), msg("assistant")]
 
 
@@ -259,24 +288,37 @@ def test_empty_texts_dropped_and_none_values():
 
 
 def test_no_tags_puts_images_at_start_of_first_user_turn():
-    row = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Look"},
-                        {"role": "assistant", "content": "Ok"}], "images": ["a", "b"]}
+    row = {
+        "messages": [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "Look"},
+            {"role": "assistant", "content": "Ok"},
+        ],
+        "images": ["a", "b"],
+    }
     assert to_messages(row)["messages"][1] == msg("user", IMG, IMG, T("Look"))
     off = to_messages({**row, "messages": [{"role": "user", "content": "<image>"}]}, image_tags=())
     assert off["messages"] == [msg("user", IMG, IMG, T("<image>"))]
 
 
 def test_text_only_rows_survive():
-    for row in ({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]},
-                {"messages": [{"role": "user", "content": "hi"}], "images": None},
-                {"texts": [{"user": "hi", "assistant": "yo", "source": "x"}], "images": []}):
+    for row in (
+        {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]},
+        {"messages": [{"role": "user", "content": "hi"}], "images": None},
+        {"texts": [{"user": "hi", "assistant": "yo", "source": "x"}], "images": []},
+    ):
         out = to_messages(row)
         assert out["images"] == [] and out["messages"][0] == msg("user", T("hi"))
 
 
 def test_roles_are_normalised():
-    row = {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"},
-                             {"from": "observation", "value": "c"}]}
+    row = {
+        "conversations": [
+            {"from": "human", "value": "a"},
+            {"from": "gpt", "value": "b"},
+            {"from": "observation", "value": "c"},
+        ]
+    }
     assert [m["role"] for m in to_messages(row)["messages"]] == ["user", "assistant", "observation"]
     assert to_messages({"messages": [{"role": "model", "content": "x"}]})["messages"][0]["role"] == "assistant"
 
@@ -294,8 +336,10 @@ MISMATCH = {
     "mantis": {"conversation": [{"role": "user", "content": "<image>"}], "images": ["a", "b", "c"]},
     "llamafactory": {"messages": [{"role": "user", "content": "<image><image>"}], "images": ["a"]},
     "cauldron": {"texts": [{"user": "<image> Q", "assistant": "A"}], "images": ["a", "b"]},
-    "openai": {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "a.png"}}]}], "images": ["b.png"]},
+    "openai": {
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a.png"}}]}],
+        "images": ["b.png"],
+    },
     "prompt_completion": {"prompt": [{"role": "user", "content": [{"type": "image"}]}], "images": ["a", "b"]},
     "messages": {"messages": [msg("user", {"type": "image"}, {"type": "image"})], "images": ["a"]},
 }
@@ -330,24 +374,51 @@ def test_unknown_format(row):
         to_messages(row, 4)
 
 
-@pytest.mark.parametrize("row, kwargs, pattern", [
-    ({"messages": []}, {"format": "nope"}, "format='nope'"),
-    ("not a row", {}, "not a dict"),
-    ({"image": "a", "images": ["b"], "conversations": [{"from": "human", "value": "<image>"}]}, {},
-     "both `image` and `images`"),
-    ({"images": ["a", None], "messages": [{"role": "user", "content": "<image><image>"}]}, {}, r"None at position\(s\) \[1\]"),
-    ({"messages": [msg("user", {"type": "video", "video": "v.mp4"})]}, {}, "of type 'video'"),
-    ({"messages": [{"role": "assistant", "content": "x"}], "images": ["a"]}, {}, "no user turn"),
-    ({"messages": [{"role": None, "content": "x"}]}, {"format": "llamafactory"}, "role is None"),
-    ({"messages": [{"role": "user", "content": 5}]}, {"format": "llamafactory"}, "content is a int"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]}, {}, r"row 2 \(openai format\) has a data URI whose base64 data is invalid"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64"}}]}]}, {}, "malformed data URI"),
-    ({"texts": "oops"}, {"format": "cauldron"}, "no `texts` list"),
-    ({"id": 1}, {"format": "llava"}, r"has none of \['messages'"),
-    ({"id": 1}, {"format": "prompt_completion"}, "has no `prompt`"),
-])
+@pytest.mark.parametrize(
+    "row, kwargs, pattern",
+    [
+        ({"messages": []}, {"format": "nope"}, "format='nope'"),
+        ("not a row", {}, "not a dict"),
+        (
+            {"image": "a", "images": ["b"], "conversations": [{"from": "human", "value": "<image>"}]},
+            {},
+            "both `image` and `images`",
+        ),
+        (
+            {"images": ["a", None], "messages": [{"role": "user", "content": "<image><image>"}]},
+            {},
+            r"None at position\(s\) \[1\]",
+        ),
+        ({"messages": [msg("user", {"type": "video", "video": "v.mp4"})]}, {}, "of type 'video'"),
+        ({"messages": [{"role": "assistant", "content": "x"}], "images": ["a"]}, {}, "no user turn"),
+        ({"messages": [{"role": None, "content": "x"}]}, {"format": "llamafactory"}, "role is None"),
+        ({"messages": [{"role": "user", "content": 5}]}, {"format": "llamafactory"}, "content is a int"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}],
+                    }
+                ]
+            },
+            {},
+            r"row 2 \(openai format\) has a data URI whose base64 data is invalid",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64"}}]}
+                ]
+            },
+            {},
+            "malformed data URI",
+        ),
+        ({"texts": "oops"}, {"format": "cauldron"}, "no `texts` list"),
+        ({"id": 1}, {"format": "llava"}, r"has none of \['messages'"),
+        ({"id": 1}, {"format": "prompt_completion"}, "has no `prompt`"),
+    ],
+)
 def test_format_errors(row, kwargs, pattern):
     with pytest.raises(FormatError, match=pattern):
         to_messages(row, row=2, **kwargs)
@@ -362,19 +433,22 @@ def test_embedded_images_plus_unplaced_column_images_raise():
 # ---------------------------------------------------------------------------------- image_root
 
 
-@pytest.mark.parametrize("image, expected", [
-    ("a/b.png", "/root/a/b.png"),
-    ("/abs/b.png", "/abs/b.png"),
-    ("https://h/x.png", "https://h/x.png"),
-    ("data:image/png;base64,AAAA", "data:image/png;base64,AAAA"),
-    ("file:///srv/x%20y.png", "/srv/x y.png"),
-    ("file://localhost/srv/x.png", "/srv/x.png"),
-    ("file://otherhost/x.png", "file://otherhost/x.png"),
-    ({"bytes": None, "path": "a.png"}, {"bytes": None, "path": "/root/a.png"}),
-    ({"bytes": b"1", "path": "a.png"}, {"bytes": b"1", "path": "a.png"}),
-    (b"raw", b"raw"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "image, expected",
+    [
+        ("a/b.png", "/root/a/b.png"),
+        ("/abs/b.png", "/abs/b.png"),
+        ("https://h/x.png", "https://h/x.png"),
+        ("data:image/png;base64,AAAA", "data:image/png;base64,AAAA"),
+        ("file:///srv/x%20y.png", "/srv/x y.png"),
+        ("file://localhost/srv/x.png", "/srv/x.png"),
+        ("file://otherhost/x.png", "file://otherhost/x.png"),
+        ({"bytes": None, "path": "a.png"}, {"bytes": None, "path": "/root/a.png"}),
+        ({"bytes": b"1", "path": "a.png"}, {"bytes": b"1", "path": "a.png"}),
+        (b"raw", b"raw"),
+        ("", ""),
+    ],
+)
 def test_resolve_image(image, expected):
     assert F.resolve_image(image, "/root") == expected
 
@@ -432,8 +506,12 @@ def test_from_messages_refuses_what_it_cannot_write():
 
 
 def test_data_uri_mime_sniffing():
-    for data, mime in ((PNG, "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"RIFF\0\0\0\0WEBPVP8", "image/webp"),
-                       (b"zz", "application/octet-stream")):
+    for data, mime in (
+        (PNG, "image/png"),
+        (b"\xff\xd8\xff", "image/jpeg"),
+        (b"RIFF\0\0\0\0WEBPVP8", "image/webp"),
+        (b"zz", "application/octet-stream"),
+    ):
         row = from_messages({"messages": [msg("user", IMG)], "images": [{"bytes": data, "path": None}]}, "openai")
         url = row["messages"][0]["content"][0]["image_url"]["url"]
         assert url.startswith(f"data:{mime};base64,")
@@ -467,7 +545,11 @@ def chats(draw, cauldron: bool = False):
     if cauldron:
         turns[0]["content"] = [IMG] * draw(st.integers(0, 3)) + turns[0]["content"]
     n = sum(p["type"] == "image" for m in turns for p in m["content"])
-    return {"id": draw(st.integers(0, 9)), "messages": turns, "images": draw(st.lists(IMAGE_REF, min_size=n, max_size=n))}
+    return {
+        "id": draw(st.integers(0, 9)),
+        "messages": turns,
+        "images": draw(st.lists(IMAGE_REF, min_size=n, max_size=n)),
+    }
 
 
 def normalised(row: dict, fmt: str) -> dict:
@@ -498,7 +580,9 @@ def back(row: dict) -> dict:
 
 def has_tag(row: dict) -> bool:
     merged = normalised(row, "llava")
-    return any(t in (p.get("text") or "") for m in merged["messages"] for p in m["content"] for t in F.DEFAULT_IMAGE_TAGS)
+    return any(
+        t in (p.get("text") or "") for m in merged["messages"] for p in m["content"] for t in F.DEFAULT_IMAGE_TAGS
+    )
 
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -525,8 +609,11 @@ def test_round_trip_cauldron(row):
 
 
 @SETTINGS
-@given(text=st.lists(st.sampled_from(["a", " ", "\n", "<", ">", "|", "<image>", "<|image|>", "<image>\n"]), max_size=12)
-       .map("".join))
+@given(
+    text=st.lists(
+        st.sampled_from(["a", " ", "\n", "<", ">", "|", "<image>", "<|image|>", "<image>\n"]), max_size=12
+    ).map("".join)
+)
 def test_tagged_strings_split_exactly(text):
     n = len(re.findall(r"<image>|<\|image\|>", text))
     row = {"messages": [{"role": "user", "content": text}], "images": [f"{i}.png" for i in range(n)]}
@@ -575,21 +662,38 @@ datasets = pytest.importorskip("datasets")
 # Arrow cannot hold a string content next to list contents: the system turn takes a text part.
 OPENAI_ARROW = {"messages": [{"role": "system", "content": [T("You compare pictures.")]}] + OPENAI["messages"][1:]}
 DATASET_ROWS = {
-    "llava": [LLAVA_INTERLEAVE, {**LLAVA_INTERLEAVE, "id": "2"},
-              {"id": "t", "image": None, "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]},
-              {**LLAVA_INTERLEAVE, "id": "4"}],
+    "llava": [
+        LLAVA_INTERLEAVE,
+        {**LLAVA_INTERLEAVE, "id": "2"},
+        {"id": "t", "image": None, "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]},
+        {**LLAVA_INTERLEAVE, "id": "4"},
+    ],
     "mantis": [MANTIS, MANTIS, {**MANTIS, "images": [], "conversation": [{"role": "user", "content": "hi"}]}, MANTIS],
-    "llamafactory": [LLAMAFACTORY, LLAMAFACTORY, {"messages": [{"role": "user", "content": "hi"}], "images": []},
-                     LLAMAFACTORY],
-    "cauldron": [CAULDRON, CAULDRON, {"images": [], "texts": [{"user": "hi", "assistant": "yo", "source": "s"}]}, CAULDRON],
+    "llamafactory": [
+        LLAMAFACTORY,
+        LLAMAFACTORY,
+        {"messages": [{"role": "user", "content": "hi"}], "images": []},
+        LLAMAFACTORY,
+    ],
+    "cauldron": [
+        CAULDRON,
+        CAULDRON,
+        {"images": [], "texts": [{"user": "hi", "assistant": "yo", "source": "s"}]},
+        CAULDRON,
+    ],
     "openai": [OPENAI_ARROW, OPENAI_ARROW, {"messages": [{"role": "user", "content": [T("hi")]}]}, OPENAI_ARROW],
-    "prompt_completion": [PROMPT_COMPLETION] * 2 + [{**PROMPT_COMPLETION, "images": [],
-                                                     "prompt": [msg("user", T("hi"))]}, PROMPT_COMPLETION],
-    "messages": [{"messages": [msg("user", {"type": "image"}, T("q")), msg("assistant", T("a"))], "images": ["y.png"]}] * 2
-                + [{"messages": [msg("user", T("hi"))], "images": []}] * 2,
+    "prompt_completion": [PROMPT_COMPLETION] * 2
+    + [{**PROMPT_COMPLETION, "images": [], "prompt": [msg("user", T("hi"))]}, PROMPT_COMPLETION],
+    "messages": [{"messages": [msg("user", {"type": "image"}, T("q")), msg("assistant", T("a"))], "images": ["y.png"]}]
+    * 2
+    + [{"messages": [msg("user", T("hi"))], "images": []}] * 2,
 }
-CHAT_FEATURE = [{"role": datasets.Value("string"),
-                 "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}]
+CHAT_FEATURE = [
+    {
+        "role": datasets.Value("string"),
+        "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}],
+    }
+]
 OUT_KEYS = ("messages", "prompt", "completion", "images")
 
 
@@ -625,8 +729,10 @@ def test_dataset_map_num_proc_two(fmt, quiet_datasets):
 
 def _project(value):
     if isinstance(value, list) and value and isinstance(value[0], dict) and "content" in value[0]:
-        return [{"role": m["role"], "content": [{"type": p["type"], "text": p["text"]} for p in m["content"]]}
-                for m in value]
+        return [
+            {"role": m["role"], "content": [{"type": p["type"], "text": p["text"]} for p in m["content"]]}
+            for m in value
+        ]
     return value
 
 
@@ -639,8 +745,9 @@ def test_convert_dataset_split_shards_and_image_features(quiet_datasets):
     out = F.convert_dataset(ds, num_proc=2)
     assert out["images"] == [[{"bytes": None, "path": "a.png"}]] * 2 + [[{"bytes": PNG, "path": None}], []]
     # Image features carry over without decoding (no Pillow needed).
-    cauldron = datasets.Dataset.from_dict({"images": [[{"bytes": PNG, "path": None}]] * 3,
-                                           "texts": [[{"user": "q", "assistant": "a"}]] * 3})
+    cauldron = datasets.Dataset.from_dict(
+        {"images": [[{"bytes": PNG, "path": None}]] * 3, "texts": [[{"user": "q", "assistant": "a"}]] * 3}
+    )
     cauldron = cauldron.cast_column("images", [datasets.Image()])  # Arrow-level cast: no Pillow
     converted = F.convert_dataset(cauldron, num_proc=2)
     assert converted.features["images"] == cauldron.features["images"]
@@ -676,6 +783,8 @@ def test_convert_dataset_lists_iterables_and_errors(quiet_datasets):
     assert F.convert_dataset(empty) is empty
     with pytest.raises(UnknownFormatError, match="row 0"):
         F.convert_dataset(datasets.Dataset.from_list([{"foo": 1}]))
-    bad = datasets.Dataset.from_list([LLAMAFACTORY, {"messages": [{"role": "user", "content": "<image>"}], "images": []}])
+    bad = datasets.Dataset.from_list(
+        [LLAMAFACTORY, {"messages": [{"role": "user", "content": "<image>"}], "images": []}]
+    )
     with pytest.raises(ImageTagMismatchError, match="row 1 "):
         bad.map(to_messages, with_indices=True)

@@ -11,16 +11,14 @@ examples per property, anything else 300 (the version-row sessions on the 2-core
 
 from __future__ import annotations
 
-import functools
-import io
 import os
-import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from packaging.version import Version
 
 from conftest import TRANSFORMERS, UNSLOTH_ZOO
-from packaging.version import Version
 from rowgen import LAYOUTS, assert_names_a_bad_row, assert_row_ok, build_row, row_specs
 
 PC_PATH = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.9.3")  # prompt/completion collation
@@ -36,7 +34,6 @@ settings.register_profile("umi-ci-full", max_examples=2000, **_COMMON)
 settings.register_profile("umi-quick", max_examples=300, **_COMMON)
 PROFILE_NAME = "umi-ci-full" if os.environ.get("UMI_HYPOTHESIS_PROFILE", "").strip() == "ci-full" else "umi-quick"
 PROFILE = settings.get_profile(PROFILE_NAME)
-
 
 
 # ------------------------------------------------------------------ the patched collator (real unsloth_zoo)

@@ -6,15 +6,17 @@ import pytest
 
 from unsloth_multiimage.adapters import ModelAdapter
 from unsloth_multiimage.errors import ImageCountError
-from unsloth_multiimage.rows.plan import plan_row
 from unsloth_multiimage.patches.zoo_proxy import BatchImages
+from unsloth_multiimage.rows.plan import plan_row
 
 IMAGE_ID = 9
 ADAPTER = ModelAdapter("toy", "<img>", count_in_ids=lambda processor, ids: list(ids).count(IMAGE_ID))
 
 
 def rows(*counts):
-    return [{"messages": [{"role": "user", "content": [{"type": "image"}] * n}], "images": list(range(n))} for n in counts]
+    return [
+        {"messages": [{"role": "user", "content": [{"type": "image"}] * n}], "images": list(range(n))} for n in counts
+    ]
 
 
 def test_a_row_whose_image_tokens_were_cut_is_named():
@@ -29,4 +31,6 @@ def test_intact_rows_and_adapters_without_a_counter_pass():
     out = {"input_ids": [[IMAGE_ID, 2], [IMAGE_ID, IMAGE_ID]]}
     BatchImages(plans, collator=None, adapter=ADAPTER).check_truncation(None, out, [[0], [0, 1]], None)
     uncounted = ModelAdapter("toy", "<img>")
-    BatchImages(plans, collator=None, adapter=uncounted).check_truncation(None, {"input_ids": [[], []]}, [[0], [0, 1]], 1)
+    BatchImages(plans, collator=None, adapter=uncounted).check_truncation(
+        None, {"input_ids": [[], []]}, [[0], [0, 1]], 1
+    )

@@ -7,8 +7,9 @@ import inspect
 import pytest
 from packaging.version import Version
 
-from conftest import UNSLOTH_ZOO, patches_off, upstream_pc_failure
 from unsloth_multiimage.errors import ImageCountError
+
+from conftest import UNSLOTH_ZOO, patches_off, upstream_pc_failure
 
 pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 
@@ -42,7 +43,10 @@ IMG = {"type": "image"}
 
 
 def column_row(tiny, row, n, size=(28, 28)):
-    return {"messages": [user(*[IMG] * n), assistant()], "images": [tiny.make_tile_image(row, i, size) for i in range(n)]}
+    return {
+        "messages": [user(*[IMG] * n), assistant()],
+        "images": [tiny.make_tile_image(row, i, size) for i in range(n)],
+    }
 
 
 def decoded_slots(tiny, processor, batch, row):
@@ -88,7 +92,9 @@ def test_the_patched_batch_trains(tiny, processor, model, make_collator):
     loss = model(**batch).loss
     assert torch.isfinite(loss)
     loss.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "vision_model" in n)
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "vision_model" in n
+    )
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "cross_attn" in n)
 
 
@@ -161,7 +167,10 @@ def test_placeholder_count_mismatch_names_the_row(tiny, make_collator):
 def test_resize_applies_to_every_image_of_the_row(tiny, processor, make_collator):
     if not make_collator.accepts("resize"):
         pytest.skip(f"unsloth_zoo {UNSLOTH_ZOO} has no resize option")
-    wide = {"messages": [user(IMG, IMG), assistant()], "images": [tiny.make_tile_image(0, i, (112, 28)) for i in range(2)]}
+    wide = {
+        "messages": [user(IMG, IMG), assistant()],
+        "images": [tiny.make_tile_image(0, i, (112, 28)) for i in range(2)],
+    }
     as_is = make_collator(resize="max")([wide])
     squared = make_collator(resize=(28, 28))([wide])
     # A 4:1 image is tiled on a wide canvas; resized to 28x28 it needs one tile. Both images follow.
@@ -174,10 +183,18 @@ def test_resize_applies_to_every_image_of_the_row(tiny, processor, make_collator
 def test_formatting_func_still_applies(tiny, processor, make_collator):
     if not make_collator.accepts("formatting_func"):
         pytest.skip(f"unsloth_zoo {UNSLOTH_ZOO} has no formatting_func")
-    raw = [{"question": "which image has more red squares", "pics": [tiny.make_tile_image(0, 0), tiny.make_tile_image(0, 1)]}]
+    raw = [
+        {
+            "question": "which image has more red squares",
+            "pics": [tiny.make_tile_image(0, 0), tiny.make_tile_image(0, 1)],
+        }
+    ]
 
     def to_chat(example):
-        return {"messages": [user(*[IMG] * len(example["pics"]), text=example["question"]), assistant()], "images": example["pics"]}
+        return {
+            "messages": [user(*[IMG] * len(example["pics"]), text=example["question"]), assistant()],
+            "images": example["pics"],
+        }
 
     batch = make_collator(formatting_func=to_chat)(raw)
     assert decoded_slots(tiny, processor, batch, 0) == [(0, 0), (0, 1)]
@@ -202,7 +219,11 @@ def test_train_on_responses_only_still_masks(tiny, processor, make_collator):
 @pytest.mark.skipif(not HAS_PC_PATH, reason="prompt/completion collation arrived in unsloth_zoo 2025.9.3")
 def test_prompt_completion_rows_keep_their_column_images(tiny, processor, make_collator):
     examples = [
-        {"prompt": [user(IMG, IMG)], "completion": [assistant()], "images": [tiny.make_tile_image(0, i) for i in range(2)]},
+        {
+            "prompt": [user(IMG, IMG)],
+            "completion": [assistant()],
+            "images": [tiny.make_tile_image(0, i) for i in range(2)],
+        },
         {"prompt": [user(IMG)], "completion": [assistant()], "images": [tiny.make_tile_image(1, 0)]},
     ]
     broken = upstream_pc_failure(make_collator(), tiny)
@@ -230,7 +251,11 @@ def test_deactivate_restores_the_original_method(vision_utils):
 def test_an_image_in_a_completion_is_refused_naming_the_row(tiny, make_collator):
     examples = [
         {"prompt": [user(IMG)], "completion": [assistant()], "images": [tiny.make_tile_image(0, 0)]},
-        {"prompt": [user(IMG)], "completion": [assistant("red", IMG)], "images": [tiny.make_tile_image(1, i) for i in range(2)]},
+        {
+            "prompt": [user(IMG)],
+            "completion": [assistant("red", IMG)],
+            "images": [tiny.make_tile_image(1, i) for i in range(2)],
+        },
     ]
     with pytest.raises(ImageCountError, match=r"row 1 has 1 image part\(s\) in its completion"):
         make_collator()(examples)
@@ -247,7 +272,9 @@ def _cuda_and_unsloth() -> bool:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda_and_unsloth(), reason="needs a CUDA GPU and unsloth (on CPU unsloth's collator is a stand-in)")
+@pytest.mark.skipif(
+    not _cuda_and_unsloth(), reason="needs a CUDA GPU and unsloth (on CPU unsloth's collator is a stand-in)"
+)
 def test_the_unsloth_subclass_sends_every_image(tiny, processor, model):
     import unsloth  # noqa: F401  (must come before unsloth_zoo)
     from unsloth.trainer import UnslothVisionDataCollator

@@ -5,32 +5,24 @@ docs/bad-inputs.md is the table of what these tests assert (keep them in sync).
 
 from __future__ import annotations
 
-import re
-
-import http.server
-import inspect
 import io
+import re
 import socket
-import threading
 import time
 
 import pytest
 
-from conftest import TRANSFORMERS, UNSLOTH_ZOO
 from unsloth_multiimage.rows.decode import MIN_SIDE, ImageLoadError, load_image, needs_decoding
+
+from imagekit import exif_rotated, png_bytes, serve_png, solid
 
 Image = pytest.importorskip("PIL.Image")
 np = pytest.importorskip("numpy")
 
 
-def png_bytes(img, fmt="PNG", **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def solid(mode="RGB", size=(28, 28), colour=(40, 80, 200)):
-    return Image.new(mode, size, colour)
+def chat(n_images: int) -> list:
+    parts = [{"type": "image"} for _ in range(n_images)]
+    return [{"role": "user", "content": [*parts, {"type": "text", "text": "describe the image"}]}]
 
 
 # ------------------------------------------------------------------ load_image: errors name the row
@@ -54,9 +46,22 @@ def solid(mode="RGB", size=(28, 28), colour=(40, 80, 200)):
         ("file://otherhost/cat.png", r"row 3, image 1 is an unsupported image reference"),
         ("s3://bucket/cat.png", r"row 3, image 1 is an unsupported image reference"),
     ],
-    ids=["corrupt-bytes", "empty-bytes", "missing-path", "int", "float", "object", "dict-empty", "dict-part",
-         "data-uri-truncated", "data-uri-bad-base64", "data-uri-no-comma", "file-uri-missing", "file-uri-remote",
-         "s3-uri"],
+    ids=[
+        "corrupt-bytes",
+        "empty-bytes",
+        "missing-path",
+        "int",
+        "float",
+        "object",
+        "dict-empty",
+        "dict-part",
+        "data-uri-truncated",
+        "data-uri-bad-base64",
+        "data-uri-no-comma",
+        "file-uri-missing",
+        "file-uri-remote",
+        "s3-uri",
+    ],
 )
 def test_bad_objects_raise_naming_the_row(obj, message):
     assert needs_decoding(obj)
@@ -135,7 +140,11 @@ def test_arrays_and_tensors_become_the_image_the_processor_would_read(layout, ki
     if kind.startswith("torch"):
         torch = pytest.importorskip("torch")
         tensor = torch.from_numpy(np.ascontiguousarray(data))
-        obj = {"torch_uint8": tensor, "torch_float": tensor.float() / 255, "torch_bfloat16": (tensor.float() / 255).bfloat16()}[kind]
+        obj = {
+            "torch_uint8": tensor,
+            "torch_float": tensor.float() / 255,
+            "torch_bfloat16": (tensor.float() / 255).bfloat16(),
+        }[kind]
     else:
         obj = data if kind == "uint8" else data.astype(kind) / 255.0
     assert needs_decoding(obj)
@@ -259,20 +268,14 @@ def test_float_image_outside_unit_range_raises(value):
         load_image(Image.fromarray(np.full((28, 28), value, dtype=np.float32)), 5, 0)
 
 
-def _exif_rotated(fmt="JPEG"):
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
-    return png_bytes(solid(size=(40, 20)), fmt, exif=exif.tobytes())
-
-
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_exif_rotation_is_applied_to_decoded_images(fmt):
-    out = load_image(_exif_rotated(fmt), 0, 0)
+    out = load_image(exif_rotated(fmt), 0, 0)
     assert out.size == (20, 40)
 
 
 def test_exif_rotation_is_applied_to_an_already_open_image_once():
-    opened = Image.open(io.BytesIO(_exif_rotated()))
+    opened = Image.open(io.BytesIO(exif_rotated()))
     assert needs_decoding(opened)
     out = load_image(opened, 0, 0)
     assert out.size == (20, 40)
@@ -284,8 +287,16 @@ def test_dicts_with_bytes_or_path(tmp_path):
     data = png_bytes(solid())
     path = tmp_path / "a.png"
     path.write_bytes(data)
-    for obj in ({"bytes": data}, {"bytes": data, "path": "/does/not/matter.png"}, {"bytes": None, "path": str(path)},
-                {"path": path}, str(path), path, bytearray(data), memoryview(data)):
+    for obj in (
+        {"bytes": data},
+        {"bytes": data, "path": "/does/not/matter.png"},
+        {"bytes": None, "path": str(path)},
+        {"path": path},
+        str(path),
+        path,
+        bytearray(data),
+        memoryview(data),
+    ):
         out = load_image(obj, 0, 0)
         assert out.getpixel((0, 0)) == (40, 80, 200), obj
 
@@ -315,27 +326,7 @@ def test_urls_are_refused_quickly_without_network(monkeypatch):
 
 @pytest.fixture
 def http_server():
-    data = png_bytes(solid())
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path == "/cat.png":
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            else:
-                self.send_error(404)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from serve_png()
 
 
 def test_opted_in_urls_are_fetched(http_server):
@@ -361,140 +352,6 @@ def test_a_silent_server_times_out_instead_of_hanging():
         listener.close()
 
 
-# ------------------------------------------------------------------ through the real patched collator
-
-
-needs_zoo = pytest.mark.skipif(UNSLOTH_ZOO is None or TRANSFORMERS is None, reason="unsloth_zoo is not installed on this row")
-
-
-@pytest.fixture(scope="module")
-def collator(zoo_collator):
-    return zoo_collator
-
-
-def chat(n_images: int, *, filled=()):
-    parts = [{"type": "image", "image": filled[k]} if k < len(filled) else {"type": "image"} for k in range(n_images)]
-    return [
-        {"role": "user", "content": [*parts, {"type": "text", "text": "describe the image"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "the first"}]},
-    ]
-
-
-def good_row(tiny, row, n=1):
-    return {"messages": chat(n), "images": [tiny.make_tile_image(row, k) for k in range(n)]}
-
-
-def first_pixel(batch, processor, row, slot):
-    import torch
-
-    ip = processor.image_processor
-    px = batch["pixel_values"][row, slot, 0, :, 0, 0].float()
-    return [round(float(v)) for v in (px * torch.tensor(ip.image_std) + torch.tensor(ip.image_mean)) / ip.rescale_factor]
-
-
-BAD_FOR_COLLATOR = {
-    "corrupt-bytes": (b"\x89PNG\r\n\x1a\n garbage", r"row 1, image 1 cannot be decoded"),
-    "missing-path": ("/nonexistent/cat.png", r"row 1, image 1: no such image file"),
-    "int": (7, r"row 1, image 1 is a int, not an image"),
-    "url": ("https://example.com/cat.png", r"row 1, image 1 is a URL"),
-    "0x0": ("0x0", r"row 1, image 1 is 0x0 pixels"),
-    "1xN": ("1x28", r"row 1, image 1 is 1x28 pixels"),
-    "float-out-of-range": ("F", r"row 1, image 1 is a floating-point image"),
-    "dict-without-bytes-or-path": ({"bytes": None, "path": None}, r"row 1, image 1 is a dict without"),
-}
-
-
-@needs_zoo
-@pytest.mark.parametrize("where", ["column", "content"])
-@pytest.mark.parametrize("name", sorted(BAD_FOR_COLLATOR))
-def test_bad_images_through_the_collator_name_the_row(name, where, tiny, collator, monkeypatch):
-    import urllib.request
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used without opt-in"))
-    obj, message = BAD_FOR_COLLATOR[name]
-    if obj == "0x0":
-        obj = solid(size=(0, 0))
-    elif obj == "1x28":
-        obj = solid(size=(1, 28))
-    elif obj == "F":
-        obj = Image.fromarray(np.full((28, 28), 3.0, dtype=np.float32))
-    images = [tiny.make_tile_image(1, 0), obj]
-    bad = {"messages": chat(2), "images": images} if where == "column" else {"messages": chat(2, filled=images)}
-    with pytest.raises(ValueError, match=message):
-        collator([good_row(tiny, 0), bad, good_row(tiny, 2)])
-
-
-@needs_zoo
-def test_unusual_modes_through_the_collator_reach_the_model_correctly(tiny, processor, collator, tmp_path):
-    rgba = tiny.make_tile_image(0, 0).convert("RGBA")
-    palette = tiny.make_tile_image(0, 1).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
-    sixteen = Image.fromarray(np.full((28, 28), 0x8080, dtype=np.uint16))
-    transparent = Image.new("RGBA", (28, 28), (10, 20, 30, 0))
-    cmyk = Image.new("CMYK", (28, 28), (0, 128, 0, 0))
-    rotated = _exif_rotated()
-    path = tmp_path / "tile.png"
-    path.write_bytes(png_bytes(tiny.make_tile_image(0, 2)))
-    images = [rgba, palette, sixteen, transparent, cmyk, rotated, {"bytes": None, "path": str(path)}]
-    example = {"messages": chat(len(images)), "images": images}
-    batch = collator([example, good_row(tiny, 1)])
-    assert tiny.decode_tile(batch["pixel_values"][0, 0, 0], processor) == (0, 0)
-    assert tiny.decode_tile(batch["pixel_values"][0, 1, 0], processor) == (0, 1)
-    assert first_pixel(batch, processor, 0, 2) == [128, 128, 128]  # 16-bit: scaled, not clipped to white
-    assert first_pixel(batch, processor, 0, 3) == [255, 255, 255]  # transparent: white, like the processor
-    assert all(abs(a - b) <= 1 for a, b in zip(first_pixel(batch, processor, 0, 4), [255, 127, 255]))
-    assert all(abs(a - b) <= 3 for a, b in zip(first_pixel(batch, processor, 0, 5), [40, 80, 200]))  # JPEG
-    assert tiny.decode_tile(batch["pixel_values"][0, 6, 0], processor) == (0, 2)
-    assert tiny.decode_tile(batch["pixel_values"][1, 0, 0], processor) == (1, 0)
-
-
-@needs_zoo
-def test_opted_in_urls_through_the_collator(tiny, processor, collator, http_server, monkeypatch):
-    import unsloth_multiimage
-
-    example = {"messages": chat(2), "images": [tiny.make_tile_image(0, 0), f"{http_server}/cat.png"]}
-    with pytest.raises(ValueError, match=r"row 0, image 1 is a URL"):
-        collator([example])
-    monkeypatch.setenv("UNSLOTH_MULTIIMAGE_ALLOW_URLS", "1")
-    batch = collator([example])
-    assert first_pixel(batch, processor, 0, 1) == [40, 80, 200]
-    monkeypatch.delenv("UNSLOTH_MULTIIMAGE_ALLOW_URLS")
-    unsloth_multiimage.configure(allow_urls=True)
-    assert first_pixel(collator([example]), processor, 0, 1) == [40, 80, 200]
-
-
-@needs_zoo
-def test_empty_column_with_a_bare_placeholder_names_the_row(tiny, collator, request):
-    # An `images: []` row whose messages hold a bare placeholder.
-    bad = {"messages": chat(1), "images": []}
-    with pytest.raises(ValueError, match=r"row 1 "):
-        collator([good_row(tiny, 0), bad])
-
-
-@needs_zoo
-def test_an_all_text_batch_collates(collator, processor, request):
-    import unsloth_zoo.vision_utils as vision_utils
-
-    source = inspect.getsource(vision_utils)
-    guarded = "'pixel_values' in batch" in source or '"pixel_values" in batch' in source
-    text_row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "describe the image"}]}]}
-    if not guarded:  # releases before 2025.9.3 index batch["pixel_values"] unconditionally
-        with pytest.raises(ValueError, match=r"every row of this batch \(2 rows\) is text-only"):
-            collator([text_row, dict(text_row)])
-        return
-    batch = collator([text_row, dict(text_row)])
-    assert batch["input_ids"].shape[0] == 2
-
-
-# ------------------------------------------------------------------ the pixel budget (settings.max_pixels_per_example)
-
-
-def _budget_implemented() -> bool:
-    from unsloth_multiimage.rows import policy
-
-    return "max_pixels_per_example" in inspect.getsource(policy)
-
-
-@pytest.mark.skipif(not _budget_implemented(), reason="policy.py does not implement max_pixels_per_example yet")
 def test_a_huge_image_is_downsized_to_the_pixel_budget():
     import unsloth_multiimage
     from unsloth_multiimage.rows.plan import plan_row
@@ -513,7 +370,6 @@ def test_a_huge_image_is_downsized_to_the_pixel_budget():
         assert abs(w - w0 * factor) <= 1 and abs(h - h0 * factor) <= 1  # one factor, aspect kept up to rounding
 
 
-@pytest.mark.skipif(not _budget_implemented(), reason="policy.py does not implement max_pixels_per_example yet")
 def test_the_pixel_budget_never_makes_a_side_the_processor_misreads():
     import unsloth_multiimage
     from unsloth_multiimage.rows.plan import plan_row

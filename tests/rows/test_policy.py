@@ -7,21 +7,34 @@ import inspect
 import logging
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import UNSLOTH_ZOO, upstream_pc_failure
 from unsloth_multiimage import configure, reset_settings
-from unsloth_multiimage.rows.grid import cell_boxes, compose_grid, grid_layout
-from unsloth_multiimage.rows.chat import content_parts, is_image_part, messages_of
 from unsloth_multiimage.errors import ImageCountError
-from unsloth_multiimage.rows.plan import RowPlan, plan_row
+from unsloth_multiimage.rows.chat import content_parts, is_image_part, messages_of
 from unsloth_multiimage.rows.decode import MIN_SIDE
+from unsloth_multiimage.rows.grid import cell_boxes, compose_grid, grid_layout
+from unsloth_multiimage.rows.plan import RowPlan, plan_row
 from unsloth_multiimage.rows.policy import apply_policies, budget_sizes, cap_indices
 from unsloth_multiimage.settings import Settings
 
+from conftest import UNSLOTH_ZOO, upstream_pc_failure
+
 IMG = {"type": "image"}
-PALETTE = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (128, 64, 0), (0, 128, 64), (64, 0, 128)]
+PALETTE = [
+    (255, 0, 0),
+    (0, 255, 0),
+    (0, 0, 255),
+    (255, 255, 0),
+    (0, 255, 255),
+    (255, 0, 255),
+    (128, 64, 0),
+    (0, 128, 64),
+    (64, 0, 128),
+]
 
 
 def solid(colour, size=(8, 8)):
@@ -227,7 +240,10 @@ def test_cap_indices():
 
 def test_cap_needs_no_loaded_images():
     # The cap can run before decoding, so dropped images are never loaded.
-    example = {"messages": [user(IMG, {"type": "image", "path": "b.png"}, IMG), assistant()], "images": ["a.png", "c.png"]}
+    example = {
+        "messages": [user(IMG, {"type": "image", "path": "b.png"}, IMG), assistant()],
+        "images": ["a.png", "c.png"],
+    }
     [out], [plan] = run([example], max_images=2, on_excess="keep_last")
     assert plan.images == ("b.png", "c.png") and out["images"] == ["c.png"]
     assert_consistent(out, plan)
@@ -235,7 +251,10 @@ def test_cap_needs_no_loaded_images():
 
 def test_cap_on_a_column_row_without_placeholders_is_a_clear_error():
     images = pics(3)
-    example = {"messages": [{"role": "user", "content": "<|image|><|image|><|image|>compare"}, assistant()], "images": images}
+    example = {
+        "messages": [{"role": "user", "content": "<|image|><|image|><|image|>compare"}, assistant()],
+        "images": images,
+    }
     with pytest.raises(ImageCountError, match=r"row 0 has 3 image\(s\) in its `images` column but 0"):
         run([example], max_images=2, on_excess="keep_first")
 
@@ -320,7 +339,20 @@ def test_decoded_rows_keep_their_original_entries_where_unchanged():
 
 
 @pytest.mark.parametrize(
-    "n, layout", [(1, (1, 1)), (2, (2, 1)), (3, (2, 2)), (4, (2, 2)), (5, (3, 2)), (6, (3, 2)), (7, (3, 3)), (8, (3, 3)), (9, (3, 3)), (10, (4, 3)), (17, (5, 4))]
+    "n, layout",
+    [
+        (1, (1, 1)),
+        (2, (2, 1)),
+        (3, (2, 2)),
+        (4, (2, 2)),
+        (5, (3, 2)),
+        (6, (3, 2)),
+        (7, (3, 3)),
+        (8, (3, 3)),
+        (9, (3, 3)),
+        (10, (4, 3)),
+        (17, (5, 4)),
+    ],
 )
 def test_grid_layout(n, layout):
     assert grid_layout(n) == layout
@@ -387,7 +419,14 @@ def test_grid_labels():
         assert labelled.getpixel((x0 + 30, y0 + 30)) == PALETTE[k]  # the rest of the cell is untouched
     assert not any(min(colour) >= 200 for _, colour in plain.getcolors(1024))
     # the labels differ from cell to cell ("1", "2", ...)
-    crops = [labelled.crop((c * 42, r * 42, c * 42 + 16, r * 42 + 16)).convert("L").point(lambda v: 255 * (v >= 128)).tobytes() for r in (0, 1) for c in (0, 1)]
+    crops = [
+        labelled.crop((c * 42, r * 42, c * 42 + 16, r * 42 + 16))
+        .convert("L")
+        .point(lambda v: 255 * (v >= 128))
+        .tobytes()
+        for r in (0, 1)
+        for c in (0, 1)
+    ]
     assert len(set(crops)) == 4
 
 
@@ -453,14 +492,25 @@ def test_grid_column_vs_embedded_target():
 
 
 def test_grid_leaves_rows_with_zero_or_one_image_alone():
-    examples = [column_row(pics(1)), {"messages": [user(), assistant()]}, {"messages": [user(), assistant()], "images": []}]
+    examples = [
+        column_row(pics(1)),
+        {"messages": [user(), assistant()]},
+        {"messages": [user(), assistant()], "images": []},
+    ]
     out_e, out_p = run(examples, strategy="grid")
     assert all(a is b for a, b in zip(out_e, examples))
 
 
 def test_grid_after_cap_and_budget():
     images = [solid(PALETTE[k], (100, 100)) for k in range(5)]
-    [out], [plan] = run([column_row(images)], max_images=4, on_excess="keep_last", max_pixels_per_example=10_000, strategy="grid", grid_gap=0)
+    [out], [plan] = run(
+        [column_row(images)],
+        max_images=4,
+        on_excess="keep_last",
+        max_pixels_per_example=10_000,
+        strategy="grid",
+        grid_gap=0,
+    )
     [canvas] = plan.images
     assert canvas.size == (100, 100)  # 4 cells of 50x50
     assert [canvas.getpixel((x, y)) for y in (25, 75) for x in (25, 75)] == PALETTE[1:5]
@@ -513,8 +563,21 @@ def rows(draw):
 def test_property_plans_and_examples_stay_consistent(batch, cap, on_excess, budget, strategy, gap, labels):
     examples = [e for e, _ in batch]
     before = copy.deepcopy(examples)
-    s = Settings(max_images=cap, on_excess=on_excess, max_pixels_per_example=budget, strategy=strategy, grid_gap=gap, grid_labels=labels)
-    out_e, out_p = run(examples, **{f: getattr(s, f) for f in ("max_images", "on_excess", "max_pixels_per_example", "strategy", "grid_gap", "grid_labels")})
+    s = Settings(
+        max_images=cap,
+        on_excess=on_excess,
+        max_pixels_per_example=budget,
+        strategy=strategy,
+        grid_gap=gap,
+        grid_labels=labels,
+    )
+    out_e, out_p = run(
+        examples,
+        **{
+            f: getattr(s, f)
+            for f in ("max_images", "on_excess", "max_pixels_per_example", "strategy", "grid_gap", "grid_labels")
+        },
+    )
     assert examples == before
     assert len(out_e) == len(out_p) == len(examples)
     for row, ((example, images), out, plan) in enumerate(zip(batch, out_e, out_p)):
@@ -538,7 +601,9 @@ def test_property_plans_and_examples_stay_consistent(batch, cap, on_excess, budg
                 assert sum(w * h for w, h in expected) <= budget
         else:
             assert all(a is b for a, b in zip(plan.images, kept))
-        if len(kept) == len(images) and (budget is None or budget_sizes([i.size for i in images], budget) == [i.size for i in images]):
+        if len(kept) == len(images) and (
+            budget is None or budget_sizes([i.size for i in images], budget) == [i.size for i in images]
+        ):
             assert out is example  # untouched rows keep their objects
 
 
@@ -610,7 +675,9 @@ def test_collator_grid_sends_one_image_and_trains(tiny, processor, model, collat
     loss = model(**batch).loss
     assert torch.isfinite(loss)
     loss.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "vision_model" in n)
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "vision_model" in n
+    )
 
 
 @zoo_only

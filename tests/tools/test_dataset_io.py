@@ -14,12 +14,17 @@ from unsloth_multiimage.tools.dataset_io import DatasetIOError, count_rows, read
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x01"
 ROWS = [
-    {"id": 0, "images": [{"bytes": PNG, "path": None}], "messages": [
-        {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "hi"}]}]},
+    {
+        "id": 0,
+        "images": [{"bytes": PNG, "path": None}],
+        "messages": [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "hi"}]}],
+    },
     {"id": 1, "images": [], "messages": [{"role": "user", "content": [{"type": "text", "text": "yo"}]}]},
 ]
-JSON_ROWS = [{"id": 0, "image": ["a/1.jpg", "a/2.jpg"], "conversations": [{"from": "human", "value": "<image>\n<image>\nQ"}]},
-             {"id": 1, "conversations": [{"from": "human", "value": "only text ✓"}]}]
+JSON_ROWS = [
+    {"id": 0, "image": ["a/1.jpg", "a/2.jpg"], "conversations": [{"from": "human", "value": "<image>\n<image>\nQ"}]},
+    {"id": 1, "conversations": [{"from": "human", "value": "only text ✓"}]},
+]
 
 
 def _lines(path, *lines):
@@ -60,11 +65,14 @@ def test_json_list_and_json_lines_in_a_json_file(tmp_path):
     assert list(read_rows(empty)) == [] and count_rows(empty) == 0
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("[1, 2]", "row 0 is a JSON int"),
-    ('[{"a": 1},', r"not valid JSON \(.* line 1"),
-    ('{\n  "a": 1\n}', "line 1: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("[1, 2]", "row 0 is a JSON int"),
+        ('[{"a": 1},', r"not valid JSON \(.* line 1"),
+        ('{\n  "a": 1\n}', "line 1: not valid JSON"),
+    ],
+)
 def test_json_errors(tmp_path, text, pattern):
     path = tmp_path / "x.json"
     path.write_text(text)

@@ -15,7 +15,10 @@ def _dataset(tiny):
     for r in range(16):
         n = r % 4
         q = {"type": "text", "text": "which image has more red squares"}
-        a = {"role": "assistant", "content": [{"type": "text", "text": ["the first", "the second", "the third", "no"][n - 1]}]}
+        a = {
+            "role": "assistant",
+            "content": [{"type": "text", "text": ["the first", "the second", "the third", "no"][n - 1]}],
+        }
         if r % 3 == 0:  # images embedded in the message content, multi-turn
             content = [{"type": "image", "image": img(r, i)} for i in range(n)]
             rows.append(

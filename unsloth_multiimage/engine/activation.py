@@ -9,7 +9,6 @@ the patched library does not matter.
 from __future__ import annotations
 
 import logging
-
 import sys
 import threading
 from dataclasses import dataclass
@@ -106,7 +105,9 @@ def _decide(patch: Patch, module: Any | None) -> Decision:
         logger.warning("unsloth_multiimage: %s", decision.reason)
     if module is not None and shape is not None and decision.applies:
         # Forced, or in the tested range yet missing its target: never wrap what is not there.
-        decision = Decision(decision.state, f"{decision.reason}; but {shape}; not patched", False, version, decision.fixes)
+        decision = Decision(
+            decision.state, f"{decision.reason}; but {shape}; not patched", False, version, decision.fixes
+        )
         logger.warning("unsloth_multiimage: %s: %s", patch.name, decision.reason)
     return decision
 
@@ -223,7 +224,7 @@ def plugin_manager() -> Any:
         return _load().manager
 
 
-def find_adapter(processor: Any, config: Any = None) -> "ModelAdapter | None":
+def find_adapter(processor: Any, config: Any = None) -> ModelAdapter | None:
     """The model adapter the patches use for ``processor`` (see :class:`~unsloth_multiimage.adapters.AdapterLookup`)."""
     _bootstrap.complete("call of find_adapter()")
     with _state.lock:
@@ -286,6 +287,15 @@ def status() -> list[PatchStatus]:
         for record in loaded.records:
             if record.error:
                 out.append(
-                    PatchStatus(record.name, record.name, record.value, record.distribution, None, State.ERROR, record.error, False)
+                    PatchStatus(
+                        record.name,
+                        record.name,
+                        record.value,
+                        record.distribution,
+                        None,
+                        State.ERROR,
+                        record.error,
+                        False,
+                    )
                 )
         return out

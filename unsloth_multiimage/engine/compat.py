@@ -9,14 +9,15 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 from .decision import ABSENT, APPLY, NATIVE, UNSUPPORTED, UNTESTED, Decision
-from packaging.version import InvalidVersion, Version
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,6 +37,7 @@ __all__ = [
     "decide",
     "installed_version",
 ]
+
 
 @dataclass(frozen=True)
 class FixRange:
@@ -78,7 +80,7 @@ def _parse_table(raw: Mapping[str, Any]) -> dict[str, PatchCompat]:
     return table
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compat_table() -> dict[str, PatchCompat]:
     """The parsed compat table shipped with the package, keyed by patch name."""
     text = resources.files(__package__).joinpath("compat_table.toml").read_text(encoding="utf-8")
@@ -139,9 +141,7 @@ def decide(
                 UNTESTED, f"{base} and {shape_problem}; not patched", applies=False, version=version, fixes=fixes
             )
         if not fixes:
-            return Decision(
-                NATIVE, f"{base}; fixed upstream since the tested versions", applies=False, version=version
-            )
+            return Decision(NATIVE, f"{base}; fixed upstream since the tested versions", applies=False, version=version)
         return Decision(
             UNTESTED,
             f"{base}; the target still has the expected shape, so applied ({', '.join(sorted(fixes))})",

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass, field
 
 __all__ = ["State", "StrEnum", "Decision", "APPLY", "NATIVE", "UNTESTED", "UNSUPPORTED", "ABSENT"]
 
-if hasattr(enum, "StrEnum"):  # Python 3.11+
-    StrEnum = enum.StrEnum
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
 else:  # pragma: no cover - Python 3.10
 
-    class StrEnum(str, enum.Enum):  # type: ignore[no-redef]
+    class StrEnum(str, enum.Enum):
         """A str enum whose str() and format() are its value, as 3.11's StrEnum."""
 
-        __str__ = str.__str__  # type: ignore[assignment]
-        __format__ = str.__format__  # type: ignore[assignment]
+        def __str__(self) -> str:
+            return str.__str__(self)
+
+        def __format__(self, spec: str) -> str:
+            return str.__format__(self, spec)
 
 
 class State(StrEnum):
@@ -35,7 +39,13 @@ class State(StrEnum):
     ERROR = "error"  # the plugin providing the patch failed to load
 
 
-APPLY, NATIVE, UNTESTED, UNSUPPORTED, ABSENT = State.APPLY, State.NATIVE, State.UNTESTED, State.UNSUPPORTED, State.ABSENT
+APPLY, NATIVE, UNTESTED, UNSUPPORTED, ABSENT = (
+    State.APPLY,
+    State.NATIVE,
+    State.UNTESTED,
+    State.UNSUPPORTED,
+    State.ABSENT,
+)
 
 
 @dataclass(frozen=True)

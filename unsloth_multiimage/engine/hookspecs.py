@@ -32,7 +32,7 @@ class PatchSpecs:
     """Hook specifications. Every hook is called with keyword arguments only."""
 
     @hookspec
-    def umi_patches(self) -> "list[Patch]":
+    def umi_patches(self) -> list[Patch]:
         """Return the patches this plugin provides (a list of :class:`~unsloth_multiimage.patching.Patch`).
 
         Called once when the plugins load. Each patch name must be unique across plugins and
@@ -42,7 +42,7 @@ class PatchSpecs:
         """
 
     @hookspec(firstresult=True)
-    def umi_model_adapter(self, processor: object, config: object) -> "ModelAdapter | None":
+    def umi_model_adapter(self, processor: object, config: object) -> ModelAdapter | None:
         """Return a :class:`~unsloth_multiimage.adapters.ModelAdapter` if this plugin knows the
         family of ``processor`` (``config`` is the model config when known, else None), else None.
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 import wrapt
-
-from .decision import Decision
 
 if TYPE_CHECKING:
     from .compat import PatchCompat
@@ -52,9 +51,9 @@ class Patch:
     name: str
     module: str
     attribute: str
-    make_wrapper: Callable[[Decision], Wrapper]
-    shape_check: Optional[Callable[[Any], Optional[str]]] = None
-    compat: Optional["PatchCompat"] = None
+    make_wrapper: Callable[..., Wrapper]
+    shape_check: Callable[[Any], str | None] | None = None
+    compat: PatchCompat | None = None
     fixes: tuple[str, ...] = ()
 
     @property
@@ -86,7 +85,7 @@ class AppliedPatch:
     wrapper: Any = field(default=None)
 
     @classmethod
-    def apply(cls, patch: Patch, module: Any, wrapper: Wrapper) -> "AppliedPatch":
+    def apply(cls, patch: Patch, module: Any, wrapper: Wrapper) -> AppliedPatch:
         parent, attr = resolve_parent(module, patch.attribute)
         original = vars(parent).get(attr, _MISSING) if isinstance(parent, type) else getattr(parent, attr, _MISSING)
         if original is _MISSING and not isinstance(parent, type):

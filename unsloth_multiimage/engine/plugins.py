@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 
@@ -100,7 +101,8 @@ def load_plugins(blocked: frozenset[str] = frozenset(), extra: Iterable[tuple[st
         impls = [i for i in pm.hook.umi_patches.get_hookimpls() if i.plugin is plugin]
         for impl in impls:
             try:
-                result = impl.function()
+                returned: Any = impl.function()
+                result = list(returned)
                 bad = [p for p in result if not isinstance(p, Patch)]
                 if bad:
                     raise TypeError(f"umi_patches() returned {bad[0]!r}, not a Patch")
@@ -122,7 +124,9 @@ def load_plugins(blocked: frozenset[str] = frozenset(), extra: Iterable[tuple[st
             for p in result:
                 names.add(p.name)
                 patches.append((name, p))
-    return LoadedPlugins(manager=pm, records=records, patches=patches, adapters=AdapterLookup(pm.hook.umi_model_adapter))
+    return LoadedPlugins(
+        manager=pm, records=records, patches=patches, adapters=AdapterLookup(pm.hook.umi_model_adapter)
+    )
 
 
 def _describe_failure(name: str, value: str, exc: Exception, pm: pluggy.PluginManager) -> str:

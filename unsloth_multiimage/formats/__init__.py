@@ -64,7 +64,7 @@ Use with ``datasets``::
 
 from ..errors import FormatError, ImageTagMismatchError, UnknownFormatError
 from ..rows.layouts import FORMATS, describe, detect
-from .convert import DEFAULT_IMAGE_TAGS, resolve_image, to_messages
+from .convert import DEFAULT_IMAGE_TAGS, resolve_image, resolve_paths, to_messages
 from .dataset import consumed_columns, convert_dataset
 from .inverse import from_messages
 
@@ -81,4 +81,5 @@ __all__ = [
     "consumed_columns",
     "convert_dataset",
     "resolve_image",
+    "resolve_paths",
 ]

@@ -5,22 +5,20 @@ See :mod:`unsloth_multiimage.formats` for the rules.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import logging
 import os
 import re
-import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import FormatError, ImageTagMismatchError, UnknownFormatError
-from ..rows.chat import IMAGE_PART_TYPES, part_payload
+from ..rows.chat import IMAGE_PART_TYPES, column_entries, has_column, part_payload, rewrite_image_parts
 from ..rows.decode import data_uri_bytes, file_uri_path
 from ..rows.layouts import CHAT_KEYS, DEFAULT_IMAGE_TAGS, FORMATS, chat_of, describe, detect, is_message_list
 
-__all__ = ["DEFAULT_IMAGE_TAGS", "to_messages", "resolve_image"]
+__all__ = ["DEFAULT_IMAGE_TAGS", "to_messages", "resolve_image", "resolve_paths"]
 
 logger = logging.getLogger("unsloth_multiimage")
 
@@ -60,6 +58,39 @@ def resolve_image(image: Any, image_root: str | os.PathLike | None = None) -> An
     if image_root is None or not text or "://" in text[:16] or text[:5].lower() == "data:" or os.path.isabs(text):
         return text
     return os.path.join(os.path.abspath(os.path.expanduser(os.fspath(image_root))), text)
+
+
+def resolve_paths(example: Any, image_root: str | os.PathLike, *, only_missing: bool = False) -> Any:
+    """``example`` with the relative image paths of its ``images`` column and image parts joined
+    to ``image_root`` (see :func:`resolve_image`); with ``only_missing``, a relative path that
+    exists from the working directory is kept. Unchanged rows come back as the same object."""
+
+    def resolve(image: Any) -> Any:
+        if only_missing and isinstance(image, (str, os.PathLike)) and os.path.exists(image):
+            return image
+        return resolve_image(image, image_root)
+
+    changed = False
+
+    def part(_k: int, p: Mapping) -> Mapping:
+        nonlocal changed
+        for key in ("image", "path"):
+            value = p.get(key)
+            if value is not None:
+                new = resolve(value)
+                if new is not value and new != value:
+                    changed = True
+                    return {**p, key: new}
+        return p
+
+    out = rewrite_image_parts(example, part)
+    if has_column(out):
+        entries = column_entries(out)
+        new_entries = [resolve(e) for e in entries]
+        if any(a is not b and a != b for a, b in zip(entries, new_entries)):
+            changed = True
+            out["images"] = new_entries if isinstance(out["images"], (list, tuple)) else new_entries[0]
+    return out if changed else example
 
 
 def _data_uri_bytes(uri: str, where: str) -> bytes:
@@ -147,8 +178,11 @@ class _Row:
         if isinstance(content, str):
             return _split(content, self.tags, self.strip_newline)
         if not isinstance(content, (list, tuple)):
-            raise self.error(FormatError, f"has a turn whose content is a {type(content).__name__}",
-                             "make each content a string or a list of typed parts")
+            raise self.error(
+                FormatError,
+                f"has a turn whose content is a {type(content).__name__}",
+                "make each content a string or a list of typed parts",
+            )
         out: list = []
         for part in content:
             kind = part.get("type") if isinstance(part, Mapping) else None
@@ -165,8 +199,11 @@ class _Row:
                     out.append(("image", payload))
             else:
                 shown = kind if kind is not None else type(part).__name__
-                raise self.error(FormatError, f"has a content part of type {shown!r}",
-                                 "convert or drop parts other than text and image parts first")
+                raise self.error(
+                    FormatError,
+                    f"has a content part of type {shown!r}",
+                    "convert or drop parts other than text and image parts first",
+                )
         return out
 
 
@@ -175,13 +212,19 @@ def _turns(example: Mapping, fmt: str, row: _Row) -> tuple[list, list, str, tupl
     if fmt == "cauldron":
         texts = example.get("texts")
         if not isinstance(texts, (list, tuple)):
-            raise row.error(FormatError, f"has no `texts` list (keys: {sorted(example)})",
-                            "pass the right format=, or give the row `texts: [{user, assistant}]`")
+            raise row.error(
+                FormatError,
+                f"has no `texts` list (keys: {sorted(example)})",
+                "pass the right format=, or give the row `texts: [{user, assistant}]`",
+            )
         turns = []
         for pair in texts:
             if not isinstance(pair, Mapping):
-                raise row.error(FormatError, f"has a `texts` entry of type {type(pair).__name__}",
-                                "make every entry a {'user': ..., 'assistant': ...} dict")
+                raise row.error(
+                    FormatError,
+                    f"has a `texts` entry of type {type(pair).__name__}",
+                    "make every entry a {'user': ..., 'assistant': ...} dict",
+                )
             turns += [("messages", role, pair[role]) for role in ("user", "assistant") if pair.get(role) is not None]
         return turns, _column(example.get("images"), row.where, fmt, "images"), "images", ("texts", "images")
     if fmt == "prompt_completion":
@@ -189,17 +232,27 @@ def _turns(example: Mapping, fmt: str, row: _Row) -> tuple[list, list, str, tupl
         for side in ("prompt", "completion"):
             chat = example.get(side)
             if chat is not None and not is_message_list(chat):
-                raise row.error(FormatError, f"has a `{side}` that is not a list of role/content turns",
-                                "give `prompt` (and `completion`) as message lists")
+                raise row.error(
+                    FormatError,
+                    f"has a `{side}` that is not a list of role/content turns",
+                    "give `prompt` (and `completion`) as message lists",
+                )
             turns += [(side, _role(m.get("role"), row.where, fmt), m.get("content")) for m in chat or []]
         if not turns and example.get("prompt") is None:
             raise row.error(FormatError, f"has no `prompt` (keys: {sorted(example)})", "pass the right format=")
-        return turns, _column(example.get("images"), row.where, fmt, "images"), "images", (
-            "prompt", "completion", "images")
+        return (
+            turns,
+            _column(example.get("images"), row.where, fmt, "images"),
+            "images",
+            ("prompt", "completion", "images"),
+        )
     key, chat = chat_of(example)
     if chat is None or key is None:
-        raise row.error(FormatError, f"has none of {list(CHAT_KEYS)} (keys: {sorted(example)})",
-                        "pass the right format= (see unsloth_multiimage.formats.detect)")
+        raise row.error(
+            FormatError,
+            f"has none of {list(CHAT_KEYS)} (keys: {sorted(example)})",
+            "pass the right format= (see unsloth_multiimage.formats.detect)",
+        )
     if any(not isinstance(m, Mapping) for m in chat):
         raise row.error(FormatError, f"has a `{key}` entry that is not a dict", "make every turn a dict")
     if fmt == "llava":
@@ -225,20 +278,30 @@ def _assemble(turns: list, column: list, image_key: str, row: _Row) -> tuple[dic
     if n_slots == 0 and n_embedded == 0 and column:
         first_user = next((i for i, (_, role, _) in enumerate(segmented) if role == "user"), None)
         if first_user is None:
-            raise row.error(FormatError, f"has {len(column)} image(s) in `{image_key}`, no image tag and no user turn",
-                            "add a user turn, or image tags where the images belong")
+            raise row.error(
+                FormatError,
+                f"has {len(column)} image(s) in `{image_key}`, no image tag and no user turn",
+                "add a user turn, or image tags where the images belong",
+            )
         key, role, segs = segmented[first_user]
         segmented[first_user] = (key, role, [_SLOT] * len(column) + segs)
         logger.debug("%s: no image tags; %d image(s) put at the start of the first user turn", row.where, len(column))
     elif n_slots != len(column):
         tags = " / ".join(row.tags) or "none"
         embedded = f" (plus {n_embedded} image part(s) with their own image)" if n_embedded else ""
-        fix = (f"add the {len(column) - n_slots} missing image tag(s) (or bare image parts) where the images belong, "
-               f"in order, or remove the extra image(s)" if n_slots < len(column) else
-               f"remove the {n_slots - len(column)} extra tag(s) or add the missing image(s); if the text uses a tag "
-               f"literally, pass image_tags=() or your own tags")
-        raise row.error(ImageTagMismatchError, f"has {n_slots} image placeholder(s) (tags {tags} or bare image "
-                        f"parts){embedded} but {len(column)} image(s) in `{image_key}`", fix)
+        fix = (
+            f"add the {len(column) - n_slots} missing image tag(s) (or bare image parts) where the images belong, "
+            f"in order, or remove the extra image(s)"
+            if n_slots < len(column)
+            else f"remove the {n_slots - len(column)} extra tag(s) or add the missing image(s); if the text uses a tag "
+            f"literally, pass image_tags=() or your own tags"
+        )
+        raise row.error(
+            ImageTagMismatchError,
+            f"has {n_slots} image placeholder(s) (tags {tags} or bare image "
+            f"parts){embedded} but {len(column)} image(s) in `{image_key}`",
+            fix,
+        )
     fill = iter(column)
     chats: dict[str, list] = {}
     images: list = []
@@ -289,14 +352,22 @@ def to_messages(
     index = row if row is not None else idx
     where = f"row {index}" if index is not None else "row ?"
     if not isinstance(example, Mapping):
-        raise UnknownFormatError(f"unsloth_multiimage: {where} is a {type(example).__name__}, not a dict. "
-                                 f"Fix: pass one row (a dict) at a time.", row=index)
+        raise UnknownFormatError(
+            f"unsloth_multiimage: {where} is a {type(example).__name__}, not a dict. "
+            f"Fix: pass one row (a dict) at a time.",
+            row=index,
+        )
     fmt = detect(example) if format == "auto" else format
     if fmt not in FORMATS:
-        found = f"has an unknown layout (keys: {sorted(map(str, example))})" if fmt == "unknown" else (
-            f"was given format={format!r}")
-        raise UnknownFormatError(f"unsloth_multiimage: {where} {found}. Fix: {describe('unknown')} "
-                                 f"Known formats: {', '.join(FORMATS)}.", row=index)
+        found = (
+            f"has an unknown layout (keys: {sorted(map(str, example))})"
+            if fmt == "unknown"
+            else (f"was given format={format!r}")
+        )
+        raise UnknownFormatError(
+            f"unsloth_multiimage: {where} {found}. Fix: {describe('unknown')} Known formats: {', '.join(FORMATS)}.",
+            row=index,
+        )
     state = _Row(where, fmt, tuple(image_tags), strip_tag_newline, image_root)
     try:
         turns, column, image_key, consumed = _turns(example, fmt, state)
@@ -313,5 +384,3 @@ def to_messages(
         out["messages"] = chats.get("messages", [])
     out["images"] = images
     return out
-
-

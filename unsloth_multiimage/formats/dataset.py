@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..rows.layouts import FORMATS, chat_of, detect, label
 from .convert import DEFAULT_IMAGE_TAGS, to_messages
@@ -119,10 +120,15 @@ def convert_dataset(
         The converted dataset (a list for an iterable of rows).
     """
     options: dict[str, Any] = {
-        "image_root": image_root, "image_tags": tuple(image_tags), "strip_tag_newline": strip_tag_newline}
+        "image_root": image_root,
+        "image_tags": tuple(image_tags),
+        "strip_tag_newline": strip_tag_newline,
+    }
     if isinstance(dataset, Mapping):  # a DatasetDict: every split
-        splits = {name: convert_dataset(split, format=format, num_proc=num_proc, **options, **map_kwargs)
-                  for name, split in dataset.items()}
+        splits = {
+            name: convert_dataset(split, format=format, num_proc=num_proc, **options, **map_kwargs)
+            for name, split in dataset.items()
+        }
         return type(dataset)(splits)  # type: ignore[call-arg]
     if not hasattr(dataset, "map"):
         rows = list(dataset)

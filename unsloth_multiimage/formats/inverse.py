@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import FormatError, ImageTagMismatchError, UnknownFormatError
 from ..rows.chat import content_parts, part_payload
@@ -48,8 +49,10 @@ def _url(image: Any) -> str:
         return _url({"bytes": image})
     if isinstance(image, (str, os.PathLike)):
         return os.fspath(image)
-    raise FormatError(f"unsloth_multiimage: an image of type {type(image).__name__} has no URL form. "
-                      f"Fix: use paths or bytes for the openai format.")
+    raise FormatError(
+        f"unsloth_multiimage: an image of type {type(image).__name__} has no URL form. "
+        f"Fix: use paths or bytes for the openai format."
+    )
 
 
 def from_messages(example: Mapping[str, Any], format: str, *, tag: str = "<image>") -> dict[str, Any]:
@@ -77,9 +80,13 @@ def from_messages(example: Mapping[str, Any], format: str, *, tag: str = "<image
     chat, images = _canonical(example)
     rest = {k: v for k, v in example.items() if k not in ("messages", "prompt", "completion", "images")}
     n_parts = sum(p.get("type") == "image" for p in content_parts(chat))
-    if n_parts != len(images) or any(part_payload(p) is not None for p in content_parts(chat) if p.get("type") == "image"):
-        raise ImageTagMismatchError(f"unsloth_multiimage: row ? (messages format) has {n_parts} image part(s) but "
-                                    f"{len(images)} image(s). Fix: one bare image part per image.")
+    if n_parts != len(images) or any(
+        part_payload(p) is not None for p in content_parts(chat) if p.get("type") == "image"
+    ):
+        raise ImageTagMismatchError(
+            f"unsloth_multiimage: row ? (messages format) has {n_parts} image part(s) but "
+            f"{len(images)} image(s). Fix: one bare image part per image."
+        )
     contents = [list(m.get("content") or []) for m in chat]
     if format == "messages":
         return {**rest, "messages": chat, "images": images}
@@ -121,9 +128,9 @@ def _cauldron_texts(chat: list, contents: list, n_images: int) -> list:
     while leading < len(first) and first[leading].get("type") == "image":
         leading += 1
     if len(roles) % 2 or any(r != ("user", "assistant")[i % 2] for i, r in enumerate(roles)) or leading != n_images:
-        raise FormatError("unsloth_multiimage: row ? cannot be written as cauldron: it needs user/assistant pairs "
-                          "with every image at the start of the first user turn. Fix: use another format.")
+        raise FormatError(
+            "unsloth_multiimage: row ? cannot be written as cauldron: it needs user/assistant pairs "
+            "with every image at the start of the first user turn. Fix: use another format."
+        )
     text = ["".join(p.get("text") or "" for p in c if p.get("type") != "image") for c in contents]
     return [{"user": text[i], "assistant": text[i + 1]} for i in range(0, len(text), 2)]
-
-

@@ -46,6 +46,6 @@ def extend_over_completions(batch: Any, prompts: Any, completions: Any, padding_
         real = attention[b].nonzero().flatten()
         if not len(real):
             continue
-        kept = sources[-len(real):] if padding_side == "left" else sources[: len(real)]
+        kept = sources[-len(real) :] if padding_side == "left" else sources[: len(real)]
         out[b, real] = prompt_mask[b, kept]
     batch["cross_attention_mask"] = out

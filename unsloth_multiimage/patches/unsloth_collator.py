@@ -18,7 +18,8 @@ extraction returns a tuple where its caller expects the image list.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..adapters import AdapterLookup
 from ..engine.decision import Decision
@@ -27,10 +28,11 @@ from ..engine.patching import Patch, signature_accepts
 from ..errors import RowError, RowShapeError
 from ..rows.chat import messages_of
 from ..rows.pipeline import PreparedRow, format_rows, prepare_batch
+from ..rows.plan import RowPlan
 from ..settings import get_settings
 from . import pc_cross_attention
 from .zoo_proxy import BatchImages, ProcessorProxy
-from .zoo_release import Fix, PcFix, for_upstream, is_pc_row, pc_path_problem
+from .zoo_release import Fix, PcFix, for_upstream, is_pc_row, pc_path_problem, resizer
 
 __all__ = ["Fix", "PcFix", "umi_patches", "make_wrapper", "render_row", "process_row"]
 
@@ -143,6 +145,21 @@ def _check_layouts(examples: Sequence[Any], decision: Decision) -> None:
             )
 
 
+def _pre_resize(collator: Any) -> Callable[[RowPlan, int, Any], Any]:
+    """Resize a decoded column image on the decoding thread, the way this release resizes it: the
+    release then finds it at its size already (its resize is idempotent), so its serial loop
+    does no work. Images of content rows are left alone (upstream resizes those after its own
+    smart_resize)."""
+    resize = resizer(collator)
+
+    def after_decode(plan: RowPlan, _k: int, image: Any) -> Any:
+        if plan.column and not plan.merged:
+            return resize([image])[0]
+        return image
+
+    return after_decode
+
+
 def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
     """The ``__call__`` wrapper for the installed release (``decision.fixes`` are its active fixes;
     ``adapters`` finds the model family of the collator's processor)."""
@@ -157,7 +174,11 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
             out = wrapped([example for example, _ in handed])
         finally:
             instance.processor = processor
-        if Fix.PC_CROSS_ATTENTION in decision.fixes and len(images.outputs) >= 2 and pc_cross_attention.needs_repair(out):
+        if (
+            Fix.PC_CROSS_ATTENTION in decision.fixes
+            and len(images.outputs) >= 2
+            and pc_cross_attention.needs_repair(out)
+        ):
             tokenizer = getattr(processor, "tokenizer", processor)
             pc_cross_attention.extend_over_completions(
                 out, images.outputs[0], images.outputs[1], getattr(tokenizer, "padding_side", "right")
@@ -174,7 +195,9 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
         examples = format_rows(examples, formatting)
         adapter = adapters(instance.processor)
         single = adapter.name if adapter is not None and not adapter.multi_image else None
-        prepared = prepare_batch(examples, get_settings(), single_image_family=single)
+        prepared = prepare_batch(
+            examples, get_settings(), single_image_family=single, after_decode=_pre_resize(instance)
+        )
         _check_layouts([p.example for p in prepared], decision)
         with _swap_lock:
             if formatting is not None:
@@ -186,7 +209,11 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
             except Exception as exc:
                 if getattr(exc, "_umi_own", False):
                     raise  # the plugin's own alignment failed: a bug to report, not a bad row
-                if isinstance(exc, KeyError) and exc.args == ("pixel_values",) and not any(p.plan.images for p in prepared):
+                if (
+                    isinstance(exc, KeyError)
+                    and exc.args == ("pixel_values",)
+                    and not any(p.plan.images for p in prepared)
+                ):
                     # Releases before 2025.9.3 index batch["pixel_values"] even when no row has an image.
                     raise ValueError(
                         f"unsloth_multiimage: every row of this batch ({len(prepared)} rows) is text-only, and "
@@ -198,8 +225,14 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
                 if formatting is not None:
                     instance.formatting_func = formatting
 
-    def _name_the_row(collate: Callable, wrapped: Callable, instance: Any, prepared: Sequence[PreparedRow],
-                      adapter: Any, exc: BaseException) -> RowError:
+    def _name_the_row(
+        collate: Callable,
+        wrapped: Callable,
+        instance: Any,
+        prepared: Sequence[PreparedRow],
+        adapter: Any,
+        exc: BaseException,
+    ) -> RowError:
         """The row that fails alone (upstream's own exception named), or a batch-level error."""
         if len(prepared) > 1:
             for p in prepared:
@@ -207,6 +240,10 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
                     collate(wrapped, instance, [p], adapter)
                 except RowError as inner:
                     return inner
+                except KeyError as inner:
+                    if inner.args == ("pixel_values",) and not p.plan.images:
+                        continue  # a text-only row alone: releases before 2025.9.3 need an image per batch
+                    return failure(p.row, inner, decision.version)
                 except Exception as inner:  # the first row that fails on its own is the bad one
                     return failure(p.row, inner, decision.version)
             return failure(None, exc, decision.version)

@@ -8,7 +8,8 @@ the plugin must hand over already loaded, and which rows upstream alone would ge
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..engine.decision import Decision, StrEnum
 from ..rows.chat import carrying_part, has_column, is_chat, rewrite_image_parts, without_none_keys
@@ -133,8 +134,10 @@ def for_upstream(prepared: PreparedRow, fixes: frozenset[str]) -> tuple[Any, int
         example = {("messages" if k == "conversations" else k): v for k, v in example.items()}
     pc = is_pc_row(example)
     lost_pc_column = pc and Fix.PC_COLUMN_IMAGES in fixes  # this release reads a pc row's images from its content
-    if plan.merged or (not plan.column and prepared.decoded) or (
-        plan.column and lost_pc_column and plan.placeholders == len(plan.images) and is_chat(example.get("prompt"))
+    if (
+        plan.merged
+        or (not plan.column and prepared.decoded)
+        or (plan.column and lost_pc_column and plan.placeholders == len(plan.images) and is_chat(example.get("prompt")))
     ):
         # Merged rows, rows whose embedded images we decoded, and prompt/completion rows on releases
         # that read their images from the content only: every image goes into its part.
@@ -158,8 +161,7 @@ def pc_path_problem(decision: Decision) -> str | None:
     """Why this release cannot collate prompt/completion rows at all, or None."""
     if _release(decision) < PC_PATH:
         return (
-            f"unsloth_zoo {decision.version} collates `messages` rows only (prompt/completion rows arrived in "
-            f"2025.9.3)"
+            f"unsloth_zoo {decision.version} collates `messages` rows only (prompt/completion rows arrived in 2025.9.3)"
         )
     return None
 
@@ -179,12 +181,20 @@ def upstream_problems(
     fixes, release = decision.fixes, _release(decision)
     n = len(plan.images)
     out: list[str] = []
-    if release >= PC_PATH and isinstance(example, Mapping) and any(k in example and example[k] is None for k in _LAYOUT_KEYS):
-        out.append("upstream picks its code path by the keys of a batch's first row: this row's None-valued "
-                   "layout keys (Arrow's filler) would send the batch down the wrong one")
+    if (
+        release >= PC_PATH
+        and isinstance(example, Mapping)
+        and any(k in example and example[k] is None for k in _LAYOUT_KEYS)
+    ):
+        out.append(
+            "upstream picks its code path by the keys of a batch's first row: this row's None-valued "
+            "layout keys (Arrow's filler) would send the batch down the wrong one"
+        )
     if is_pc_row(example) and pc_decision is not None and PcFix.PC_EXTRACT_TUPLE in pc_decision.fixes:
-        out.append(f"unsloth_zoo {decision.version} fails on every prompt/completion row (its image extraction "
-                   f"returns a tuple to its resize step)")
+        out.append(
+            f"unsloth_zoo {decision.version} fails on every prompt/completion row (its image extraction "
+            f"returns a tuple to its resize step)"
+        )
     pc = is_pc_row(example)
     column = example.get("images") if has_column(example) else None
     entries = [] if column is None else (list(column) if isinstance(column, (list, tuple)) else [column])
@@ -193,8 +203,10 @@ def upstream_problems(
     if isinstance(example, Mapping) and "images" in example and example["images"] is None and release < COLUMN_DECODING:
         out.append(f"unsloth_zoo {decision.version} indexes `images: None` instead of reading the messages")
     if n and plan.column and release < COLUMN_LIST and nesting == "per_row":
-        out.append(f"unsloth_zoo {decision.version} hands the processor one bare image per row, a flat list this "
-                   f"processor reads as one sample")
+        out.append(
+            f"unsloth_zoo {decision.version} hands the processor one bare image per row, a flat list this "
+            f"processor reads as one sample"
+        )
     if n == 0 and Fix.TEXT_ONLY_ROW_SLOTS in fixes:
         out.append("upstream would crash on this text-only row or drop it from the image list, misaligning the batch")
     if pc and n and release < COLUMN_DECODING:
@@ -209,10 +221,14 @@ def upstream_problems(
             out.append(f"unsloth_zoo {decision.version} would pass unloaded image files to the processor")
     elif n:
         if release < TYPED_VISION_PARTS and _text_part_with_image_key(example):
-            out.append(f"unsloth_zoo {decision.version} reads a text part with an `image` key (Arrow's None filler) "
-                       f"as an image")
+            out.append(
+                f"unsloth_zoo {decision.version} reads a text part with an `image` key (Arrow's None filler) "
+                f"as an image"
+            )
         if release < CONTENT_BESIDE_COLUMN:
-            out.append(f"unsloth_zoo {decision.version} cannot batch images embedded in the messages beside column rows")
+            out.append(
+                f"unsloth_zoo {decision.version} cannot batch images embedded in the messages beside column rows"
+            )
         elif not all(_reads_content(img, release) for img in _payloads(example)):
             out.append(f"unsloth_zoo {decision.version} cannot read some image embedded in the messages as given")
     return list(dict.fromkeys(out))
@@ -221,7 +237,9 @@ def upstream_problems(
 def _text_part_with_image_key(example: Any) -> bool:
     from ..rows.chat import content_parts, messages_of
 
-    return any(p.get("type") not in ("image", "image_url") and "image" in p for p in content_parts(messages_of(example)))
+    return any(
+        p.get("type") not in ("image", "image_url") and "image" in p for p in content_parts(messages_of(example))
+    )
 
 
 def _payloads(example: Any) -> list:

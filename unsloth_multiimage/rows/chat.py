@@ -12,7 +12,8 @@ Pure Python: nothing here imports PIL, torch or transformers.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "CHAT_KEYS",
@@ -175,7 +176,9 @@ def without_none_keys(example: Any) -> Any:
             if isinstance(content, (list, tuple)):
                 message = {
                     **message,
-                    "content": [{k: v for k, v in p.items() if v is not None} if isinstance(p, Mapping) else p for p in content],
+                    "content": [
+                        {k: v for k, v in p.items() if v is not None} if isinstance(p, Mapping) else p for p in content
+                    ],
                 }
             out.append(message)
         return out

@@ -33,8 +33,8 @@ from __future__ import annotations
 import io
 import os
 import sys
-from typing import Any, Mapping
-
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO
 
 from ..errors import ImageLoadError
 
@@ -102,25 +102,29 @@ def load_image(
     """
     from PIL import Image, UnidentifiedImageError
 
+    opener: Callable[[], BinaryIO]
     if isinstance(obj, Image.Image):
         return _normalise(obj, row, index)
     if _is_array(obj):
         return _normalise(array_to_image(obj, row, index), row, index)
     if isinstance(obj, Mapping):
-        data, path = obj.get("bytes"), obj.get("path")
-        if data is not None:
-            obj = data
+        stored, path = obj.get("bytes"), obj.get("path")
+        if stored is not None:
+            obj = stored
         elif path is not None:
             obj = path
         else:
             raise ImageLoadError(
                 f"unsloth_multiimage: {_where(row, index)} is a dict without 'bytes' or 'path' (keys: "
-                f"{sorted(map(str, obj))}). Fix: store the image bytes or a local file path."
-            , row=row)
+                f"{sorted(map(str, obj))}). Fix: store the image bytes or a local file path.",
+                row=row,
+            )
     if isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
         if not data:
-            raise ImageLoadError(f"unsloth_multiimage: {_where(row, index)} is empty bytes. Fix: store the image file's bytes.", row=row)
+            raise ImageLoadError(
+                f"unsloth_multiimage: {_where(row, index)} is empty bytes. Fix: store the image file's bytes.", row=row
+            )
         source, opener = f"{len(data)} bytes", lambda: io.BytesIO(data)
     elif isinstance(obj, (str, os.PathLike)):
         text = os.fspath(obj)
@@ -145,27 +149,31 @@ def load_image(
                 raise ImageLoadError(
                     f"unsloth_multiimage: {_where(row, index)} is a URL ({text[:80]}); URLs are not fetched unless "
                     f"you opt in. Fix: download the images first, or set UNSLOTH_MULTIIMAGE_ALLOW_URLS=1 "
-                    f"(configure(allow_urls=True))."
-                , row=row)
+                    f"(configure(allow_urls=True)).",
+                    row=row,
+                )
             data = _fetch(text, timeout, row, index)
             source, opener = text, lambda: io.BytesIO(data)
         elif "://" in text[:16]:
             raise ImageLoadError(
                 f"unsloth_multiimage: {_where(row, index)} is an unsupported image reference ({text[:40]}...). "
-                f"Fix: use a local path, bytes or a PIL image."
-            , row=row)
+                f"Fix: use a local path, bytes or a PIL image.",
+                row=row,
+            )
         else:
             if not os.path.isfile(text):
                 raise ImageLoadError(
                     f"unsloth_multiimage: {_where(row, index)}: no such image file {text!r}. Fix: correct the path "
-                    f"(relative paths are read from {os.getcwd()!r})."
-                , row=row)
+                    f"(relative paths are read from {os.getcwd()!r}).",
+                    row=row,
+                )
             source, opener = text, lambda: open(text, "rb")
     else:
         raise ImageLoadError(
             f"unsloth_multiimage: {_where(row, index)} is a {type(obj).__name__}, not an image. Fix: use a PIL "
-            f"image, bytes, a local path or a dict with 'bytes'/'path'."
-        , row=row)
+            f"image, bytes, a local path or a dict with 'bytes'/'path'.",
+            row=row,
+        )
     shown = source if len(source) < 80 else source[:77] + "..."
     try:
         with opener() as fh:
@@ -177,13 +185,15 @@ def load_image(
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(
             f"unsloth_multiimage: {_where(row, index)} ({shown}) is too large to decode safely: {exc}. Fix: "
-            f"downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
-        , row=row) from exc
+            f"downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file.",
+            row=row,
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(
             f"unsloth_multiimage: {_where(row, index)} cannot be decoded from {shown}: "
-            f"{_pil_reason(exc)}. Fix: re-encode or remove that image (and its placeholder)."
-        , row=row) from exc
+            f"{_pil_reason(exc)}. Fix: re-encode or remove that image (and its placeholder).",
+            row=row,
+        ) from exc
     return _normalise(image, row, index)
 
 
@@ -244,8 +254,9 @@ def _normalise(image: Any, row: int, index: int) -> Any:
         except Exception as exc:
             raise ImageLoadError(
                 f"unsloth_multiimage: {_where(row, index)} has an EXIF orientation that cannot be applied: {exc}. "
-                f"Fix: re-save the image without EXIF orientation."
-            , row=row) from exc
+                f"Fix: re-save the image without EXIF orientation.",
+                row=row,
+            ) from exc
     _check_size(image, row, index)
     mode = image.mode
     if mode == "RGB":
@@ -265,8 +276,9 @@ def _normalise(image: Any, row: int, index: int) -> Any:
             if not np.isfinite(values).all() or low < 0.0 or high > 1.0:
                 raise ImageLoadError(
                     f"unsloth_multiimage: {_where(row, index)} is a floating-point image with values in "
-                    f"[{low:g}, {high:g}]; only [0, 1] has an unambiguous meaning. Fix: convert it to 8-bit RGB."
-                , row=row)
+                    f"[{low:g}, {high:g}]; only [0, 1] has an unambiguous meaning. Fix: convert it to 8-bit RGB.",
+                    row=row,
+                )
             scaled = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
             return Image.fromarray(scaled, mode="L").convert("RGB")
         return to_rgb(image)
@@ -275,8 +287,9 @@ def _normalise(image: Any, row: int, index: int) -> Any:
     except (ValueError, OSError) as exc:
         raise ImageLoadError(
             f"unsloth_multiimage: {_where(row, index)} has pixel mode {mode!r}, which cannot be converted to RGB: "
-            f"{exc}. Fix: convert it to RGB yourself."
-        , row=row) from exc
+            f"{exc}. Fix: convert it to RGB yourself.",
+            row=row,
+        ) from exc
 
 
 def to_rgb(image: Any) -> Any:
@@ -311,24 +324,33 @@ def array_to_image(obj: Any, row: int, index: int) -> Any:
     elif array.ndim == 3 and shape[0] in _CHANNELS and shape[-1] in _CHANNELS:
         raise ImageLoadError(
             f"unsloth_multiimage: {what}: both its first and last axes could be the channels. Fix: pass a PIL "
-            f"image, or an array of shape (height, width, channels) with sides of at least {MIN_SIDE} pixels.", row=row)
+            f"image, or an array of shape (height, width, channels) with sides of at least {MIN_SIDE} pixels.",
+            row=row,
+        )
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in _CHANNELS) or 0 in shape:
         raise ImageLoadError(
             f"unsloth_multiimage: {what}, not an image. Fix: pass (height, width), (height, width, channels) or "
-            f"(channels, height, width) with 1, 3 or 4 channels, or a PIL image.", row=row)
+            f"(channels, height, width) with 1, 3 or 4 channels, or a PIL image.",
+            row=row,
+        )
     if array.dtype == np.uint8:
         pixels = array
     elif np.issubdtype(array.dtype, np.floating):
-        low, high = float(np.nanmin(array)), float(np.nanmax(array))
-        if not np.isfinite(array).all() or low < 0.0 or high > 1.0:
+        finite = bool(np.isfinite(array).all())
+        low, high = (float(array.min()), float(array.max())) if finite else (float("nan"), float("nan"))
+        if not finite or low < 0.0 or high > 1.0:
             raise ImageLoadError(
                 f"unsloth_multiimage: {what} with values in [{low:g}, {high:g}]; floating-point images must hold "
-                f"values in [0, 1]. Fix: scale it to [0, 1], or convert it to uint8.", row=row)
+                f"values in [0, 1]. Fix: scale it to [0, 1], or convert it to uint8.",
+                row=row,
+            )
         pixels = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
     else:
         raise ImageLoadError(
             f"unsloth_multiimage: {what}; only uint8 (0-255) and floating point in [0, 1] have an unambiguous "
-            f"meaning. Fix: convert it to uint8, or to a PIL image.", row=row)
+            f"meaning. Fix: convert it to uint8, or to a PIL image.",
+            row=row,
+        )
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     return Image.fromarray(np.ascontiguousarray(pixels))  # L, RGB or RGBA from the shape
@@ -342,12 +364,13 @@ def _fetch(url: str, timeout: float, row: int, index: int) -> bytes:
             data = response.read(MAX_URL_BYTES + 1)
     except Exception as exc:
         raise ImageLoadError(
-            f"unsloth_multiimage: {_where(row, index)}: fetching {url[:80]} failed: {type(exc).__name__}: {exc}"
-        , row=row) from exc
+            f"unsloth_multiimage: {_where(row, index)}: fetching {url[:80]} failed: {type(exc).__name__}: {exc}",
+            row=row,
+        ) from exc
     if len(data) > MAX_URL_BYTES:
         raise ImageLoadError(
             f"unsloth_multiimage: {_where(row, index)}: {url[:80]} is larger than {MAX_URL_BYTES} bytes. Fix: "
-            f"download and downscale it first."
-        , row=row)
+            f"download and downscale it first.",
+            row=row,
+        )
     return data
-

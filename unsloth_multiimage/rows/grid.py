@@ -22,7 +22,8 @@ to the cell).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .decode import to_rgb
 
@@ -40,7 +41,9 @@ def grid_layout(n: int) -> tuple[int, int]:
     return cols, -(-n // cols)
 
 
-def cell_boxes(sizes: Sequence[tuple[int, int]], gap: int = 4) -> tuple[tuple[int, int], list[tuple[int, int, int, int]]]:
+def cell_boxes(
+    sizes: Sequence[tuple[int, int]], gap: int = 4
+) -> tuple[tuple[int, int], list[tuple[int, int, int, int]]]:
     """The canvas size and, per image, the ``(left, top, right, bottom)`` box it is pasted into.
 
     ``sizes`` are the images' ``(width, height)``; boxes follow the order of ``sizes``.

@@ -6,11 +6,22 @@ converts it) and by :mod:`unsloth_multiimage.formats`, which converts those layo
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .chat import content_parts, image_parts, messages_of
 
-__all__ = ["FORMATS", "CHAT_KEYS", "DEFAULT_IMAGE_TAGS", "detect", "describe", "label", "chat_of", "is_message_list", "tag_layout"]
+__all__ = [
+    "FORMATS",
+    "CHAT_KEYS",
+    "DEFAULT_IMAGE_TAGS",
+    "detect",
+    "describe",
+    "label",
+    "chat_of",
+    "is_message_list",
+    "tag_layout",
+]
 
 MESSAGES = "messages"
 LLAVA = "llava"
@@ -70,10 +81,11 @@ def detect(example: Any) -> str:
     2. The chat (``messages``, else ``conversations``, else ``conversation``) holds
        ``{"from", "value"}`` turns: ``"llava"`` (LLaMA-Factory's from/value sharegpt too).
     3. Role/content turns with an ``image_url`` part anywhere: ``"openai"``.
-    4. Role/content turns with a string content: ``"llamafactory"`` under ``messages``,
-       ``"mantis"`` under ``conversation(s)``. Text-only string chats land here too (harmless:
-       converting them only wraps the strings into text parts).
-    5. Role/content turns with list contents only (or an empty chat): ``"messages"``.
+    4. Role/content turns with a string content and no image part: ``"llamafactory"`` under
+       ``messages``, ``"mantis"`` under ``conversation(s)``. Text-only string chats land here too
+       (harmless: converting them only wraps the strings into text parts).
+    5. Role/content turns with list contents (string text turns beside image parts included), or
+       an empty chat: ``"messages"``.
        OpenAI rows without images are ``"messages"``: the two layouts coincide.
     6. ``prompt`` is a list of role/content turns: ``"prompt_completion"`` (prompt-only rows
        too). String prompts (TRL's standard, non-conversational layout) are ``"unknown"``.
@@ -102,7 +114,7 @@ def detect(example: Any) -> str:
             return UNKNOWN
         if any(p.get("type") == "image_url" for p in content_parts(turns)):
             return OPENAI
-        if any(isinstance(m.get("content"), str) for m in turns):
+        if any(isinstance(m.get("content"), str) for m in turns) and not image_parts(turns):
             return LLAMAFACTORY if key == "messages" else MANTIS
         return MESSAGES
     if is_message_list(example.get("prompt")) and example.get("prompt"):
@@ -147,8 +159,8 @@ def tag_layout(example: Any, placeholder: str | None = None) -> tuple[str, int] 
     if not messages or image_parts(messages):
         return None
     tags = [t for t in DEFAULT_IMAGE_TAGS if t != placeholder]
-    texts = [m.get("content") for m in messages if isinstance(m, Mapping) and isinstance(m.get("content"), str)]
-    texts += [p.get("text") for p in content_parts(messages) if p.get("type") == "text" and isinstance(p.get("text"), str)]
+    texts: list[str] = [m["content"] for m in messages if isinstance(m, Mapping) and isinstance(m.get("content"), str)]
+    texts += [p["text"] for p in content_parts(messages) if p.get("type") == "text" and isinstance(p.get("text"), str)]
     n = sum(text.count(tag) for text in texts for tag in tags)
     if not n:
         return None

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
+from ..errors import ImageCountError
 from ..settings import Settings, get_settings
 from .chat import image_parts, is_chat
 from .decode import load_image, needs_decoding
-from ..errors import ImageCountError
 from .plan import RowPlan, plan_row
 from .policy import apply_policies
 from .shape import check_formatted, check_row
@@ -70,6 +71,7 @@ def prepare_batch(
     single_image_family: str | None = None,
     first_row: int = 0,
     headers_only: bool = False,
+    after_decode: Callable[[RowPlan, int, Any], Any] | None = None,
 ) -> list[PreparedRow]:
     """Run every stage of the pipeline over a batch (see the module docstring).
 
@@ -82,6 +84,10 @@ def prepare_batch(
             the collator names the rows of its batch from 0).
         headers_only: open image files without decoding them (a dry run over many rows); the
             pixel budget and the grid, which need pixels, are then not applied.
+        after_decode: ``after_decode(plan, index, image) -> image``, run on the decoding thread
+            right after an image is loaded (the collator resizes there the way its release
+            would, so that work runs in parallel too); only when no later stage changes pixels
+            (no pixel budget, no grid).
 
     Raises:
         RowError: the first bad row of the first stage that finds one (a ``ValueError`` naming it).
@@ -94,7 +100,8 @@ def prepare_batch(
     given = [len(p.images) for p in plans]
     # The cap first, so images it drops are never loaded; then decode; then budget and grid.
     capped, plans = apply_policies(examples, plans, replace(settings, max_pixels_per_example=None, strategy="native"))
-    plans, decoded = _decode_batch(plans, settings, headers_only)
+    pixels_final = settings.max_pixels_per_example is None and settings.strategy == "native"
+    plans, decoded = _decode_batch(plans, settings, headers_only, after_decode if pixels_final else None)
     if headers_only:
         final = capped
     else:
@@ -148,7 +155,12 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return pool
 
 
-def _decode_batch(plans: Sequence[RowPlan], settings: Settings, headers_only: bool = False) -> tuple[list[RowPlan], list[bool]]:
+def _decode_batch(
+    plans: Sequence[RowPlan],
+    settings: Settings,
+    headers_only: bool = False,
+    after_decode: Callable[[RowPlan, int, Any], Any] | None = None,
+) -> tuple[list[RowPlan], list[bool]]:
     """Load every image that is not ready yet; order and row-named errors as in a serial loop."""
     todo = [(i, k, img) for i, p in enumerate(plans) for k, img in enumerate(p.images) if needs_decoding(img)]
     if not todo:
@@ -156,7 +168,8 @@ def _decode_batch(plans: Sequence[RowPlan], settings: Settings, headers_only: bo
 
     def load(task: tuple[int, int, Any]) -> Any:
         i, k, img = task
-        return load_image(img, plans[i].row, k, allow_urls=settings.allow_urls, header_only=headers_only)
+        image = load_image(img, plans[i].row, k, allow_urls=settings.allow_urls, header_only=headers_only)
+        return image if after_decode is None or headers_only else after_decode(plans[i], k, image)
 
     if settings.decode_threads > 1 and len(todo) > 1:
         loaded = list(_pool(settings.decode_threads).map(load, todo))  # raises the first failure, in order

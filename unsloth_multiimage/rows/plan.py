@@ -12,12 +12,13 @@ Nothing is dropped, reordered or truncated silently: an inconsistency raises
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from .chat import column_entries, has_column, image_parts, messages_of, part_payload
 from ..errors import FormatError, ImageCountError, RowShapeError
 from . import layouts
+from .chat import column_entries, has_column, image_parts, messages_of, part_payload
 
 __all__ = ["RowPlan", "plan_row", "count_token", "check_rendered_counts"]
 
@@ -50,11 +51,12 @@ def plan_row(example: Any, row: int) -> RowPlan:
     parts = image_parts(messages_of(example))
     filled = [part_payload(p) for p in parts]
     n_bare = sum(v is None for v in filled)
-    nested = [k for k, v in enumerate(filled) if isinstance(v, (list, tuple))]
-    if nested:
+    nested_parts = [(k, v) for k, v in enumerate(filled) if isinstance(v, (list, tuple))]
+    if nested_parts:
+        k, value = nested_parts[0]
         raise RowShapeError(
-            f"unsloth_multiimage: row {row}'s image part {nested[0]} holds a {type(filled[nested[0]]).__name__} of "
-            f"{len(filled[nested[0]])} item(s), not one image. Fix: give each image its own "
+            f"unsloth_multiimage: row {row}'s image part {k} holds a {type(value).__name__} of "
+            f"{len(value)} item(s), not one image. Fix: give each image its own "
             f'{{"type": "image", "image": ...}} part.',
             row=row,
         )
@@ -65,8 +67,9 @@ def plan_row(example: Any, row: int) -> RowPlan:
                 f"unsloth_multiimage: row {row} has {n_bare} image placeholder(s) without an image "
                 f"({len(parts)} image parts in all) and no `images` column. Fix: put the image in the part "
                 f'(`{{"type": "image", "image": <PIL image or path>}}`) or add an `images` column with '
-                f"{n_bare} image(s) for row {row}."
-            , row=row)
+                f"{n_bare} image(s) for row {row}.",
+                row=row,
+            )
         images = tuple(filled)
         return RowPlan(row, images, column=False, merged=False, upstream_count=len(images), placeholders=len(parts))
 
@@ -85,15 +88,17 @@ def plan_row(example: Any, row: int) -> RowPlan:
             f"unsloth_multiimage: row {row} has None at position(s) {missing} of its `images` list "
             f"({len(column)} entries). Dropping them would shift the remaining images against their "
             f"placeholders. Fix: remove the None entries together with their image placeholders, or set the "
-            f"whole `images` value to None to use the images embedded in the messages."
-        , row=row)
+            f"whole `images` value to None to use the images embedded in the messages.",
+            row=row,
+        )
     n_filled = len(parts) - n_bare
     if n_filled == 0:
         if n_bare and n_bare != len(column):
             raise ImageCountError(
                 f"unsloth_multiimage: row {row} has {len(column)} image(s) in its `images` column but {n_bare} bare "
-                f'{{"type": "image"}} placeholder(s). Fix: give every column image exactly one placeholder, in order.'
-            , row=row)
+                f'{{"type": "image"}} placeholder(s). Fix: give every column image exactly one placeholder, in order.',
+                row=row,
+            )
         # Plain column row (the usual TRL/Unsloth layout); the rendered text is checked later.
         images = tuple(column)
         return RowPlan(row, images, column=True, merged=False, upstream_count=len(images), placeholders=len(parts))
@@ -104,14 +109,16 @@ def plan_row(example: Any, row: int) -> RowPlan:
         raise ImageCountError(
             f"unsloth_multiimage: row {row} has {len(column)} image(s) in its `images` column but every one of "
             f"its {len(parts)} image parts already carries an image, so there is no placeholder for them. "
-            f'Fix: add one bare {{"type": "image"}} part per column image where each belongs, or drop the column.'
-        , row=row)
+            f'Fix: add one bare {{"type": "image"}} part per column image where each belongs, or drop the column.',
+            row=row,
+        )
     if n_bare != len(column):
         raise ImageCountError(
             f"unsloth_multiimage: row {row} has {len(column)} image(s) in its `images` column but {n_bare} bare "
             f'{{"type": "image"}} placeholder(s) (plus {n_filled} part(s) with their own image). '
-            f"Fix: give every column image exactly one bare placeholder, in order."
-        , row=row)
+            f"Fix: give every column image exactly one bare placeholder, in order.",
+            row=row,
+        )
     it = iter(column)
     images = tuple(next(it) if v is None else v for v in filled)
     return RowPlan(row, images, column=True, merged=True, upstream_count=len(column), placeholders=len(parts))

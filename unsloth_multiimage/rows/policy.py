@@ -30,14 +30,23 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from ..settings import Settings
-from .chat import column_entries, has_column, image_parts, messages_of, part_payload, rewrite_image_parts
-from .chat import bare_part, carrying_part
-from .decode import MIN_SIDE
 from ..errors import ImageCountError
+from ..settings import Settings
+from .chat import (
+    bare_part,
+    carrying_part,
+    column_entries,
+    has_column,
+    image_parts,
+    messages_of,
+    part_payload,
+    rewrite_image_parts,
+)
+from .decode import MIN_SIDE
 from .plan import RowPlan, plan_row
 
 __all__ = ["apply_policies", "cap_indices", "budget_sizes"]
@@ -193,8 +202,14 @@ def _fit_budget(images: list, budget: int, row: int) -> list:
     from PIL import Image
 
     lanczos = Image.Resampling.LANCZOS
-    logger.debug("unsloth_multiimage: row %d: %d px > max_pixels_per_example=%d, resized %s -> %s", row,
-                 sum(w * h for w, h in sizes), budget, sizes, target)
+    logger.debug(
+        "unsloth_multiimage: row %d: %d px > max_pixels_per_example=%d, resized %s -> %s",
+        row,
+        sum(w * h for w, h in sizes),
+        budget,
+        sizes,
+        target,
+    )
     return [img if size == new else img.resize(new, lanczos) for img, size, new in zip(images, sizes, target)]
 
 

@@ -9,7 +9,8 @@ gets the one line that converts it (:mod:`unsloth_multiimage.formats`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import FormatError, RowShapeError
 from . import layouts

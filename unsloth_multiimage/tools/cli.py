@@ -1,76 +1,92 @@
-"""Command line: ``unsloth-multiimage doctor | demo | preview`` (also ``python -m unsloth_multiimage``)."""
+"""Command line: ``unsloth-multiimage doctor | convert | demo | preview`` (also ``python -m unsloth_multiimage``)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
-import platform
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from .. import _env
-from ..engine import activation, compat
+from .doctor import doctor_report
 
 __all__ = ["main", "doctor_report"]
 
-_DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "trl", "unsloth", "unsloth_zoo", "wrapt", "pluggy")
 
-
-def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    line = "  ".join("-" * w for w in widths)
-    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt(headers), line, *(fmt(r) for r in rows)])
-
-
-def _import_targets() -> None:
-    """Import each patch target that is installed, so the decisions are final, not pending."""
-    for st in activation.status():
-        if st.decision != "pending":
-            continue
-        module = st.target.split(":")[0]
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # e.g. unsloth_zoo refusing to start without a GPU
-            logging.getLogger("unsloth_multiimage").info("doctor: cannot import %s: %s", module, exc)
-
-
-def doctor_report(import_targets: bool = True) -> str:
-    """The text ``unsloth-multiimage doctor`` prints: versions, plugins, patch decisions."""
-    from .._version import __version__
-
-    if import_targets:
-        _import_targets()
-    out = [f"unsloth-multiimage {__version__}", ""]
-    versions = [("python", platform.python_version())]
-    versions += [(d, compat.installed_version(d) or "not installed") for d in _DISTRIBUTIONS]
-    out += [_table(versions, ("package", "version")), ""]
-    plugins = [
-        (r.name, r.distribution or "-", "blocked" if r.blocked else ("loaded" if r.loaded else "FAILED"), r.value)
-        for r in activation.plugin_records()
-    ]
-    out += ["Plugins (entry-point group 'unsloth_multiimage')", _table(plugins, ("plugin", "from", "state", "object")), ""]
-    patches = [
-        (s.name, s.installed_version or "-", s.decision, "yes" if s.applied else "no", s.reason)
-        for s in activation.status()
-    ]
-    out += ["Patches", _table(patches, ("patch", "version", "decision", "applied", "why"))]
-    if activation.is_disabled():
-        out += ["", f"The plugin is disabled ({_env.DISABLE.name}=1)."]
-    return "\n".join(out)
+def _progress(total: int | None, desc: str) -> Any:
+    """A tqdm bar when tqdm is installed (and output is a terminal), else a no-op."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="row", dynamic_ncols=True, disable=not sys.stderr.isatty())
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    print(doctor_report(import_targets=not args.no_import))
-    if args.dataset:
-        from .dataset_check import check_dataset_file
+    processor = None
+    if args.model and not args.dataset:
+        from .doctor import _processor
 
-        report, ok = check_dataset_file(args.dataset, limit=args.rows)
-        print()
-        print(report)
-        return 0 if ok else 1
-    return 0
+        processor = _processor(args.model)[0]
+    print(doctor_report(import_targets=not args.no_import, processor=processor))
+    if not args.dataset:
+        return 0
+    from .doctor import check_dataset, format_dataset_check
+
+    limit = None if args.all else args.rows
+    bar = _progress(limit, "checking")
+    try:
+        check = check_dataset(
+            args.dataset,
+            limit=limit,
+            num_proc=args.num_proc,
+            decode=args.decode or not args.all,
+            model=args.model,
+            image_root=args.image_root,
+            fmt=args.format,
+            progress=bar.update if bar is not None else None,
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"\nDataset check: {args.dataset}\ncannot read the dataset: {exc}")
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    print()
+    print(format_dataset_check(check))
+    bad = check.refused is not None or any(r.verdict == "error" for r in check.reports)
+    return 1 if bad else 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import convert_file, format_result
+
+    bar = _progress(None, "converting")
+    try:
+        result = convert_file(
+            args.source,
+            args.target,
+            fmt=args.format,
+            image_root=args.image_root,
+            num_proc=args.num_proc,
+            skip_bad=args.skip_bad,
+            progress=bar.update if bar is not None else None,
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"convert: cannot convert {args.source}: {exc}")
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    print(format_result(result, args.source, args.target, args.skip_bad))
+    return 1 if result.errors and not args.skip_bad else 0
+
+
+def _formats() -> list[str]:
+    from ..rows.layouts import FORMATS
+
+    return ["auto", *FORMATS]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,18 +94,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the plugin does")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("doctor", help="versions, plugins and the decision of every patch")
+    p = sub.add_parser("doctor", help="versions, plugins, each patch's decision; --dataset dry-runs rows")
     p.add_argument("--no-import", action="store_true", help="do not import the patched libraries")
-    p.add_argument("--dataset", help="dry-run the first rows of a JSON/JSONL dataset through the row checks")
+    p.add_argument("--dataset", help="a .jsonl / .json / .parquet file or a save_to_disk folder to dry-run")
     p.add_argument("--rows", type=int, default=20, help="rows to check with --dataset (default 20)")
+    p.add_argument("--all", action="store_true", help="check every row (image headers only, unless --decode)")
+    p.add_argument("--decode", action="store_true", help="with --all: decode every image too")
+    p.add_argument("--num-proc", type=int, default=1, help="processes for --dataset (default 1)")
+    p.add_argument("--model", help="folder of a local checkpoint whose processor renders the rows")
+    p.add_argument("--image-root", help="folder relative image paths are read from (default: the dataset's folder)")
+    p.add_argument("--format", default="auto", choices=_formats(), help="the rows' layout (default: detected)")
     p.set_defaults(func=_doctor)
 
+    p = sub.add_parser("convert", help="convert a LLaVA / Mantis / LLaMA-Factory / cauldron / OpenAI dataset")
+    p.add_argument("source", help="a .jsonl / .json / .parquet file or a save_to_disk folder")
+    p.add_argument("target", help="a .jsonl / .json / .parquet file, or a folder (save_to_disk)")
+    p.add_argument("--format", default="auto", choices=_formats(), help="the rows' layout (default: detected per row)")
+    p.add_argument("--image-root", help="folder that relative image paths are relative to (they become absolute)")
+    p.add_argument("--num-proc", type=int, default=1, help="processes (default 1)")
+    p.add_argument("--skip-bad", action="store_true", help="write the good rows even if some cannot be converted")
+    p.set_defaults(func=_convert)
+
     p = sub.add_parser("demo", help="fine-tune the embedded tiny Llama-3.2-Vision-shaped model on multi-image data")
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 30; with --compare 1200)")
     p.add_argument("--strategy", choices=("native", "grid"), default="native")
     p.add_argument("--model", help="path of local Mllama weights (a GPU user's checkpoint) instead of the tiny model")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=None, help="rows per step (default 4; with --compare 16)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="train the same model 4 ways (first_image, grid, every_image, every_image_cumulative) and compare held-out accuracy",
+    )
+    p.add_argument("--arms", help="with --compare: comma-separated arms to run (default: all four)")
+    p.add_argument("--plot", metavar="FILE", help="with --compare: write a PNG of the loss curves and the accuracies")
+    p.add_argument(
+        "--dataset",
+        metavar="FILE",
+        help="with --compare: your rows (.jsonl/.json/.parquet/save_to_disk folder, any layout `convert` reads) instead of the synthetic task",
+    )
+    p.add_argument(
+        "--eval-rows",
+        type=int,
+        metavar="N",
+        help="with --compare: held-out rows (default 300; with --dataset a fifth of the rows, at most 300)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("cross-last", "checkpoint"),
+        default="cross-last",
+        help="with --compare, tiny model: cross-attention as the last layer (default: isolates the mask) or self/cross/self (the real checkpoints' pattern)",
+    )
     p.set_defaults(func=lambda a: _lazy("demo", a))
 
     p = sub.add_parser("preview", help="write a PNG of what the model sees for one row")
@@ -98,6 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="preview.png")
     p.add_argument("--strategy", choices=("native", "grid"), default="native")
     p.add_argument("--model", help="folder of a local Mllama checkpoint whose processor renders the row")
+    p.add_argument(
+        "--cross-attention",
+        choices=("latest", "cumulative"),
+        help="the Llama 3.2 Vision mask to draw (default: the mllama_cross_attention setting in force)",
+    )
     p.set_defaults(func=lambda a: _lazy("preview", a))
 
     args = parser.parse_args(argv)

@@ -23,7 +23,8 @@ import json
 import logging
 import os
 import tempfile
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 __all__ = ["DatasetIOError", "read_rows", "count_rows", "write_rows", "BATCH_ROWS"]
 
@@ -63,8 +64,9 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError as exc:
-        raise ImportError("unsloth_multiimage: save_to_disk folders need the `datasets` package. "
-                          "Fix: pip install datasets") from exc
+        raise ImportError(
+            "unsloth_multiimage: save_to_disk folders need the `datasets` package. Fix: pip install datasets"
+        ) from exc
     return datasets
 
 
@@ -94,8 +96,9 @@ def _read_jsonl(path: str) -> Iterator[dict]:
                     f"per line (a .json file may instead hold one list of rows)."
                 ) from None
             if not isinstance(row, dict):
-                raise DatasetIOError(f"{path}, line {lineno}: a JSON {type(row).__name__}, not an object. "
-                                     f"Fix: one row object per line.")
+                raise DatasetIOError(
+                    f"{path}, line {lineno}: a JSON {type(row).__name__}, not an object. Fix: one row object per line."
+                )
             yield row
 
 
@@ -108,12 +111,15 @@ def _read_json(path: str) -> Iterator[dict]:
         try:
             rows = json.load(fh)
         except json.JSONDecodeError as exc:
-            raise DatasetIOError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
-                                 f"Fix: repair the file or export it again.") from None
+            raise DatasetIOError(
+                f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+                f"Fix: repair the file or export it again."
+            ) from None
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise DatasetIOError(f"{path}: row {i} is a JSON {type(row).__name__}, not an object. "
-                                 f"Fix: a list of row objects.")
+            raise DatasetIOError(
+                f"{path}: row {i} is a JSON {type(row).__name__}, not an object. Fix: a list of row objects."
+            )
         yield row
 
 
@@ -129,15 +135,19 @@ def _read_parquet(path: str) -> Iterator[dict]:
 
 def _load_folder(path: str, split: str | None) -> Any:
     if not any(os.path.isfile(os.path.join(path, name)) for name in ("state.json", "dataset_dict.json")):
-        raise DatasetIOError(f"{path}: a folder without state.json or dataset_dict.json, so not one written by "
-                             f"Dataset.save_to_disk. Fix: pass a .jsonl/.json/.parquet file or a save_to_disk folder.")
+        raise DatasetIOError(
+            f"{path}: a folder without state.json or dataset_dict.json, so not one written by "
+            f"Dataset.save_to_disk. Fix: pass a .jsonl/.json/.parquet file or a save_to_disk folder."
+        )
     datasets = _datasets()
     loaded = datasets.load_from_disk(path)
     if isinstance(loaded, datasets.DatasetDict):
         name = split if split is not None else "train"
         if name not in loaded:
-            raise DatasetIOError(f"{path} is a DatasetDict with split(s) {sorted(loaded)} and no {name!r}. "
-                                 f"Fix: pass split= one of {sorted(loaded)}.")
+            raise DatasetIOError(
+                f"{path} is a DatasetDict with split(s) {sorted(loaded)} and no {name!r}. "
+                f"Fix: pass split= one of {sorted(loaded)}."
+            )
         return loaded[name]
     if split is not None:
         raise DatasetIOError(f"{path} is a single Dataset, not a DatasetDict. Fix: leave split= unset.")

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import os
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["ORDINALS", "QUESTION", "make_image", "make_rows", "row_kind", "to_jsonl"]
 
@@ -74,7 +75,10 @@ def _image_row(kind: str, rng: random.Random, size: int) -> dict:
     answer = [_text(f"the {ORDINALS[counts.index(max(counts))]}")]
     if kind == "column":
         user = [*({"type": "image"} for _ in images), _text(QUESTION)]
-        return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}], "images": images}
+        return {
+            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
+            "images": images,
+        }
     if kind == "embedded":
         user = [*({"type": "image", "image": img} for img in images), _text(QUESTION)]
         return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}

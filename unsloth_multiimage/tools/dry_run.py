@@ -19,9 +19,9 @@ an image's header.
 from __future__ import annotations
 
 import dataclasses
-import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from ..engine.decision import Decision
 from ..errors import RowError
@@ -106,7 +106,11 @@ class DryRun:
     def check(self, example: Any, row: int) -> RowReport:
         """The report of one row (numbered ``row`` in every message)."""
         single = self.adapter.name if self.adapter is not None and not self.adapter.multi_image else None
-        settings = self.settings if self.mode == "full" else dataclasses.replace(self.settings, max_pixels_per_example=None, strategy="native")
+        settings = (
+            self.settings
+            if self.mode == "full"
+            else dataclasses.replace(self.settings, max_pixels_per_example=None, strategy="native")
+        )
         try:
             [prepared] = prepare_batch(
                 [example], settings, single_image_family=single, first_row=row, headers_only=self.mode == "headers"
@@ -127,7 +131,9 @@ class DryRun:
                 return RowReport(row, layout, prepared.given, None, tokens, "error", str(exc))
         problem = self._release.pc_path_problem(self.zoo) if self._release.is_pc_row(prepared.example) else None
         if problem:
-            return RowReport(row, layout, prepared.given, None, tokens, "error", self._collator.pc_row_error(row, problem).args[0])
+            return RowReport(
+                row, layout, prepared.given, None, tokens, "error", self._collator.pc_row_error(row, problem).args[0]
+            )
         nesting = self.adapter.nesting if self.adapter is not None else None
         notes = self._release.upstream_problems(prepared, self.zoo, self.pc_zoo, nesting)
         verdict: Verdict = "fixed" if notes else "ok"
@@ -164,7 +170,10 @@ def format_report(reports: Sequence[RowReport], title: str) -> str:
 
     out = [title, fmt(headers), "  ".join("-" * w for w in widths), *(fmt(t) for t in table)]
     counts = {v: sum(r.verdict == v for r in reports) for v in ("ok", "fixed", "error")}
-    out += ["", f"{len(reports)} row(s): {counts['ok']} ok, {counts['fixed']} fixed by the plugin, {counts['error']} error(s)"]
+    out += [
+        "",
+        f"{len(reports)} row(s): {counts['ok']} ok, {counts['fixed']} fixed by the plugin, {counts['error']} error(s)",
+    ]
     for r in reports:
         if r.verdict == "error":
             out.append(textwrap.fill(f"row {r.row}: {r.note}", width=110, subsequent_indent="    "))
