@@ -80,3 +80,22 @@ def upstream_pc_failure(collator, tiny):
         except Exception as exc:
             return repr(exc)
     return None
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m unsloth_multiimage ARGS`` in a new interpreter: the repository first on
+    ``PYTHONPATH``, offline, no progress bars, no ``UNSLOTH_MULTIIMAGE_*`` variable of this process."""
+    env = clean_env(
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        TQDM_DISABLE="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "unsloth_multiimage", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(REPO),
+        env=env,
+    )

@@ -7,24 +7,11 @@ from typing import Any
 import pytest
 
 import unsloth_multiimage
-from unsloth_multiimage import settings
+from unsloth_multiimage import _env, settings
 
-from fakesite import (  # noqa: F401
-    COLLATOR_PATCH,
+from fakesite import (
     ENV_VARS,
-    FAKE_FIXES,
-    FAKE_NEWEST,
-    FAKE_SUPPORTED,
-    LOGGER,
     REPO,
-    SUB_PATCH,
-    UNPATCHED,
-    FakeSites,
-    FakeVLM,
-    call,
-    errors_of,
-    statuses,
-    warnings_of,
 )
 
 # --------------------------------------------------------------------------------------
@@ -143,3 +130,13 @@ def test_configure_wins_over_environment_and_reset_goes_back(
     monkeypatch.delenv("UNSLOTH_MULTIIMAGE_MAX_IMAGES")
     monkeypatch.delenv("UNSLOTH_MULTIIMAGE_STRATEGY")
     assert unsloth_multiimage.get_settings() == settings.Settings()
+
+
+def test_the_readme_lists_every_environment_variable_and_no_other() -> None:
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `(UNSLOTH_MULTIIMAGE_[A-Z_]+)", readme, re.M))
+    assert listed == {var.name for var in _env.VARIABLES}
+    settings_fields = {f.name for f in __import__("dataclasses").fields(settings.Settings)}
+    assert {var.setting for var in _env.VARIABLES if var.setting} == settings_fields, "a setting without a variable"

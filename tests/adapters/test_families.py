@@ -67,6 +67,32 @@ def test_every_table_entry_has_a_fixture_and_a_collator_case():
         assert table.adapter_for_class(type(class_name, (), {})).name == EXPECTED[family][0], family
 
 
+def test_every_family_the_readme_lists_has_an_adapter_a_fixture_and_a_ci_row():
+    """README's families table names each adapter (in parentheses); each is in the table, has a
+    fixture, and is proven through the collator on a CI row unless the table says why not."""
+    import re
+    from pathlib import Path
+
+    from unsloth_multiimage.adapters import table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("| family | processor class") : readme.index("An unknown processor falls back")]
+    rows = [
+        line
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| family") and "---" not in line
+    ]
+    listed = {re.search(r"\((\w+)\)", row.split("|")[1]).group(1): row for row in rows}
+    assert set(listed) == {a.name for a in table.BUILTIN_ADAPTERS}, "README families table and the adapter table differ"
+    fixtures = {name for name, _ in EXPECTED.values()}
+    for name, row in listed.items():
+        assert name in fixtures, f"{name}: no fixture"
+        proven = row.split("|")[6].strip()
+        assert proven != "none" or "not proven offline" in row, (
+            f"{name}: not proven on any CI row, and the README does not say why"
+        )
+
+
 @pytest.mark.parametrize("family", COLLATOR_FAMILIES)
 def test_the_fixture_processor_is_claimed_by_exactly_the_expected_adapter(family):
     from unsloth_multiimage import find_adapter

@@ -9,24 +9,6 @@ from hypothesis import strategies as hst
 
 from unsloth_multiimage.engine import compat
 
-from fakesite import (  # noqa: F401
-    COLLATOR_PATCH,
-    ENV_VARS,
-    FAKE_FIXES,
-    FAKE_NEWEST,
-    FAKE_SUPPORTED,
-    LOGGER,
-    REPO,
-    SUB_PATCH,
-    UNPATCHED,
-    FakeSites,
-    FakeVLM,
-    call,
-    errors_of,
-    statuses,
-    warnings_of,
-)
-
 # --------------------------------------------------------------------------------------
 # compat.decide over the real built-in table
 # --------------------------------------------------------------------------------------

@@ -14,22 +14,10 @@ import pytest
 from unsloth_multiimage.engine import compat
 
 from conftest import clean_env, fresh_python
-from fakesite import (  # noqa: F401
+from fakesite import (
     COLLATOR_PATCH,
-    ENV_VARS,
-    FAKE_FIXES,
-    FAKE_NEWEST,
-    FAKE_SUPPORTED,
-    LOGGER,
     REPO,
-    SUB_PATCH,
-    UNPATCHED,
     FakeSites,
-    FakeVLM,
-    call,
-    errors_of,
-    statuses,
-    warnings_of,
 )
 
 # --------------------------------------------------------------------------------------

@@ -11,20 +11,12 @@ import wrapt
 
 from unsloth_multiimage.engine import activation
 
-from fakesite import (  # noqa: F401
+from fakesite import (
     COLLATOR_PATCH,
-    ENV_VARS,
-    FAKE_FIXES,
-    FAKE_NEWEST,
-    FAKE_SUPPORTED,
-    LOGGER,
-    REPO,
     SUB_PATCH,
     UNPATCHED,
     FakeSites,
-    FakeVLM,
     call,
-    errors_of,
     statuses,
     warnings_of,
 )

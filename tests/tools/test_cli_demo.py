@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "TQDM_DISABLE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "unsloth_multiimage", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(ROOT),
-        env=env,
-    )
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -66,7 +53,7 @@ def _losses(stdout: str) -> tuple[float, float]:
 def test_demo_trains_and_the_loss_falls():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    proc = _cli("demo", "--steps", "8")
+    proc = run_cli("demo", "--steps", "8")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     first, last = _losses(proc.stdout)
     assert last < first
@@ -78,7 +65,7 @@ def test_demo_trains_and_the_loss_falls():
 def test_demo_grid_strategy():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    proc = _cli("demo", "--steps", "8", "--strategy", "grid")
+    proc = run_cli("demo", "--steps", "8", "--strategy", "grid")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     first, last = _losses(proc.stdout)
     assert last < first
@@ -141,7 +128,7 @@ def test_preview_cli_on_a_jsonl_row(tmp_path):
 
     path = demo_data.to_jsonl(tmp_path / "d.jsonl", demo_data.make_rows(4, seed=1), tmp_path / "img")
     out = tmp_path / "preview.png"
-    proc = _cli("preview", "--dataset", str(path), "--row", "2", "--out", str(out))  # row 2: images in content
+    proc = run_cli("preview", "--dataset", str(path), "--row", "2", "--out", str(out))  # row 2: images in content
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert str(out) in proc.stdout
     assert Image.open(out).size[0] > 100

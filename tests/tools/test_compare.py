@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = re.compile(
     r"^compare: first_image=([\d.]+)% grid=([\d.]+)% every_image=([\d.]+)% every_image_cumulative=([\d.]+)% "
     r"\(chance ([\d.]+)%, (\d+) held-out rows\)$"
 )
-
-
-def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "TQDM_DISABLE": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    env = {k: v for k, v in env.items() if not k.startswith("UNSLOTH_MULTIIMAGE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "unsloth_multiimage", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(ROOT),
-        env=env,
-    )
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -81,7 +61,7 @@ def test_compare_runs_every_arm_and_plots(tmp_path):
     from PIL import Image
 
     png = tmp_path / "compare.png"
-    proc = _cli("demo", "--compare", "--steps", "20", "--eval-rows", "24", "--plot", str(png))
+    proc = run_cli("demo", "--compare", "--steps", "20", "--eval-rows", "24", "--plot", str(png))
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     lines = out.strip().splitlines()
@@ -124,7 +104,7 @@ def test_compare_with_a_local_model_and_a_dataset(tiny, processor, tmp_path):
                 value = "".join("<image>" if p["type"] == "image" else p["text"] for p in m["content"])
                 conv.append({"from": "human" if m["role"] == "user" else "gpt", "value": value})
             dst.write(json.dumps({"image": row["images"], "conversations": conv}) + "\n")
-    proc = _cli(
+    proc = run_cli(
         "demo",
         "--compare",
         "--model",
@@ -154,5 +134,5 @@ def test_compare_with_a_local_model_and_a_dataset(tiny, processor, tmp_path):
 
 
 def test_compare_names_a_bad_arm():
-    proc = _cli("demo", "--compare", "--arms", "every_image,all_images", "--steps", "2")
+    proc = run_cli("demo", "--compare", "--arms", "every_image,all_images", "--steps", "2")
     assert proc.returncode == 1 and "unknown arm(s) all_images" in proc.stdout, proc.stdout + proc.stderr

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import run_cli
 
 pytest.importorskip("PIL")
-
-
-def _cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "TQDM_DISABLE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "unsloth_multiimage", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(cwd),
-        env=env,
-    )
 
 
 def _table(out: str) -> dict[int, list[str]]:
@@ -56,7 +41,7 @@ def bad_dataset(demo_jsonl):
 
 def test_doctor_dataset_reports_each_bad_row_with_the_collators_message(bad_dataset):
     pytest.importorskip("transformers")
-    proc = _cli("doctor", "--no-import", "--dataset", str(bad_dataset))
+    proc = run_cli("doctor", "--no-import", "--dataset", str(bad_dataset))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout
     table = _table(out)
@@ -139,7 +124,7 @@ def test_doctor_names_a_llava_file_refused_as_it_is_and_checks_it_converted(demo
     (tmp_path / "img").mkdir(exist_ok=True)
     for name in ("row0000_img0.png", "row0000_img1.png"):
         (tmp_path / "img" / name).write_bytes((demo_jsonl.parent / "img" / name).read_bytes())
-    proc = _cli("doctor", "--no-import", "--dataset", str(path))
+    proc = run_cli("doctor", "--no-import", "--dataset", str(path))
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr  # training on the file as it is fails
     assert "layout: llava" in out and "As it is, the collator refuses these rows" in out
@@ -156,13 +141,13 @@ def test_convert_writes_the_messages_layout_and_refuses_to_drop_rows(tmp_path, d
     }
     path.write_text("\n".join(json.dumps(r) for r in (*LLAVA_ROWS, bad)) + "\n")
     out = tmp_path / "out.jsonl"
-    proc = _cli("convert", str(path), str(out), "--image-root", str(tmp_path))
+    proc = run_cli("convert", str(path), str(out), "--image-root", str(tmp_path))
     assert proc.returncode == 1 and not out.exists(), proc.stdout + proc.stderr
     assert re.search(r"row 2: unsloth_multiimage: row 2 \(llava format\) has 2 image placeholder", proc.stdout), (
         proc.stdout
     )
     assert "nothing written" in proc.stdout
-    proc = _cli("convert", str(path), str(out), "--image-root", str(tmp_path), "--skip-bad")
+    proc = run_cli("convert", str(path), str(out), "--image-root", str(tmp_path), "--skip-bad")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(written) == 2 and "skipped the 1 row(s)" in proc.stdout and "3 row(s) read" in proc.stdout

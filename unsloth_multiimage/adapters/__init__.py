@@ -13,7 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-__all__ = ["ModelAdapter", "AdapterLookup", "Nesting", "processor_is", "id_list", "token_id", "pairs", "resolve"]
+__all__ = [
+    "ModelAdapter",
+    "AdapterLookup",
+    "Nesting",
+    "processor_is",
+    "id_list",
+    "token_id",
+    "pairs",
+    "runs",
+    "resolve",
+]
 
 logger = logging.getLogger("unsloth_multiimage")
 
@@ -83,6 +93,20 @@ def token_id(processor: Any, id_attr: str, token: str) -> int:
     if found is not None:
         return int(found)
     return int(getattr(processor, "tokenizer", processor).convert_tokens_to_ids(token))
+
+
+def runs(ids: Any, token: int) -> list[int]:
+    """The lengths of the runs of consecutive ``token`` ids in one row of ``input_ids``, in order."""
+    out: list[int] = []
+    previous = None
+    for t in id_list(ids):
+        if t == token:
+            if previous == token:
+                out[-1] += 1
+            else:
+                out.append(1)
+        previous = t
+    return out
 
 
 def pairs(ids: Any, first: int, second: int) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, id_list, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -33,16 +33,8 @@ def count_images(processor: Any, ids: Any) -> int:
     first = math.ceil(size / per) ** 2 + 1  # the global view + the view separator
     local = math.ceil(ip.tile_size / per) ** 2
     most = first + local * int(getattr(ip, "max_patches", 6) or 6)
-    image = token_id(processor, "image_token_id", IMAGE_TOKEN)
-    runs: list[int] = []
-    for i, t in enumerate(ids):
-        if t == image:
-            if i and ids[i - 1] == image:
-                runs[-1] += 1
-            else:
-                runs.append(1)
     total = 0
-    for run in runs:
+    for run in runs(ids, token_id(processor, "image_token_id", IMAGE_TOKEN)):
         ks = [k for k in range(1, run // first + 1) if (run - k * first) % local == 0]
         total += ks[0] if ks else run // most
     return total

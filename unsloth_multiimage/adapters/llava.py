@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, id_list, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -42,7 +42,7 @@ def _count(processor: Any, ids: Any) -> int:
     per_image = _tokens_per_image(processor)
     if per_image:
         return ids.count(token) // per_image
-    return sum(1 for i, t in enumerate(ids) if t == token and (i == 0 or ids[i - 1] != token))
+    return len(runs(ids, token))
 
 
 ADAPTER = ModelAdapter(

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
 
 def count_images(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: its runs of ``<image>`` ids."""
-    ids = id_list(ids)
     image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
-    return sum(1 for i, t in enumerate(ids) if t == image and (i == 0 or ids[i - 1] != image))
+    return len(runs(ids, image))
 
 
 ADAPTER = ModelAdapter(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -28,17 +28,9 @@ def _multi_image_length(processor: Any) -> int:
 
 def count_images(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: runs of ``<image>``, each split by the multi-image length."""
-    ids = id_list(ids)
     image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
     per = _multi_image_length(processor)
-    runs: list[int] = []
-    for i, t in enumerate(ids):
-        if t == image:
-            if i and ids[i - 1] == image:
-                runs[-1] += 1
-            else:
-                runs.append(1)
-    return sum(r // per if r % per == 0 else 1 for r in runs)
+    return sum(r // per if r % per == 0 else 1 for r in runs(ids, image))
 
 
 ADAPTER = ModelAdapter(
