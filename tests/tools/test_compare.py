@@ -20,7 +20,7 @@ SUMMARY = re.compile(
 
 
 def test_task_rows_need_both_images_and_use_known_words(tiny):
-    from unsloth_multiimage.tools import compare, compare_data
+    from unsloth_multiimage.tools import compare_data
 
     rows = compare_data.make_rows(30, seed=4)
     assert [r["messages"] for r in rows] == [r["messages"] for r in compare_data.make_rows(30, seed=4)]
@@ -28,8 +28,8 @@ def test_task_rows_need_both_images_and_use_known_words(tiny):
     words = set(tiny.WORDS)
     for row in rows:
         assert len(row["images"]) == 2 and row["answer"] in compare_data.PALETTE
-        assert compare.answer_of(row) == row["answer"]
-        assert compare.image_groups(row) == (2 if row["kind"] == "later_turn" else 1)
+        assert compare_data.answer_of(row) == row["answer"]
+        assert compare_data.image_groups(row) == (2 if row["kind"] == "later_turn" else 1)
         for m in row["messages"]:
             for part in m["content"]:
                 if part["type"] == "text":
@@ -37,14 +37,14 @@ def test_task_rows_need_both_images_and_use_known_words(tiny):
     text_between = {
         "messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "a"}, {"type": "image"}]}]
     }
-    assert compare.image_groups(text_between) == 2 and compare.row_kind(text_between) == "later_turn"
+    assert compare_data.image_groups(text_between) == 2 and compare_data.row_kind(text_between) == "later_turn"
 
 
 def test_answer_spans_find_the_last_answer(tiny, processor):
     from unsloth_multiimage.tools import compare, compare_data
     from unsloth_multiimage.tools.demo import SimpleCollator
 
-    rows = [compare.with_answer(r, a) for r, a in zip(compare_data.make_rows(3, seed=0), ["red", "white", "blue"])]
+    rows = [compare_data.with_answer(r, a) for r, a in zip(compare_data.make_rows(3, seed=0), ["red", "white", "blue"])]
     batch = SimpleCollator(processor)(rows)
     spans = compare.answer_spans(batch, processor)
     tokens = [processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][r, a:b]) for r, (a, b) in enumerate(spans)]

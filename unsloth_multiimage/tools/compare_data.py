@@ -28,8 +28,9 @@ Every word is in ``tiny_mllama.WORDS`` (no [UNK]). Deterministic in ``seed``. Ne
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["PALETTE", "QUESTION", "LOOK", "KINDS", "make_image", "make_row", "make_rows", "prompt_and_answer"]
@@ -121,3 +122,70 @@ def prompt_and_answer(row: dict) -> tuple[list, str]:
     last = messages[-1]
     assert last["role"] == "assistant"
     return messages[:-1], "".join(p["text"] for p in last["content"])
+
+
+# ------------------------------------------------------------------------------------------ rows of any dataset
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text") or "" for p in content or () if isinstance(p, Mapping) and p.get("type") == "text")
+
+
+def answer_of(row: Mapping) -> str:
+    """The text of the row's last message, which must be the assistant's answer."""
+    messages = row.get("messages") or []
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("the row does not end with an assistant message (its answer)")
+    return _text_of(messages[-1].get("content")).strip()
+
+
+def with_answer(row: Mapping, answer: str) -> dict:
+    """A copy of ``row`` whose last assistant message says ``answer``."""
+    messages = list(row["messages"])
+    messages[-1] = {**messages[-1], "content": [{"type": "text", "text": answer}]}
+    return {**row, "messages": messages}
+
+
+def image_groups(row: Mapping) -> int:
+    """How many groups of consecutive image placeholders the row's chat has (a text part or a new
+    message ends a group). 0: text-only; 1: the latest-group mask shows the question every image."""
+    groups, in_group = 0, False
+    for message in row.get("messages") or ():
+        content = message.get("content")
+        in_group = False
+        if isinstance(content, str):
+            continue
+        for part in content or ():
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind == "image":
+                groups += not in_group
+                in_group = True
+            elif kind == "text" and (part.get("text") or ""):
+                in_group = False
+    return groups
+
+
+def row_kind(row: Mapping) -> str:
+    """``later_turn`` when an image comes before the question's group of images, else ``same_turn``."""
+    kind = row.get("kind")
+    if kind in ("same_turn", "later_turn"):
+        return str(kind)
+    return "later_turn" if image_groups(row) >= 2 else "same_turn"
+
+
+def load_dataset_rows(path: str) -> list[dict]:
+    """Every row of ``path`` (jsonl, json, parquet, a save_to_disk folder) in the messages layout."""
+    from .. import formats
+    from .dataset_io import read_rows
+
+    root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    rows = []
+    for i, raw in enumerate(read_rows(path)):
+        row = formats.to_messages(raw, row=i, image_root=root)
+        if "messages" not in row and "prompt" in row:  # prompt/completion: one chat
+            row = {**row, "messages": list(row.pop("prompt")) + list(row.pop("completion", None) or [])}
+        answer_of(row)  # raises for a row without a final answer
+        rows.append(row)
+    return rows
