@@ -1,8 +1,8 @@
 """pixel_values per batch: every image to the model (``native``) vs one composed canvas (``grid``).
 
-Runs the package's own policy code (:func:`unsloth_multiimage.policy.apply_policies`) and a real
+Runs the package's own policy code (:func:`unsloth_multiimage.rows.policy.apply_policies`) and a real
 ``MllamaProcessor`` with the checkpoint's image geometry (560 px tiles, at most 4 tiles per image;
-the tiny tokenizer of :mod:`unsloth_multiimage.tiny_mllama`, which does not change the image
+the tiny tokenizer of :mod:`unsloth_multiimage.tools.tiny_mllama`, which does not change the image
 tensors). No model, no GPU, no network.
 
     python benchmarks/grid_memory.py [--rows 8] [--counts 2 4 8] [--sizes 560 1120]
@@ -20,9 +20,9 @@ import time
 
 from PIL import Image
 
-from unsloth_multiimage import tiny_mllama
-from unsloth_multiimage.images import plan_row
-from unsloth_multiimage.policy import apply_policies
+from unsloth_multiimage.tools import tiny_mllama
+from unsloth_multiimage.rows.plan import plan_row
+from unsloth_multiimage.rows.policy import apply_policies
 from unsloth_multiimage.settings import Settings
 
 TILE = 560

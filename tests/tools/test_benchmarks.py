@@ -1,0 +1,27 @@
+"""Every benchmark script still runs: ``--help`` in a fresh interpreter (argparse answers before
+any measurement), so a moved module or a renamed option breaks CI, not the next person timing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO, clean_env
+
+SCRIPTS = sorted((REPO / "benchmarks").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_a_benchmark_script_starts(script):
+    proc = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(REPO),
+        env=clean_env(PYTHONPATH=str(REPO)),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout
