@@ -7,6 +7,7 @@ import inspect
 import pytest
 from packaging.version import Version
 
+import unsloth_multiimage
 from unsloth_multiimage.errors import ImageCountError
 
 from conftest import UNSLOTH_ZOO, patches_off, upstream_pc_failure
@@ -259,6 +260,41 @@ def test_an_image_in_a_completion_is_refused_naming_the_row(tiny, make_collator)
     ]
     with pytest.raises(ImageCountError, match=r"row 1 has 1 image part\(s\) in its completion"):
         make_collator()(examples)
+
+
+def test_a_family_that_takes_one_image_per_row_refuses_a_multi_image_row_and_grid_fits_it(
+    tiny, processor, make_collator, monkeypatch
+):
+    """An adapter with ``multi_image=False`` (a third party's, here): the collator names the row
+    with several images and suggests the grid; with the grid strategy the row trains as one canvas."""
+    from unsloth_multiimage.adapters import AdapterLookup, ModelAdapter
+    from unsloth_multiimage.engine import activation
+
+    single = ModelAdapter(
+        name="one-image-vlm",
+        placeholder="<|image|>",
+        processor_classes=("MllamaProcessor",),
+        multi_image=False,
+        nesting="per_row",
+    )
+    monkeypatch.setattr(activation._load(), "adapters", AdapterLookup(lambda processor, config: single))
+    activation.deactivate()
+    activation.activate()  # the wrappers are rebuilt around the new lookup
+    try:
+        collator = make_collator()
+        with pytest.raises(
+            ValueError,
+            match=r"row 1 has 2 images, but one-image-vlm models take one image per row\. "
+            r"Fix: configure\(strategy=\"grid\"\)",
+        ):
+            collator([column_row(tiny, 0, 1), column_row(tiny, 1, 2)])
+        unsloth_multiimage.configure(strategy="grid")
+        batch = collator([column_row(tiny, 0, 1), column_row(tiny, 1, 2)])
+        assert batch["pixel_values"].shape[1] == 1  # one canvas for the two-image row
+    finally:
+        monkeypatch.undo()
+        activation.deactivate()
+        activation.activate()
 
 
 def _cuda_and_unsloth() -> bool:
