@@ -20,10 +20,10 @@ import time
 
 from PIL import Image
 
-from unsloth_multiimage.tools import tiny_mllama
 from unsloth_multiimage.rows.plan import plan_row
 from unsloth_multiimage.rows.policy import apply_policies
 from unsloth_multiimage.settings import Settings
+from unsloth_multiimage.tools import tiny_mllama
 
 TILE = 560
 

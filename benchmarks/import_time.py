@@ -87,7 +87,7 @@ def main() -> None:
         "print(json.dumps([platform.python_version(), u.__version__, v('wrapt'), v('pluggy'), v('transformers')]))",
     )
     print(
-        f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU(s); python {info[0]} ({py}); "
+        f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPU(s); python {info[0]}; "
         f"unsloth_multiimage {info[1]}; wrapt {info[2]}; pluggy {info[3]}; transformers {info[4]}"
     )
     print(f"load average at start: {tuple(round(x, 2) for x in os.getloadavg())}")
