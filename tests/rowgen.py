@@ -235,11 +235,16 @@ def build_row(spec: dict, row: int, folder: pathlib.Path) -> tuple[object, int]:
 
 def _chat(spec: dict, messages: list) -> dict:
     if spec["layout"] == "pc":
-        return {"prompt": messages[:-1], "completion": messages[-1:]}
+        example = {"prompt": messages[:-1], "completion": messages[-1:]}
+        if spec["arrow_nones"]:
+            example["messages"] = None  # the column of other rows of the same Arrow table
+        return example
     key = spec["layout"]
     example = {key: messages}
-    if spec["arrow_nones"] and key == "messages":
-        example.update(prompt=None, completion=None)  # columns of other rows of the same Arrow table
+    if spec["arrow_nones"]:  # columns of other rows of the same Arrow table
+        example.update(prompt=None, completion=None)
+        if key == "conversations":
+            example["messages"] = None
     return example
 
 

@@ -181,15 +181,15 @@ def upstream_problems(
     fixes, release = decision.fixes, _release(decision)
     n = len(plan.images)
     out: list[str] = []
-    if (
-        release >= PC_PATH
-        and isinstance(example, Mapping)
-        and any(k in example and example[k] is None for k in _LAYOUT_KEYS)
-    ):
-        out.append(
-            "upstream picks its code path by the keys of a batch's first row: this row's None-valued "
-            "layout keys (Arrow's filler) would send the batch down the wrong one"
-        )
+    if isinstance(example, Mapping) and not is_pc_row(example):
+        # Upstream tests keys for presence; Arrow's filler is a None under every absent column.
+        if release >= PC_PATH and "prompt" in example and "completion" in example:
+            out.append(
+                "upstream picks its code path by the keys of a batch's first row: this row's None-valued "
+                "`prompt`/`completion` (Arrow's filler) would send the batch down the prompt/completion one"
+            )
+        elif "messages" in example and example["messages"] is None:
+            out.append("upstream would read this row's `messages: None` (Arrow's filler) instead of its chat")
     if is_pc_row(example) and pc_decision is not None and PcFix.PC_EXTRACT_TUPLE in pc_decision.fixes:
         out.append(
             f"unsloth_zoo {decision.version} fails on every prompt/completion row (its image extraction "

@@ -58,10 +58,10 @@ def chat_sides(example: Any) -> list[tuple[str | None, list]]:
     """
     if isinstance(example, Mapping):
         for key in CHAT_KEYS:
-            if key in example:
-                value = example[key]
-                return [(key, list(value or []))] if (value is None or isinstance(value, (list, tuple))) else []
-        if "prompt" in example and "completion" in example:
+            value = example.get(key)  # None: absent (an Arrow row has every column of its table)
+            if value is not None:
+                return [(key, list(value))] if isinstance(value, (list, tuple)) else []
+        if example.get("prompt") is not None and example.get("completion") is not None:
             return [(side, example[side]) for side in ("prompt", "completion") if is_chat(example[side])]
         return []
     if isinstance(example, (list, tuple)):

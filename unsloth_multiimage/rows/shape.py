@@ -96,10 +96,10 @@ def check_row(example: Any, row: int) -> None:
             f"unsloth_multiimage: row {row} is a {_kind(example)}, not a row. Fix: make each row {_LAYOUT}.", row=row
         )
     for key in CHAT_KEYS:
-        if key in example:
+        if example.get(key) is not None:  # None: absent (an Arrow row has every column of its table)
             _check_turns(example, key, example[key], row)
             return
-    if "prompt" in example and "completion" in example:
+    if example.get("prompt") is not None and example.get("completion") is not None:
         for side in ("prompt", "completion"):
             if not isinstance(example[side], str):  # a string side is plain text
                 _check_turns(example, side, example[side], row)
