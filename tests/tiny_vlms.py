@@ -31,6 +31,7 @@ real timm model, with no torchvision code at all.
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 import importlib
 import importlib.machinery
@@ -497,6 +498,21 @@ def _seeded(build: Callable[[], Any], seed: int = 0) -> Any:
     return model
 
 
+def _maker(module: str, config: str, model: str, **settings: Any) -> Callable[[], Any]:
+    """``Tiny.make_model`` for ``transformers.models.<module>``: its ``config`` class built from
+    ``settings``, its ``model`` class on that config, seeded. The classes load on the first build,
+    so a family whose modeling code cannot import here still gives its processor."""
+
+    def make_model() -> Any:
+        cfg = _cls(f"{module}.configuration_{module}", config)(
+            **copy.deepcopy(settings)
+        )  # configs may edit their dicts
+        model_cls = _cls(f"{module}.modeling_{module}", model)
+        return _seeded(lambda: model_cls(cfg))
+
+    return make_model
+
+
 _TEXT = dict(
     hidden_size=32,
     intermediate_size=64,
@@ -514,9 +530,8 @@ _CLIP = dict(
     num_attention_heads=2,
     projection_dim=16,
 )
-_SIGLIP = dict(
-    model_type="siglip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-)
+_VIT = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)  # one layer
+_SIGLIP = dict(_VIT, model_type="siglip_vision_model")
 
 
 def _video_processor(module: str, name: str, **kwargs: Any) -> Any:
@@ -627,59 +642,57 @@ def _qwen(v25: bool) -> Tiny:
     video = _video_processor("qwen2_vl.video_processing_qwen2_vl", "Qwen2VLVideoProcessor")
     processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
 
-    def make_model() -> Any:
-        cfg_cls = _cls(f"{module}.configuration_{module}", "Qwen2_5_VLConfig" if v25 else "Qwen2VLConfig")
-        model_cls = _cls(
-            f"{module}.modeling_{module}",
-            "Qwen2_5_VLForConditionalGeneration" if v25 else "Qwen2VLForConditionalGeneration",
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = _rope(
+        {
+            **_TEXT,
+            "vocab_size": len(tok),
+            "pad_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "bos_token_id": ids["<|endoftext|>"],
+        },
+        mrope=[2, 1, 1],
+    )
+    if v25:
+        vision = dict(
+            depth=1,
+            hidden_size=16,
+            intermediate_size=32,
+            num_heads=2,
+            out_hidden_size=32,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[0],
         )
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = _rope(
-            {
-                **_TEXT,
-                "vocab_size": len(tok),
-                "pad_token_id": ids["<|endoftext|>"],
-                "eos_token_id": ids["<|im_end|>"],
-                "bos_token_id": ids["<|endoftext|>"],
-            },
-            mrope=[2, 1, 1],
+    else:
+        vision = dict(
+            depth=1,
+            embed_dim=16,
+            hidden_size=32,
+            mlp_ratio=2,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
         )
-        if v25:
-            vision = dict(
-                depth=1,
-                hidden_size=16,
-                intermediate_size=32,
-                num_heads=2,
-                out_hidden_size=32,
-                patch_size=14,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                window_size=56,
-                fullatt_block_indexes=[0],
-            )
-        else:
-            vision = dict(
-                depth=1,
-                embed_dim=16,
-                hidden_size=32,
-                mlp_ratio=2,
-                num_heads=2,
-                patch_size=14,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-            )
-        kwargs = dict(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
-        )
-        if _tf_major() < 5:
-            kwargs.update(text)  # 4.x also reads the text settings at the top level
-        config = cfg_cls(**kwargs)
-        return _seeded(lambda: model_cls(config))
+    kwargs = dict(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    if _tf_major() < 5:
+        kwargs.update(text)  # 4.x also reads the text settings at the top level
+    make_model = _maker(
+        module,
+        "Qwen2_5_VLConfig" if v25 else "Qwen2VLConfig",
+        "Qwen2_5_VLForConditionalGeneration" if v25 else "Qwen2VLForConditionalGeneration",
+        **kwargs,
+    )
 
     return Tiny(
         family="qwen2_5_vl" if v25 else "qwen2_vl",
@@ -739,10 +752,7 @@ def _gemma3() -> Tiny:
         vision = dict(
             image_size=28,
             patch_size=14,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
+            **_VIT,
         )
         config = cfg_cls(
             text_config=text,
@@ -815,30 +825,23 @@ def _idefics3(smol: bool) -> Tiny:
         raise Unavailable(f"{proc_cls.__name__}.__init__ fails here: {e}") from e
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls(f"{module}.configuration_{module}", "SmolVLMConfig" if smol else "Idefics3Config")
-        model_cls = _cls(
-            f"{module}.modeling_{module}",
-            "SmolVLMForConditionalGeneration" if smol else "Idefics3ForConditionalGeneration",
-        )
-        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-        vision = dict(
-            image_size=56,
-            patch_size=14,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            scale_factor=2,
-            image_token_id=tok.convert_tokens_to_ids("<image>"),
-            pad_token_id=tok.pad_token_id,
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
+    vision = dict(
+        image_size=56,
+        patch_size=14,
+        **_VIT,
+    )
+    make_model = _maker(
+        module,
+        "SmolVLMConfig" if smol else "Idefics3Config",
+        "SmolVLMForConditionalGeneration" if smol else "Idefics3ForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        scale_factor=2,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="smolvlm" if smol else "idefics3",
@@ -879,19 +882,18 @@ def _llava() -> Tiny:
     )
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("llava.configuration_llava", "LlavaConfig")
-        model_cls = _cls("llava.modeling_llava", "LlavaForConditionalGeneration")
-        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-        config = cfg_cls(
-            text_config=text,
-            vision_config=dict(_CLIP, image_size=28, patch_size=14),
-            image_token_index=tok.convert_tokens_to_ids("<image>"),
-            vision_feature_layer=-1,
-            vision_feature_select_strategy="default",
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
+    make_model = _maker(
+        "llava",
+        "LlavaConfig",
+        "LlavaForConditionalGeneration",
+        text_config=text,
+        vision_config=dict(_CLIP, image_size=28, patch_size=14),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="llava",
@@ -958,10 +960,7 @@ def _pixtral(mistral3: bool = False) -> Tiny:
                 model_type="pixtral",
                 image_size=32,
                 patch_size=patch,
-                hidden_size=16,
-                intermediate_size=32,
-                num_hidden_layers=1,
-                num_attention_heads=2,
+                **_VIT,
                 head_dim=8,
             )
         )
@@ -1043,37 +1042,36 @@ def _qwen3_vl() -> Tiny:
     video = _video_processor("qwen3_vl.video_processing_qwen3_vl", "Qwen3VLVideoProcessor", patch_size=8, merge_size=2)
     processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
 
-    def make_model() -> Any:
-        cfg_cls = _cls("qwen3_vl.configuration_qwen3_vl", "Qwen3VLConfig")
-        model_cls = _cls("qwen3_vl.modeling_qwen3_vl", "Qwen3VLForConditionalGeneration")
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = _mrope(
-            {**_TEXT, "head_dim": 8, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"]},
-            mrope_section=[2, 1, 1],
-            mrope_interleaved=True,
-        )
-        vision = dict(
-            depth=1,
-            hidden_size=16,
-            intermediate_size=32,
-            num_heads=2,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=32,
-            num_position_embeddings=16,
-            deepstack_visual_indexes=[0],
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = _mrope(
+        {**_TEXT, "head_dim": 8, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"]},
+        mrope_section=[2, 1, 1],
+        mrope_interleaved=True,
+    )
+    vision = dict(
+        depth=1,
+        hidden_size=16,
+        intermediate_size=32,
+        num_heads=2,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=32,
+        num_position_embeddings=16,
+        deepstack_visual_indexes=[0],
+    )
+    make_model = _maker(
+        "qwen3_vl",
+        "Qwen3VLConfig",
+        "Qwen3VLForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="qwen3_vl",
@@ -1134,39 +1132,36 @@ def _glm(v46: bool) -> Tiny:
     )
     processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
 
-    def make_model() -> Any:
-        cfg_cls = _cls(f"{module}.configuration_{module}", "Glm46VConfig" if v46 else "Glm4vConfig")
-        model_cls = _cls(
-            f"{module}.modeling_{module}", "Glm46VForConditionalGeneration" if v46 else "Glm4vForConditionalGeneration"
-        )
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = {**_TEXT, "head_dim": 8, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"]}
-        text = _mrope(text, mrope_section=[2, 1, 1], **({"partial_rotary_factor": 1.0} if _tf_major() >= 5 else {}))
-        if v46:
-            text["model_type"] = "glm4v_text"
-        vision = dict(
-            depth=1,
-            hidden_size=16,
-            intermediate_size=32,
-            num_heads=2,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=32,
-            image_size=32,
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=ids["<|image|>"],
-            video_token_id=ids["<|video|>"],
-            image_start_token_id=ids["<|begin_of_image|>"],
-            image_end_token_id=ids["<|end_of_image|>"],
-            video_start_token_id=ids["<|begin_of_video|>"],
-            video_end_token_id=ids["<|end_of_video|>"],
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = {**_TEXT, "head_dim": 8, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"]}
+    text = _mrope(text, mrope_section=[2, 1, 1], **({"partial_rotary_factor": 1.0} if _tf_major() >= 5 else {}))
+    if v46:
+        text["model_type"] = "glm4v_text"
+    vision = dict(
+        depth=1,
+        hidden_size=16,
+        intermediate_size=32,
+        num_heads=2,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=32,
+        image_size=32,
+    )
+    make_model = _maker(
+        module,
+        "Glm46VConfig" if v46 else "Glm4vConfig",
+        "Glm46VForConditionalGeneration" if v46 else "Glm4vForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"],
+        image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"],
+        video_end_token_id=ids["<|end_of_video|>"],
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family=module,
@@ -1206,34 +1201,30 @@ def _internvl() -> Tiny:
         proc_cls, video, image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=template
     )
 
-    def make_model() -> Any:
-        cfg_cls = _cls("internvl.configuration_internvl", "InternVLConfig")
-        model_cls = _cls("internvl.modeling_internvl", "InternVLForConditionalGeneration")
-        text = {
-            **_TEXT,
-            "head_dim": 8,
-            "model_type": "qwen2",
-            "vocab_size": len(tok),
-            "pad_token_id": tok.pad_token_id,
-            "rope_parameters": _rope5(),
-        }
-        vision = dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=[56, 56],
-            patch_size=[14, 14],
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
-            image_seq_length=4,
-            downsample_ratio=0.5,
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = {
+        **_TEXT,
+        "head_dim": 8,
+        "model_type": "qwen2",
+        "vocab_size": len(tok),
+        "pad_token_id": tok.pad_token_id,
+        "rope_parameters": _rope5(),
+    }
+    vision = dict(
+        **_VIT,
+        image_size=[56, 56],
+        patch_size=[14, 14],
+    )
+    make_model = _maker(
+        "internvl",
+        "InternVLConfig",
+        "InternVLForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=4,
+        downsample_ratio=0.5,
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="internvl",
@@ -1319,51 +1310,47 @@ def _gemma4() -> Tiny:
         image_seq_length=70,
     )
 
-    def make_model() -> Any:
-        cfg_cls = _cls("gemma4.configuration_gemma4", "Gemma4Config")
-        model_cls = _cls("gemma4.modeling_gemma4", "Gemma4ForConditionalGeneration")
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = {
-            **_TEXT,
-            "head_dim": 8,
-            "vocab_size": len(tok),
-            "pad_token_id": ids["<pad>"],
-            "eos_token_id": ids["<eos>"],
-            "bos_token_id": ids["<bos>"],
-            "num_hidden_layers": 2,
-            "layer_types": ["sliding_attention", "full_attention"],
-            "sliding_window": 64,
-            "vocab_size_per_layer_input": len(tok),
-            "hidden_size_per_layer_input": 8,
-            "global_head_dim": 8,
-            "rope_parameters": {"sliding_attention": _rope5(), "full_attention": _rope5()},
-        }
-        vision = dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=8,
-            patch_size=4,
-            pooling_kernel_size=3,
-            position_embedding_size=64,
-            rope_parameters=_rope5(),
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            audio_config=None,
-            boi_token_id=ids[boi],
-            eoi_token_id=ids[eoi],
-            image_token_id=ids[soft],
-            video_token_id=ids["<|video|>"],
-            boa_token_id=ids["<|audio>"],
-            eoa_token_index=ids["<audio|>"],
-            audio_token_id=ids["<|audio|>"],
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = {
+        **_TEXT,
+        "head_dim": 8,
+        "vocab_size": len(tok),
+        "pad_token_id": ids["<pad>"],
+        "eos_token_id": ids["<eos>"],
+        "bos_token_id": ids["<bos>"],
+        "num_hidden_layers": 2,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "sliding_window": 64,
+        "vocab_size_per_layer_input": len(tok),
+        "hidden_size_per_layer_input": 8,
+        "global_head_dim": 8,
+        "rope_parameters": {"sliding_attention": _rope5(), "full_attention": _rope5()},
+    }
+    vision = dict(
+        **_VIT,
+        num_key_value_heads=2,
+        head_dim=8,
+        patch_size=4,
+        pooling_kernel_size=3,
+        position_embedding_size=64,
+        rope_parameters=_rope5(),
+    )
+    make_model = _maker(
+        "gemma4",
+        "Gemma4Config",
+        "Gemma4ForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        audio_config=None,
+        boi_token_id=ids[boi],
+        eoi_token_id=ids[eoi],
+        image_token_id=ids[soft],
+        video_token_id=ids["<|video|>"],
+        boa_token_id=ids["<|audio>"],
+        eoa_token_index=ids["<audio|>"],
+        audio_token_id=ids["<|audio|>"],
+        tie_word_embeddings=False,
+    )
 
     def decode(batch: Any) -> list:
         pv, pos = batch.get("pixel_values"), batch.get("image_position_ids")
@@ -1562,45 +1549,44 @@ def _llama4() -> Tiny:
         image_processor=ip, tokenizer=tok, patch_size=14, pixel_shuffle_ratio=0.5, chat_template=template
     )
 
-    def make_model() -> Any:
-        cfg_cls = _cls("llama4.configuration_llama4", "Llama4Config")
-        model_cls = _cls("llama4.modeling_llama4", "Llama4ForConditionalGeneration")
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = {
-            **_TEXT,
-            "head_dim": 8,
-            "vocab_size": len(tok),
-            "pad_token_id": ids["<|finetune_right_pad|>"],
-            "bos_token_id": ids["<|begin_of_text|>"],
-            "eos_token_id": ids["<|eot|>"],
-            "intermediate_size_mlp": 64,
-            "num_local_experts": 2,
-            "num_experts_per_tok": 1,
-            "attention_chunk_size": 64,
-            "rope_parameters": _rope5(),
-        }
-        vision = dict(
-            hidden_size=16,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=56,
-            patch_size=14,
-            vision_output_dim=32,
-            projector_input_dim=32,
-            projector_output_dim=32,
-            pixel_shuffle_ratio=0.5,
-            rope_parameters=_rope5(),
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            boi_token_index=ids["<|image_start|>"],
-            eoi_token_index=ids["<|image_end|>"],
-            image_token_index=ids["<|patch|>"],
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = {
+        **_TEXT,
+        "head_dim": 8,
+        "vocab_size": len(tok),
+        "pad_token_id": ids["<|finetune_right_pad|>"],
+        "bos_token_id": ids["<|begin_of_text|>"],
+        "eos_token_id": ids["<|eot|>"],
+        "intermediate_size_mlp": 64,
+        "num_local_experts": 2,
+        "num_experts_per_tok": 1,
+        "attention_chunk_size": 64,
+        "rope_parameters": _rope5(),
+    }
+    vision = dict(
+        hidden_size=16,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=56,
+        patch_size=14,
+        vision_output_dim=32,
+        projector_input_dim=32,
+        projector_output_dim=32,
+        pixel_shuffle_ratio=0.5,
+        rope_parameters=_rope5(),
+    )
+    make_model = _maker(
+        "llama4",
+        "Llama4Config",
+        "Llama4ForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        boi_token_index=ids["<|image_start|>"],
+        eoi_token_index=ids["<|image_end|>"],
+        image_token_index=ids["<|patch|>"],
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="llama4",
@@ -1648,43 +1634,39 @@ def _lfm2_vl() -> Tiny:
     processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("lfm2_vl.configuration_lfm2_vl", "Lfm2VlConfig")
-        model_cls = _cls("lfm2_vl.modeling_lfm2_vl", "Lfm2VlForConditionalGeneration")
-        text = dict(
-            model_type="lfm2",
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
-            pad_token_id=tok.pad_token_id,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            layer_types=["conv", "full_attention"],
-            tie_word_embeddings=False,
-            rope_parameters=_rope5(),
-        )
-        vision = dict(
-            model_type="siglip2_vision_model",
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            patch_size=4,
-            num_patches=64,
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=tok.convert_tokens_to_ids("<image>"),
-            projector_hidden_size=32,
-            downsample_factor=2,
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = dict(
+        model_type="lfm2",
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        layer_types=["conv", "full_attention"],
+        tie_word_embeddings=False,
+        rope_parameters=_rope5(),
+    )
+    vision = dict(
+        model_type="siglip2_vision_model",
+        **_VIT,
+        patch_size=4,
+        num_patches=64,
+    )
+    make_model = _maker(
+        "lfm2_vl",
+        "Lfm2VlConfig",
+        "Lfm2VlForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        projector_hidden_size=32,
+        downsample_factor=2,
+        tie_word_embeddings=False,
+    )
 
     def decode(batch: Any) -> list:
         pv, mask = batch.get("pixel_values"), batch.get("pixel_attention_mask")
@@ -1738,20 +1720,19 @@ def _llava_next() -> Tiny:
     )
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("llava_next.configuration_llava_next", "LlavaNextConfig")
-        model_cls = _cls("llava_next.modeling_llava_next", "LlavaNextForConditionalGeneration")
-        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-        config = cfg_cls(
-            text_config=text,
-            vision_config=dict(_CLIP, image_size=28, patch_size=14),
-            image_token_index=tok.convert_tokens_to_ids("<image>"),
-            image_grid_pinpoints=pinpoints,
-            vision_feature_layer=-1,
-            vision_feature_select_strategy="default",
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
+    make_model = _maker(
+        "llava_next",
+        "LlavaNextConfig",
+        "LlavaNextForConditionalGeneration",
+        text_config=text,
+        vision_config=dict(_CLIP, image_size=28, patch_size=14),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
 
     # (images, patches, 3, H, W); patch 0 = the whole image resized
     return Tiny(
@@ -1802,21 +1783,20 @@ def _llava_onevision() -> Tiny:
         vision_aspect_ratio="anyres_max_9",
     )
 
-    def make_model() -> Any:
-        cfg_cls = _cls("llava_onevision.configuration_llava_onevision", "LlavaOnevisionConfig")
-        model_cls = _cls("llava_onevision.modeling_llava_onevision", "LlavaOnevisionForConditionalGeneration")
-        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "qwen2"})
-        config = cfg_cls(
-            text_config=text,
-            vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
-            image_token_index=tok.convert_tokens_to_ids("<image>"),
-            video_token_index=tok.convert_tokens_to_ids("<video>"),
-            image_grid_pinpoints=pinpoints,
-            vision_feature_layer=-1,
-            vision_feature_select_strategy="full",
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "qwen2"})
+    make_model = _maker(
+        "llava_onevision",
+        "LlavaOnevisionConfig",
+        "LlavaOnevisionForConditionalGeneration",
+        text_config=text,
+        vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="llava_onevision",
@@ -1854,36 +1834,32 @@ def _idefics2() -> Tiny:
     processor = proc_cls(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=template)
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("idefics2.configuration_idefics2", "Idefics2Config")
-        model_cls = _cls("idefics2.modeling_idefics2", "Idefics2ForConditionalGeneration")
-        text = _rope(
-            {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "mistral", "head_dim": 8}
-        )
-        vision = dict(
-            image_size=28,
-            patch_size=14,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-        )
-        perceiver = dict(
-            hidden_size=32,
-            resampler_n_latents=4,
-            resampler_depth=1,
-            resampler_n_heads=2,
-            resampler_head_dim=8,
-            num_key_value_heads=1,
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            perceiver_config=perceiver,
-            image_token_id=tok.convert_tokens_to_ids("<image>"),
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = _rope(
+        {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "mistral", "head_dim": 8}
+    )
+    vision = dict(
+        image_size=28,
+        patch_size=14,
+        **_VIT,
+    )
+    perceiver = dict(
+        hidden_size=32,
+        resampler_n_latents=4,
+        resampler_depth=1,
+        resampler_n_heads=2,
+        resampler_head_dim=8,
+        num_key_value_heads=1,
+    )
+    make_model = _maker(
+        "idefics2",
+        "Idefics2Config",
+        "Idefics2ForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        perceiver_config=perceiver,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="idefics2",
@@ -1944,40 +1920,36 @@ def _paddleocr_vl() -> Tiny:
     processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("paddleocr_vl.configuration_paddleocr_vl", "PaddleOCRVLConfig")
-        model_cls = _cls("paddleocr_vl.modeling_paddleocr_vl", "PaddleOCRVLForConditionalGeneration")
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = _rope(
-            {
-                **_TEXT,
-                "vocab_size": len(tok),
-                "head_dim": 8,
-                "pad_token_id": ids["<pad>"],
-                "bos_token_id": ids["<|begin_of_sentence|>"],
-                "eos_token_id": ids["</s>"],
-            },
-            mrope=[1, 1, 2],
-        )
-        vision = dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            image_size=56,
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=ids[image],
-            video_token_id=ids["<|VIDEO_PLACEHOLDER|>"],
-            vision_start_token_id=ids[start],
-            vision_end_token_id=ids[end],
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = _rope(
+        {
+            **_TEXT,
+            "vocab_size": len(tok),
+            "head_dim": 8,
+            "pad_token_id": ids["<pad>"],
+            "bos_token_id": ids["<|begin_of_sentence|>"],
+            "eos_token_id": ids["</s>"],
+        },
+        mrope=[1, 1, 2],
+    )
+    vision = dict(
+        **_VIT,
+        patch_size=14,
+        spatial_merge_size=2,
+        image_size=56,
+    )
+    make_model = _maker(
+        "paddleocr_vl",
+        "PaddleOCRVLConfig",
+        "PaddleOCRVLForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids[image],
+        video_token_id=ids["<|VIDEO_PLACEHOLDER|>"],
+        vision_start_token_id=ids[start],
+        vision_end_token_id=ids[end],
+        tie_word_embeddings=False,
+    )
 
     def decode(batch: Any) -> list:
         pv, grid = batch.get("pixel_values"), batch.get("image_grid_thw")  # (patches, 3, P, P), a grid row per image
@@ -2025,59 +1997,58 @@ def _deepseek_ocr2() -> Tiny:
     processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template, patch_size=2, downsample_ratio=1)
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("deepseek_ocr2.configuration_deepseek_ocr2", "DeepseekOcr2Config")
-        model_cls = _cls("deepseek_ocr2.modeling_deepseek_ocr2", "DeepseekOcr2ForConditionalGeneration")
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = _rope(
-            dict(
-                vocab_size=len(tok),
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=4,
-                max_position_embeddings=1024,
-                bos_token_id=ids[bos],
-                eos_token_id=ids[eos],
-                pad_token_id=ids["<pad>"],
-                n_routed_experts=4,
-                n_shared_experts=1,
-                mlp_layer_types=["dense", "sparse"],
-                moe_intermediate_size=16,
-                num_experts_per_tok=2,
-                tie_word_embeddings=False,
-            )
-        )
-        sam = dict(
-            hidden_size=16,
-            output_channels=8,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_channels=3,
-            image_size=24,
-            patch_size=2,
-            window_size=4,
-            global_attn_indexes=[0],
-            downsample_channels=[16, 32],
-        )
-        encoder = _rope(
-            dict(
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                num_key_value_heads=2,
-                max_position_embeddings=512,
-            )
-        )
-        config = cfg_cls(
-            vision_config=dict(sam_config=sam, encoder_config=encoder),
-            text_config=text,
-            image_token_id=ids["<image>"],
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = _rope(
+        dict(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=1024,
+            bos_token_id=ids[bos],
+            eos_token_id=ids[eos],
+            pad_token_id=ids["<pad>"],
+            n_routed_experts=4,
+            n_shared_experts=1,
+            mlp_layer_types=["dense", "sparse"],
+            moe_intermediate_size=16,
+            num_experts_per_tok=2,
             tie_word_embeddings=False,
         )
-        return _seeded(lambda: model_cls(config))
+    )
+    sam = dict(
+        hidden_size=16,
+        output_channels=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_channels=3,
+        image_size=24,
+        patch_size=2,
+        window_size=4,
+        global_attn_indexes=[0],
+        downsample_channels=[16, 32],
+    )
+    encoder = _rope(
+        dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+        )
+    )
+    make_model = _maker(
+        "deepseek_ocr2",
+        "DeepseekOcr2Config",
+        "DeepseekOcr2ForConditionalGeneration",
+        vision_config=dict(sam_config=sam, encoder_config=encoder),
+        text_config=text,
+        image_token_id=ids["<image>"],
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="deepseek_ocr2",
@@ -2125,46 +2096,45 @@ def _minicpmv4_6() -> Tiny:
         video.slice_mode, video.downsample_mode = False, "16x"
     processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
 
-    def make_model() -> Any:
-        cfg_cls = _cls("minicpmv4_6.configuration_minicpmv4_6", "MiniCPMV4_6Config")
-        model_cls = _cls("minicpmv4_6.modeling_minicpmv4_6", "MiniCPMV4_6ForConditionalGeneration")
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = dict(
-            model_type="qwen3_5_text",
-            vocab_size=len(tok),
-            hidden_size=32,
-            head_dim=8,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            rope_parameters=_rope5(mrope_section=[1, 1, 0]),
-            tie_word_embeddings=False,
-            pad_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            layer_types=["full_attention"],
-        )
-        vision = dict(
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            image_size=32,
-            patch_size=8,
-            num_channels=3,
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            image_size=32,
-            insert_layer_id=0,
-            drop_vision_last_layer=False,
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    text = dict(
+        model_type="qwen3_5_text",
+        vocab_size=len(tok),
+        hidden_size=32,
+        head_dim=8,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        rope_parameters=_rope5(mrope_section=[1, 1, 0]),
+        tie_word_embeddings=False,
+        pad_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        layer_types=["full_attention"],
+    )
+    vision = dict(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+    )
+    make_model = _maker(
+        "minicpmv4_6",
+        "MiniCPMV4_6Config",
+        "MiniCPMV4_6ForConditionalGeneration",
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        image_size=32,
+        insert_layer_id=0,
+        drop_vision_last_layer=False,
+        tie_word_embeddings=False,
+    )
 
     def decode(batch: Any) -> list:
         # NaViT packing: pixel_values (1, 3, patch, total_L), each block a (h * w * patch) stretch of the last
@@ -2211,17 +2181,16 @@ def _deepseek_vl() -> Tiny:
     processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template, num_image_tokens=4)
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("deepseek_vl.configuration_deepseek_vl", "DeepseekVLConfig")
-        model_cls = _cls("deepseek_vl.modeling_deepseek_vl", "DeepseekVLForConditionalGeneration")
-        text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-        config = cfg_cls(
-            text_config=text,
-            vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
-            image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"),
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
+    make_model = _maker(
+        "deepseek_vl",
+        "DeepseekVLConfig",
+        "DeepseekVLForConditionalGeneration",
+        text_config=text,
+        vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
+        image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"),
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="deepseek_vl",
@@ -2278,30 +2247,29 @@ def _aya_vision() -> Tiny:
     )
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("aya_vision.configuration_aya_vision", "AyaVisionConfig")
-        model_cls = _cls("aya_vision.modeling_aya_vision", "AyaVisionForConditionalGeneration")
-        text = _rope(
-            {
-                **_TEXT,
-                "vocab_size": len(tok),
-                "pad_token_id": tok.pad_token_id,
-                "model_type": "cohere2",
-                "bos_token_id": tok.bos_token_id,
-                "eos_token_id": tok.eos_token_id,
-                "head_dim": 8,
-                "layer_types": ["full_attention"],
-                "sliding_window": 64,
-            }
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=dict(_SIGLIP, image_size=28, patch_size=7),
-            downsample_factor=2,
-            image_token_index=tok.convert_tokens_to_ids("<|IMG_PATCH|>"),
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = _rope(
+        {
+            **_TEXT,
+            "vocab_size": len(tok),
+            "pad_token_id": tok.pad_token_id,
+            "model_type": "cohere2",
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "head_dim": 8,
+            "layer_types": ["full_attention"],
+            "sliding_window": 64,
+        }
+    )
+    make_model = _maker(
+        "aya_vision",
+        "AyaVisionConfig",
+        "AyaVisionForConditionalGeneration",
+        text_config=text,
+        vision_config=dict(_SIGLIP, image_size=28, patch_size=7),
+        downsample_factor=2,
+        image_token_index=tok.convert_tokens_to_ids("<|IMG_PATCH|>"),
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="aya_vision",
@@ -2341,22 +2309,21 @@ def _paligemma() -> Tiny:
     processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
     processor.chat_template = template
 
-    def make_model() -> Any:
-        cfg_cls = _cls("paligemma.configuration_paligemma", "PaliGemmaConfig")
-        model_cls = _cls("paligemma.modeling_paligemma", "PaliGemmaForConditionalGeneration")
-        text = _rope(
-            {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "gemma", "head_dim": 8}
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=dict(_SIGLIP, image_size=28, patch_size=14, projection_dim=32),
-            image_token_index=tok.convert_tokens_to_ids("<image>"),
-            projection_dim=32,
-            hidden_size=32,
-            vocab_size=len(tok),
-            tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
+    text = _rope(
+        {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "gemma", "head_dim": 8}
+    )
+    make_model = _maker(
+        "paligemma",
+        "PaliGemmaConfig",
+        "PaliGemmaForConditionalGeneration",
+        text_config=text,
+        vision_config=dict(_SIGLIP, image_size=28, patch_size=14, projection_dim=32),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        projection_dim=32,
+        hidden_size=32,
+        vocab_size=len(tok),
+        tie_word_embeddings=False,
+    )
 
     return Tiny(
         family="paligemma",
