@@ -48,10 +48,6 @@ def fam(request):
     return tiny_of(request.param)
 
 
-def per_row_counts(tiny, batch) -> list[int]:
-    return counts(tiny, batch)
-
-
 def layout(tiny, nested: list) -> list:
     """Nested per-row images in the layout the family's adapter asks for."""
     return nested if adapter_for(tiny.processor).nesting == "per_row" else [img for row in nested for img in row]
@@ -79,7 +75,7 @@ def test_count_in_ids_counts_images_after_expansion(fam):
     texts = [fam.processor.apply_chat_template([user(*[IMG] * n), assistant()], tokenize=False) for n in rows]
     images = [[make_tile_image(r, i, fam.image_size) for i in range(n)] for r, n in enumerate(rows)]
     batch = fam.processor(text=texts, images=layout(fam, images), padding=True, return_tensors="pt")
-    assert per_row_counts(fam, batch) == rows
+    assert counts(fam, batch) == rows
     assert fam.images_in_batch(batch) == sum(rows)
     assert fam.decode(batch) == [(r, i) for r, n in enumerate(rows) for i in range(n)]
 
@@ -117,6 +113,17 @@ def test_unknown_processor_without_image_token_warns_once(monkeypatch, caplog):
         assert lookup(TinyTokenlessVLMProcessor()) is None
     warnings = [r for r in caplog.records if "TinyTokenlessVLMProcessor" in r.getMessage()]
     assert len(warnings) == 1 and "skipped" in warnings[0].getMessage()
+
+
+def test_a_plugin_adapters_placeholder_attr_is_read_off_the_processor():
+    class TinyNamedTokenProcessor:
+        picture_token = "<pic_7>"
+
+    third_party = ModelAdapter(name="third_party", placeholder="<pic>", placeholder_attr="picture_token")
+    lookup = adapters.AdapterLookup(lambda processor, config: third_party)
+    found = lookup(TinyNamedTokenProcessor())
+    assert found.name == "third_party" and found.placeholder == "<pic_7>"
+    assert lookup(object()).placeholder == "<pic>"  # no such attribute: the declared placeholder stands
 
 
 def test_adapters_do_not_claim_other_processors():
@@ -166,9 +173,9 @@ def test_without_the_plugin_the_first_image_era_loses_the_second_image(fam, coll
             print(f"{fam.family}: upstream {UNSLOTH_ZOO} without the plugin: {type(e).__name__}: {str(e)[:160]}")
             return
     if ALL_IMAGES_NATIVE:
-        assert fam.images_in_batch(batch) == 3 and per_row_counts(fam, batch) == [1, 2]
+        assert fam.images_in_batch(batch) == 3 and counts(fam, batch) == [1, 2]
     else:  # no error (LLaVA on 4.x): the tokens claim 3 images, the pixel tensor holds 2
-        assert sum(per_row_counts(fam, batch)) == 3
+        assert sum(counts(fam, batch)) == 3
         assert fam.images_in_batch(batch) == 2
 
 
@@ -182,7 +189,7 @@ def test_with_the_plugin_every_image_reaches_the_model_and_trains(fam, collate):
     examples[0] = {"messages": [user(text="describe the text"), assistant()], "images": []}
     batch = collator(examples)
     assert batch["input_ids"].shape[0] == 4
-    assert per_row_counts(fam, batch) == [0, 1, 2, 3]
+    assert counts(fam, batch) == [0, 1, 2, 3]
     assert fam.images_in_batch(batch) == 6
     assert "labels" in batch
     loss = model(**batch).loss
@@ -201,7 +208,7 @@ def test_a_text_only_row_without_images_key(fam, collate):
         column_row(fam, 2, 1),
     ]
     batch = collator(examples)
-    assert per_row_counts(fam, batch) == [2, 0, 1]
+    assert counts(fam, batch) == [2, 0, 1]
     assert fam.images_in_batch(batch) == 3
 
 

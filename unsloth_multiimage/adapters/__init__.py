@@ -20,6 +20,7 @@ __all__ = [
     "processor_is",
     "id_list",
     "token_id",
+    "tokenizer_id",
     "pairs",
     "runs",
     "resolve",
@@ -87,12 +88,20 @@ def id_list(ids: Any) -> list[int]:
     return ids.tolist() if hasattr(ids, "tolist") else list(ids)
 
 
-def token_id(processor: Any, id_attr: str, token: str) -> int:
-    """``processor.<id_attr>`` when the processor has it, else the tokenizer's id for ``token``."""
+def tokenizer_id(processor: Any, token: str, named_by: str | None = None) -> Any:
+    """The tokenizer's id for the token the processor names in its attribute ``named_by`` (a
+    token string), else for ``token``."""
+    if named_by is not None:
+        token = str(getattr(processor, named_by, None) or token)
+    return getattr(processor, "tokenizer", processor).convert_tokens_to_ids(token)
+
+
+def token_id(processor: Any, id_attr: str, token: str, named_by: str | None = None) -> int:
+    """``processor.<id_attr>`` when the processor has it, else :func:`tokenizer_id`."""
     found = getattr(processor, id_attr, None)
     if found is not None:
         return int(found)
-    return int(getattr(processor, "tokenizer", processor).convert_tokens_to_ids(token))
+    return int(tokenizer_id(processor, token, named_by))
 
 
 def runs(ids: Any, token: int) -> list[int]:
@@ -131,7 +140,7 @@ class AdapterLookup:
     def __call__(self, processor: Any, config: Any = None) -> ModelAdapter | None:
         found = self._hook(processor=processor, config=config)
         if found is not None:
-            return found
+            return resolve(found, processor)
         token = getattr(processor, "image_token", None)
         if isinstance(token, str) and token:
             return ModelAdapter(name=f"fallback:{type(processor).__name__}", placeholder=token)

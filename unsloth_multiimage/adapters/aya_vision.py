@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list
+from . import ModelAdapter, id_list, tokenizer_id
 
 IMAGE_TOKEN = "<image>"
 
 
 def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: its ``<|END_OF_IMG|>`` ids."""
-    tok = getattr(processor, "tokenizer", processor)
-    end = tok.convert_tokens_to_ids(str(getattr(processor, "end_of_img_token", None) or "<|END_OF_IMG|>"))
+    end = tokenizer_id(processor, "<|END_OF_IMG|>", "end_of_img_token")
     return id_list(ids).count(end)
 
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import ModelAdapter, id_list, runs, token_id
+from . import ModelAdapter, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
 
 def count_images(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: its runs of ``<image>`` ids, split by the per-image lengths."""
-    ids = id_list(ids)
     ip = processor.image_processor
     size = ip.size["height"] if isinstance(ip.size, dict) else ip.size.height
     per = processor.patch_size * processor.downsample_ratio

@@ -21,7 +21,7 @@ IMAGE_TOKEN = "<image_placeholder>"
 
 def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: image-token ids // ``num_image_tokens``."""
-    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
+    image = token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token")
     return id_list(ids).count(image) // int(processor.num_image_tokens)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, pairs, token_id
+from . import ModelAdapter, pairs, token_id, tokenizer_id
 
 IMAGE_TOKEN = "<|image|>"
 EOI_TOKEN = "<image|>"
@@ -23,9 +23,8 @@ EOI_TOKEN = "<image|>"
 
 def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: ``<|image|>`` ids followed by ``<image|>``."""
-    tok = getattr(processor, "tokenizer", processor)
-    soft = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
-    eoi = tok.convert_tokens_to_ids(str(getattr(processor, "eoi_token", None) or EOI_TOKEN))
+    soft = token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token")
+    eoi = tokenizer_id(processor, EOI_TOKEN, "eoi_token")
     return pairs(ids, soft, eoi)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, id_list, token_id, tokenizer_id
 
 PLACEHOLDER = "<|begin_of_image|><|image|><|end_of_image|>"
 
@@ -24,9 +24,8 @@ PLACEHOLDER = "<|begin_of_image|><|image|><|end_of_image|>"
 def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: ``<|image|><|end_of_image|>`` outside a video."""
     ids = id_list(ids)
-    tok = getattr(processor, "tokenizer", processor)
-    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or "<|image|>")
-    end = tok.convert_tokens_to_ids("<|end_of_image|>")
+    image = token_id(processor, "image_token_id", "<|image|>", "image_token")
+    end = tokenizer_id(processor, "<|end_of_image|>")
     bov = token_id(processor, "video_start_id", "<|begin_of_video|>")
     eov = token_id(processor, "video_end_id", "<|end_of_video|>")
     depth = found = 0

@@ -26,8 +26,8 @@ def count_images(processor: Any, ids: Any) -> int:
     ids = id_list(ids)
     tag = getattr(processor, "global_image_token", None) or getattr(processor, "global_image_tag", None)
     glob = token_id(processor, "global_image_token_id", tag or GLOBAL_IMAGE_TAG)
-    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
-    fake = token_id(processor, "fake_image_token_id", getattr(processor, "fake_image_token", None) or FAKE_TOKEN)
+    image = token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token")
+    fake = token_id(processor, "fake_image_token_id", FAKE_TOKEN, "fake_image_token")
     found = 0
     for at, t in enumerate(ids):
         if t == glob:

@@ -20,7 +20,7 @@ PLACEHOLDER = "<IMG_CONTEXT>"
 
 def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: its ``</img>`` ids."""
-    end = token_id(processor, "end_image_token_id", getattr(processor, "end_image_token", None) or "</img>")
+    end = token_id(processor, "end_image_token_id", "</img>", "end_image_token")
     return id_list(ids).count(end)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, id_list, token_id, tokenizer_id
 
 IMAGE_TOKEN = "<image>"
 IMAGE_START = "<|image_start|>"
@@ -28,12 +28,11 @@ def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: ``<|image_end|>`` ids (``<image>`` ids in a row
     without any ``<|image_start|>``, i.e. without the special tokens)."""
     ids = id_list(ids)
-    tok = getattr(processor, "tokenizer", processor)
-    start = tok.convert_tokens_to_ids(str(getattr(processor, "image_start_token", None) or IMAGE_START))
-    end = tok.convert_tokens_to_ids(str(getattr(processor, "image_end_token", None) or IMAGE_END))
+    start = tokenizer_id(processor, IMAGE_START, "image_start_token")
+    end = tokenizer_id(processor, IMAGE_END, "image_end_token")
     if start in ids:
         return ids.count(end)
-    return ids.count(token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN))
+    return ids.count(token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token"))
 
 
 ADAPTER = ModelAdapter(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list
+from . import ModelAdapter, id_list, tokenizer_id
 
 IMAGE_TOKEN = "<|image|>"
 IMAGE_END = "<|image_end|>"
@@ -22,8 +22,7 @@ IMAGE_END = "<|image_end|>"
 
 def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: its ``<|image_end|>`` ids."""
-    tok = getattr(processor, "tokenizer", processor)
-    end = tok.convert_tokens_to_ids(str(getattr(processor, "end_of_img_token", None) or IMAGE_END))
+    end = tokenizer_id(processor, IMAGE_END, "end_of_img_token")
     return id_list(ids).count(end)
 
 

@@ -24,7 +24,7 @@ IMAGE_TOKEN = "<image>"
 
 def count_images(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: its runs of ``<image>`` ids."""
-    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
+    image = token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token")
     return len(runs(ids, image))
 
 

@@ -28,7 +28,7 @@ def _multi_image_length(processor: Any) -> int:
 
 def count_images(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: runs of ``<image>``, each split by the multi-image length."""
-    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
+    image = token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token")
     per = _multi_image_length(processor)
     return sum(r // per if r % per == 0 else 1 for r in runs(ids, image))
 

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, pairs, token_id
+from . import ModelAdapter, pairs, token_id, tokenizer_id
 
 IMAGE_TOKEN = "<|image_pad|>"
 
 
 def count_images(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: ``image_token`` ids followed by ``image_end_token``."""
-    tok = getattr(processor, "tokenizer", processor)
-    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or IMAGE_TOKEN)
-    end = tok.convert_tokens_to_ids(str(getattr(processor, "image_end_token", None) or "</image>"))
+    image = token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token")
+    end = tokenizer_id(processor, "</image>", "image_end_token")
     return pairs(ids, image, end)
 
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, pairs, token_id
+from . import ModelAdapter, pairs, token_id, tokenizer_id
 
 PLACEHOLDER = "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>"
 
 
 def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: ``<|IMAGE_PLACEHOLDER|><|IMAGE_END|>`` pairs."""
-    tok = getattr(processor, "tokenizer", processor)
-    image = token_id(processor, "image_token_id", getattr(processor, "image_token", None) or "<|IMAGE_PLACEHOLDER|>")
-    return pairs(ids, image, tok.convert_tokens_to_ids("<|IMAGE_END|>"))
+    image = token_id(processor, "image_token_id", "<|IMAGE_PLACEHOLDER|>", "image_token")
+    return pairs(ids, image, tokenizer_id(processor, "<|IMAGE_END|>"))
 
 
 ADAPTER = ModelAdapter(

@@ -3,8 +3,8 @@
 One entry per family module of this package. A processor is matched on its class and then its
 base classes, most derived first, so a subclass family (SmolVLM over Idefics3) wins over its
 base. The hook implementation runs last (``trylast``): a third party's adapter for the same
-processor class wins over the built-in one. An adapter with ``placeholder_attr`` answers with the
-placeholder read off the processor (:func:`~unsloth_multiimage.adapters.resolve`).
+processor class wins over the built-in one. The lookup (``AdapterLookup``) reads an adapter's
+``placeholder_attr`` off the processor, whichever plugin answered (:func:`~unsloth_multiimage.adapters.resolve`).
 
 Mistral 3 has no entry of its own: its processor is ``PixtralProcessor`` (the pixtral adapter).
 """
@@ -38,7 +38,6 @@ from . import (
     pixtral,
     qwen2_vl,
     qwen3_vl,
-    resolve,
 )
 
 __all__ = ["BUILTIN_ADAPTERS", "adapter_for_class", "umi_model_adapter"]
@@ -83,5 +82,4 @@ def adapter_for_class(cls: type) -> ModelAdapter | None:
 
 @hookimpl(trylast=True)
 def umi_model_adapter(processor: Any, config: Any) -> ModelAdapter | None:
-    found = adapter_for_class(type(processor))
-    return None if found is None else resolve(found, processor)
+    return adapter_for_class(type(processor))
