@@ -8,10 +8,6 @@ engine reads the on/off and list ones. README's table of variables is checked ag
 
 import os
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 
 class Var:
     """One environment variable: its name, how it is parsed, the setting it feeds, what it does."""

@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from . import _env
 
@@ -20,9 +20,9 @@ __all__ = ["Settings", "configure", "get_settings", "reset_settings"]
 OnExcess = Literal["error", "keep_first", "keep_last"]
 Strategy = Literal["native", "grid"]
 CrossAttention = Literal["latest", "cumulative"]
-_ON_EXCESS = ("error", "keep_first", "keep_last")
-_STRATEGIES = ("native", "grid")
-_CROSS_ATTENTION = ("latest", "cumulative")
+_ON_EXCESS = get_args(OnExcess)
+_STRATEGIES = get_args(Strategy)
+_CROSS_ATTENTION = get_args(CrossAttention)
 
 
 @dataclass(frozen=True)

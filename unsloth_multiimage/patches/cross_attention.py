@@ -27,13 +27,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LATEST", "CUMULATIVE", "MODES", "cumulative_cross_attention_mask", "real_tiles"]
+__all__ = ["LATEST", "CUMULATIVE", "cumulative_cross_attention_mask", "real_tiles"]
 
 #: upstream's mask: each text token sees the latest group of images before it (the default).
 LATEST = "latest"
 #: every text token sees every image shown before it.
 CUMULATIVE = "cumulative"
-MODES = (LATEST, CUMULATIVE)
 
 
 def real_tiles(aspect_ratio_ids: Any, aspect_ratio_mask: Any) -> Any:

@@ -7,8 +7,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
+from ..settings import CrossAttention, Strategy
 from .doctor import doctor_report
 
 __all__ = ["main", "doctor_report"]
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("demo", help="fine-tune the embedded tiny Llama-3.2-Vision-shaped model on multi-image data")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 30; with --compare 1200)")
-    p.add_argument("--strategy", choices=("native", "grid"), default="native")
+    p.add_argument("--strategy", choices=get_args(Strategy), default="native")
     p.add_argument("--model", help="path of local Mllama weights (a GPU user's checkpoint) instead of the tiny model")
     p.add_argument("--batch-size", type=int, default=None, help="rows per step (default 4; with --compare 16)")
     p.add_argument("--seed", type=int, default=0)
@@ -151,11 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dataset", help="JSON/JSONL file (default: the demo data)")
     p.add_argument("--row", type=int, default=0)
     p.add_argument("--out", default="preview.png")
-    p.add_argument("--strategy", choices=("native", "grid"), default="native")
+    p.add_argument("--strategy", choices=get_args(Strategy), default="native")
     p.add_argument("--model", help="folder of a local Mllama checkpoint whose processor renders the row")
     p.add_argument(
         "--cross-attention",
-        choices=("latest", "cumulative"),
+        choices=get_args(CrossAttention),
         help="the Llama 3.2 Vision mask to draw (default: the mllama_cross_attention setting in force)",
     )
     p.set_defaults(func=lambda a: _lazy("preview", a))
