@@ -145,14 +145,14 @@ def _check_layouts(examples: Sequence[Any], decision: Decision) -> None:
             )
 
 
-def _pre_resize(collator: Any) -> Callable[[RowPlan, int, Any], Any]:
+def _pre_resize(collator: Any) -> Callable[[RowPlan, Any], Any]:
     """Resize a decoded column image on the decoding thread, the way this release resizes it: the
     release then finds it at its size already (its resize is idempotent), so its serial loop
     does no work. Images of content rows are left alone (upstream resizes those after its own
     smart_resize)."""
     resize = resizer(collator)
 
-    def after_decode(plan: RowPlan, _k: int, image: Any) -> Any:
+    def after_decode(plan: RowPlan, image: Any) -> Any:
         if plan.column and not plan.merged:
             return resize([image])[0]
         return image
@@ -209,12 +209,7 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
             except Exception as exc:
                 if getattr(exc, "_umi_own", False):
                     raise  # the plugin's own alignment failed: a bug to report, not a bad row
-                if (
-                    isinstance(exc, KeyError)
-                    and exc.args == ("pixel_values",)
-                    and not any(p.plan.images for p in prepared)
-                ):
-                    # Releases before 2025.9.3 index batch["pixel_values"] even when no row has an image.
+                if _image_less_batch(exc, prepared):
                     raise ValueError(
                         f"unsloth_multiimage: every row of this batch ({len(prepared)} rows) is text-only, and "
                         f"unsloth_zoo {decision.version} can only collate batches with at least one image. Fix: "
@@ -224,6 +219,11 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
             finally:
                 if formatting is not None:
                     instance.formatting_func = formatting
+
+    def _image_less_batch(exc: BaseException, rows: Sequence[PreparedRow]) -> bool:
+        """True when upstream failed only because no row has an image: releases before 2025.9.3
+        index ``batch["pixel_values"]`` even then."""
+        return isinstance(exc, KeyError) and exc.args == ("pixel_values",) and not any(p.plan.images for p in rows)
 
     def _name_the_row(
         collate: Callable,
@@ -240,11 +240,9 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
                     collate(wrapped, instance, [p], adapter)
                 except RowError as inner:
                     return inner
-                except KeyError as inner:
-                    if inner.args == ("pixel_values",) and not p.plan.images:
-                        continue  # a text-only row alone: releases before 2025.9.3 need an image per batch
-                    return failure(p.row, inner, decision.version)
                 except Exception as inner:  # the first row that fails on its own is the bad one
+                    if _image_less_batch(inner, [p]):
+                        continue  # a text-only row alone
                     return failure(p.row, inner, decision.version)
             return failure(None, exc, decision.version)
         return failure(0, exc, decision.version)

@@ -12,7 +12,20 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..engine.decision import Decision, StrEnum
-from ..rows.chat import carrying_part, has_column, is_chat, rewrite_image_parts, without_none_keys
+from ..rows.chat import (
+    carrying_part,
+    column_entries,
+    content_parts,
+    has_column,
+    image_parts,
+    is_chat,
+    is_image_part,
+    is_pc_row,
+    messages_of,
+    part_payload,
+    rewrite_image_parts,
+    without_none_keys,
+)
 from ..rows.pipeline import PreparedRow
 
 __all__ = ["Fix", "for_upstream", "installed_decision", "resizer", "upstream_problems", "pc_path_problem"]
@@ -99,11 +112,6 @@ def _inline_resize(img: Any, size: Any) -> Any:
 # --------------------------------------------------------------------------------- the row upstream gets
 
 
-def is_pc_row(example: Any) -> bool:
-    """True for a TRL prompt/completion row (what upstream's own test is: both keys present)."""
-    return isinstance(example, Mapping) and example.get("prompt") is not None and example.get("completion") is not None
-
-
 def _with_images_in_content(example: Mapping, images: Sequence) -> dict:
     """The example with every image part of its chat carrying the next of ``images``, no column."""
     without_column = {k: v for k, v in example.items() if k != "images"}
@@ -181,7 +189,8 @@ def upstream_problems(
     fixes, release = decision.fixes, _release(decision)
     n = len(plan.images)
     out: list[str] = []
-    if isinstance(example, Mapping) and not is_pc_row(example):
+    pc = is_pc_row(example)
+    if isinstance(example, Mapping) and not pc:
         # Upstream tests keys for presence; Arrow's filler is a None under every absent column.
         if release >= PC_PATH and "prompt" in example and "completion" in example:
             out.append(
@@ -190,15 +199,13 @@ def upstream_problems(
             )
         elif "messages" in example and example["messages"] is None:
             out.append("upstream would read this row's `messages: None` (Arrow's filler) instead of its chat")
-    if is_pc_row(example) and pc_decision is not None and PcFix.PC_EXTRACT_TUPLE in pc_decision.fixes:
+    if pc and pc_decision is not None and PcFix.PC_EXTRACT_TUPLE in pc_decision.fixes:
         out.append(
             f"unsloth_zoo {decision.version} fails on every prompt/completion row (its image extraction "
             f"returns a tuple to its resize step)"
         )
-    pc = is_pc_row(example)
-    column = example.get("images") if has_column(example) else None
-    entries = [] if column is None else (list(column) if isinstance(column, (list, tuple)) else [column])
-    if column is not None and not isinstance(column, (list, tuple)):
+    entries = column_entries(example) if has_column(example) else []
+    if has_column(example) and not isinstance(example["images"], (list, tuple)):
         out.append("upstream would index a single image given without a list")
     if isinstance(example, Mapping) and "images" in example and example["images"] is None and release < COLUMN_DECODING:
         out.append(f"unsloth_zoo {decision.version} indexes `images: None` instead of reading the messages")
@@ -235,16 +242,10 @@ def upstream_problems(
 
 
 def _text_part_with_image_key(example: Any) -> bool:
-    from ..rows.chat import content_parts, messages_of
-
-    return any(
-        p.get("type") not in ("image", "image_url") and "image" in p for p in content_parts(messages_of(example))
-    )
+    return any(not is_image_part(p) and "image" in p for p in content_parts(messages_of(example)))
 
 
 def _payloads(example: Any) -> list:
-    from ..rows.chat import image_parts, messages_of, part_payload
-
     return [part_payload(p) for p in image_parts(messages_of(example))]
 
 

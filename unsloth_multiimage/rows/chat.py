@@ -28,6 +28,7 @@ __all__ = [
     "image_parts",
     "is_chat",
     "is_image_part",
+    "is_pc_row",
     "messages_of",
     "part_payload",
     "rewrite_image_parts",
@@ -50,6 +51,11 @@ def is_chat(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(m, Mapping) for m in value)
 
 
+def is_pc_row(example: Any) -> bool:
+    """True for a TRL prompt/completion row (what upstream tests: both keys present; None is absent)."""
+    return isinstance(example, Mapping) and example.get("prompt") is not None and example.get("completion") is not None
+
+
 def chat_sides(example: Any) -> list[tuple[str | None, list]]:
     """``(key, messages)`` for each chat list of ``example``, in reading order.
 
@@ -61,7 +67,7 @@ def chat_sides(example: Any) -> list[tuple[str | None, list]]:
             value = example.get(key)  # None: absent (an Arrow row has every column of its table)
             if value is not None:
                 return [(key, list(value))] if isinstance(value, (list, tuple)) else []
-        if example.get("prompt") is not None and example.get("completion") is not None:
+        if is_pc_row(example):
             return [(side, example[side]) for side in ("prompt", "completion") if is_chat(example[side])]
         return []
     if isinstance(example, (list, tuple)):

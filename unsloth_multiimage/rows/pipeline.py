@@ -71,7 +71,7 @@ def prepare_batch(
     single_image_family: str | None = None,
     first_row: int = 0,
     headers_only: bool = False,
-    after_decode: Callable[[RowPlan, int, Any], Any] | None = None,
+    after_decode: Callable[[RowPlan, Any], Any] | None = None,
 ) -> list[PreparedRow]:
     """Run every stage of the pipeline over a batch (see the module docstring).
 
@@ -84,7 +84,7 @@ def prepare_batch(
             the collator names the rows of its batch from 0).
         headers_only: open image files without decoding them (a dry run over many rows); the
             pixel budget and the grid, which need pixels, are then not applied.
-        after_decode: ``after_decode(plan, index, image) -> image``, run on the decoding thread
+        after_decode: ``after_decode(plan, image) -> image``, run on the decoding thread
             right after an image is loaded (the collator resizes there the way its release
             would, so that work runs in parallel too); only when no later stage changes pixels
             (no pixel budget, no grid).
@@ -101,7 +101,8 @@ def prepare_batch(
     # The cap first, so images it drops are never loaded; then decode; then budget and grid.
     capped, plans = apply_policies(examples, plans, replace(settings, max_pixels_per_example=None, strategy="native"))
     pixels_final = settings.max_pixels_per_example is None and settings.strategy == "native"
-    plans, decoded = _decode_batch(plans, settings, headers_only, after_decode if pixels_final else None)
+    hook = after_decode if pixels_final and not headers_only else None
+    plans, decoded = _decode_batch(plans, settings, headers_only, hook)
     if headers_only:
         final = capped
     else:
@@ -159,7 +160,7 @@ def _decode_batch(
     plans: Sequence[RowPlan],
     settings: Settings,
     headers_only: bool = False,
-    after_decode: Callable[[RowPlan, int, Any], Any] | None = None,
+    after_decode: Callable[[RowPlan, Any], Any] | None = None,
 ) -> tuple[list[RowPlan], list[bool]]:
     """Load every image that is not ready yet; order and row-named errors as in a serial loop."""
     todo = [(i, k, img) for i, p in enumerate(plans) for k, img in enumerate(p.images) if needs_decoding(img)]
@@ -169,7 +170,7 @@ def _decode_batch(
     def load(task: tuple[int, int, Any]) -> Any:
         i, k, img = task
         image = load_image(img, plans[i].row, k, allow_urls=settings.allow_urls, header_only=headers_only)
-        return image if after_decode is None or headers_only else after_decode(plans[i], k, image)
+        return image if after_decode is None else after_decode(plans[i], image)
 
     if settings.decode_threads > 1 and len(todo) > 1:
         loaded = list(_pool(settings.decode_threads).map(load, todo))  # raises the first failure, in order

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import FormatError, RowShapeError
 from . import layouts
-from .chat import CHAT_KEYS
+from .chat import CHAT_KEYS, is_pc_row
 
 __all__ = ["check_row", "check_formatted"]
 
@@ -99,7 +99,7 @@ def check_row(example: Any, row: int) -> None:
         if example.get(key) is not None:  # None: absent (an Arrow row has every column of its table)
             _check_turns(example, key, example[key], row)
             return
-    if example.get("prompt") is not None and example.get("completion") is not None:
+    if is_pc_row(example):
         for side in ("prompt", "completion"):
             if not isinstance(example[side], str):  # a string side is plain text
                 _check_turns(example, side, example[side], row)
