@@ -132,6 +132,21 @@ def test_configure_wins_over_environment_and_reset_goes_back(
     assert unsloth_multiimage.get_settings() == settings.Settings()
 
 
+def test_overriding_puts_back_exactly_the_configured_values(
+    clean_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.configure(max_images=3)
+    monkeypatch.setenv("UNSLOTH_MULTIIMAGE_STRATEGY", "grid")
+    with settings.overriding(strategy="native", grid_gap=5) as inside:
+        assert (inside.strategy, inside.grid_gap, inside.max_images) == ("native", 5, 3)
+    assert settings._overrides == {"max_images": 3}  # the environment's value was not pinned
+    monkeypatch.setenv("UNSLOTH_MULTIIMAGE_STRATEGY", "native")
+    assert settings.get_settings().strategy == "native"
+    with pytest.raises(RuntimeError), settings.overriding(strategy="grid"):
+        raise RuntimeError("the block failed")
+    assert settings._overrides == {"max_images": 3}
+
+
 def test_the_readme_lists_every_environment_variable_and_no_other() -> None:
     import re
 

@@ -6,10 +6,11 @@ unchanged scripts can pick a setting; values given to :func:`configure` win over
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -124,6 +125,21 @@ def configure(**changes: Any) -> Settings:
         _overrides.clear()
         _overrides.update(candidate)
     return get_settings()
+
+
+@contextlib.contextmanager
+def overriding(**changes: Any) -> Iterator[Settings]:
+    """:func:`configure` for the ``with`` block only: afterwards the configured values are exactly
+    those before it (restoring by ``configure(old values)`` would pin values that came from the
+    environment)."""
+    with _lock:
+        before = dict(_overrides)
+    try:
+        yield configure(**changes)
+    finally:
+        with _lock:
+            _overrides.clear()
+            _overrides.update(before)
 
 
 def reset_settings() -> None:

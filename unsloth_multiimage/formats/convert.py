@@ -18,13 +18,18 @@ from ..rows.chat import IMAGE_PART_TYPES, column_entries, has_column, part_paylo
 from ..rows.decode import data_uri_bytes, file_uri_path
 from ..rows.layouts import CHAT_KEYS, DEFAULT_IMAGE_TAGS, FORMATS, chat_of, describe, detect, is_message_list
 
-__all__ = ["DEFAULT_IMAGE_TAGS", "to_messages", "resolve_image", "resolve_paths"]
+__all__ = ["DEFAULT_IMAGE_TAGS", "to_messages", "is_relative_path", "resolve_image", "resolve_paths"]
 
 logger = logging.getLogger("unsloth_multiimage")
 
 
 _ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
 _SLOT = ("slot",)  # a bare image placeholder while a row is being assembled
+
+
+def is_relative_path(text: str) -> bool:
+    """True for a non-empty local path that is not absolute (not a URL, URI or ``data:`` URI)."""
+    return bool(text) and "://" not in text[:16] and text[:5].lower() != "data:" and not os.path.isabs(text)
 
 
 def resolve_image(image: Any, image_root: str | os.PathLike | None = None) -> Any:
@@ -55,7 +60,7 @@ def resolve_image(image: Any, image_root: str | os.PathLike | None = None) -> An
     if text[:7].lower() == "file://":
         local = file_uri_path(text)
         return text if local is None else local  # a remote host: not a local path; the decoder reports it
-    if image_root is None or not text or "://" in text[:16] or text[:5].lower() == "data:" or os.path.isabs(text):
+    if image_root is None or not is_relative_path(text):
         return text
     return os.path.join(os.path.abspath(os.path.expanduser(os.fspath(image_root))), text)
 

@@ -57,6 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..settings import overriding
 from .compare_data import answer_of, load_dataset_rows, row_kind, with_answer
 from .compare_report import loss_head, loss_tail, plot, summary_line, table
 
@@ -214,19 +215,6 @@ class _Quiet:
         logger.setLevel(self.level)
 
 
-def _with_arm_settings(arm: str) -> Callable[[], None]:
-    """Configure the arm's settings; returns the function that puts the previous ones back."""
-    from ..settings import configure, get_settings
-
-    before = get_settings()
-    configure(**{**_ARM_DEFAULTS, **ARM_SETTINGS[arm]})
-
-    def restore() -> None:
-        configure(**{k: getattr(before, k) for k in _ARM_DEFAULTS})
-
-    return restore
-
-
 def _collator(model: Any, processor: Any, zoo_cls: Any) -> Callable:
     from .demo import SimpleCollator
 
@@ -280,71 +268,71 @@ def run_arm(
 
     result = ArmResult(arm)
     t0 = time.perf_counter()
-    restore = _with_arm_settings(arm)
-    try:
-        model = env.build_model()
-        collator = _collator(model, env.processor, env.zoo_cls)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=env.lr, weight_decay=0.0)
-        generator = torch.Generator().manual_seed(cfg.seed)  # the same batches for every arm
-        order: list[int] = []
-        slots = rows_seen = 0
-        model.train()
-        for step in range(cfg.steps):
-            if len(order) < cfg.batch_size:
-                order += torch.randperm(len(train_rows), generator=generator).tolist()
-            idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
-            batch = collator([train_rows[i] for i in idx])
-            if step == 0:
-                _check_mask(arm, batch, env.processor)
-            batch["labels"] = answer_labels(batch, env.processor)
-            if "aspect_ratio_ids" in batch:
-                slots += int((batch["aspect_ratio_ids"] > 0).sum())
-                rows_seen += len(idx)
-            loss = model(**_to(batch, env.device)).loss
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"the loss is not finite at step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            result.losses.append(float(loss.detach()))
-            env.progress(arm, step + 1, cfg.steps, result.losses[-1])
-        result.images_per_row = slots / max(1, rows_seen)
-        t1 = time.perf_counter()
-        result.train_seconds = t1 - t0
-        model.eval()
-        correct: list[bool] = []
-        with torch.no_grad():
-            i = 0
-            while i < len(eval_rows):
-                chunk: list[int] = []
-                n_seq = 0
-                while i < len(eval_rows) and (not chunk or n_seq + len(candidates[i]) <= env.eval_batch):
-                    chunk.append(i)
-                    n_seq += len(candidates[i])
-                    i += 1
-                variants = [with_answer(eval_rows[k], c) for k in chunk for c in candidates[k]]
-                batch = collator(variants)
-                spans = answer_spans(batch, env.processor)
-                batch.pop("labels", None)
-                scores = _score(model, _to(batch, env.device), spans)
-                at = 0
-                for k in chunk:
-                    n = len(candidates[k])
-                    best = max(range(n), key=lambda j: scores[at + j])
-                    correct.append(candidates[k][best] == answer_of(eval_rows[k]))
-                    at += n
-        result.eval_seconds = time.perf_counter() - t1
-        result.accuracy = 100.0 * sum(correct) / max(1, len(correct))
-        for ok, row in zip(correct, eval_rows):
-            kind = row_kind(row)
-            c, n = result.by_kind.get(kind, (0, 0))
-            result.by_kind[kind] = (c + ok, n + 1)
-        del model, optimizer
-    except Exception as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-        result.traceback = traceback.format_exc()
-    finally:
-        restore()
+    with overriding(**{**_ARM_DEFAULTS, **ARM_SETTINGS[arm]}):
+        try:
+            model = env.build_model()
+            collator = _collator(model, env.processor, env.zoo_cls)
+            optimizer = torch.optim.AdamW(
+                [p for p in model.parameters() if p.requires_grad], lr=env.lr, weight_decay=0.0
+            )
+            generator = torch.Generator().manual_seed(cfg.seed)  # the same batches for every arm
+            order: list[int] = []
+            slots = rows_seen = 0
+            model.train()
+            for step in range(cfg.steps):
+                if len(order) < cfg.batch_size:
+                    order += torch.randperm(len(train_rows), generator=generator).tolist()
+                idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+                batch = collator([train_rows[i] for i in idx])
+                if step == 0:
+                    _check_mask(arm, batch, env.processor)
+                batch["labels"] = answer_labels(batch, env.processor)
+                if "aspect_ratio_ids" in batch:
+                    slots += int((batch["aspect_ratio_ids"] > 0).sum())
+                    rows_seen += len(idx)
+                loss = model(**_to(batch, env.device)).loss
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"the loss is not finite at step {step + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                result.losses.append(float(loss.detach()))
+                env.progress(arm, step + 1, cfg.steps, result.losses[-1])
+            result.images_per_row = slots / max(1, rows_seen)
+            t1 = time.perf_counter()
+            result.train_seconds = t1 - t0
+            model.eval()
+            correct: list[bool] = []
+            with torch.no_grad():
+                i = 0
+                while i < len(eval_rows):
+                    chunk: list[int] = []
+                    n_seq = 0
+                    while i < len(eval_rows) and (not chunk or n_seq + len(candidates[i]) <= env.eval_batch):
+                        chunk.append(i)
+                        n_seq += len(candidates[i])
+                        i += 1
+                    variants = [with_answer(eval_rows[k], c) for k in chunk for c in candidates[k]]
+                    batch = collator(variants)
+                    spans = answer_spans(batch, env.processor)
+                    batch.pop("labels", None)
+                    scores = _score(model, _to(batch, env.device), spans)
+                    at = 0
+                    for k in chunk:
+                        n = len(candidates[k])
+                        best = max(range(n), key=lambda j: scores[at + j])
+                        correct.append(candidates[k][best] == answer_of(eval_rows[k]))
+                        at += n
+            result.eval_seconds = time.perf_counter() - t1
+            result.accuracy = 100.0 * sum(correct) / max(1, len(correct))
+            for ok, row in zip(correct, eval_rows):
+                kind = row_kind(row)
+                c, n = result.by_kind.get(kind, (0, 0))
+                result.by_kind[kind] = (c + ok, n + 1)
+            del model, optimizer
+        except Exception as exc:
+            result.error = f"{type(exc).__name__}: {exc}"
+            result.traceback = traceback.format_exc()
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -401,10 +389,12 @@ def _make_env(cfg: CompareConfig, progress: Callable[[str, int, int, float], Non
             192,
             progress,
         )
-    from transformers import AutoProcessor, MllamaForConditionalGeneration
+    from transformers import MllamaForConditionalGeneration
+
+    from .tiny_mllama import processor_of
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    processor = AutoProcessor.from_pretrained(cfg.model_path, local_files_only=True)
+    processor = processor_of(cfg.model_path)
 
     def build() -> Any:
         torch.manual_seed(cfg.seed)
@@ -468,7 +458,9 @@ def run_compare(cfg: CompareConfig, print_fn: Callable[[str], None] = print) -> 
     env = _make_env(cfg, progress)
     threads_before = torch.get_num_threads()
     threads = (
-        cfg.threads if cfg.threads is not None else (1 if cfg.model_path is None and env.device == "cpu" else None)
+        cfg.threads
+        if cfg.threads is not None
+        else (1 if cfg.model_path is None else None)  # the tiny model runs on the CPU
     )
     train, held, candidates, data_desc = _data(cfg)
     n_later = sum(row_kind(r) == "later_turn" for r in held)

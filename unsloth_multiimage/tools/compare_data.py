@@ -33,7 +33,19 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["PALETTE", "QUESTION", "LOOK", "KINDS", "make_image", "make_row", "make_rows", "prompt_and_answer"]
+__all__ = [
+    "PALETTE",
+    "QUESTION",
+    "LOOK",
+    "answer_of",
+    "image_groups",
+    "load_dataset_rows",
+    "make_image",
+    "make_row",
+    "make_rows",
+    "row_kind",
+    "with_answer",
+]
 
 #: Colour words (all in tiny_mllama.WORDS) and their RGB values. Black is avoided: it is the
 #: grid canvas background.
@@ -47,7 +59,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 QUESTION = "which colour is in both images ?"
 LOOK = "look at this image ."
-KINDS = ("same_turn", "later_turn")
 IMAGE_SIZE = 28  # one 28-px tile of the processor
 _JITTER = 20  # +/- per channel, per half
 
@@ -114,14 +125,6 @@ def make_rows(n: int, seed: int, later_turn_share: float = 1 / 3, colours_per_im
     kinds = ["later_turn"] * n_later + ["same_turn"] * (n - n_later)
     rng.shuffle(kinds)
     return [make_row(kind, rng, colours_per_image) for kind in kinds]
-
-
-def prompt_and_answer(row: dict) -> tuple[list, str]:
-    """``(messages without the final assistant answer, answer text)``."""
-    messages = row["messages"]
-    last = messages[-1]
-    assert last["role"] == "assistant"
-    return messages[:-1], "".join(p["text"] for p in last["content"])
 
 
 # ------------------------------------------------------------------------------------------ rows of any dataset

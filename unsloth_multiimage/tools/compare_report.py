@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .text_table import table as text_table
+
 if TYPE_CHECKING:
     from .compare import ArmResult
 
@@ -41,10 +43,7 @@ def table(results: Sequence[ArmResult]) -> str:
                 f"{r.eval_seconds:.1f}",
             )
         )
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(rows[1:], rows[0])
 
 
 def summary_line(results: Sequence[ArmResult], chance: float, n_rows: int) -> str:

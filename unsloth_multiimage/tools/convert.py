@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..formats.convert import is_relative_path
+
 __all__ = ["ConvertResult", "convert_file"]
 
 
@@ -32,9 +34,7 @@ class ConvertResult:
 
 def _is_relative_path(image: Any) -> bool:
     path = image.get("path") if isinstance(image, dict) and image.get("bytes") is None else image
-    if not isinstance(path, str) or not path:
-        return False
-    return not (os.path.isabs(path) or "://" in path[:16] or path[:5].lower() == "data:")
+    return isinstance(path, str) and is_relative_path(path)
 
 
 def _convert_one(item: tuple[int, Any], fmt: str, image_root: str | None) -> tuple[int, str, Any, str | None]:

@@ -119,15 +119,14 @@ def render_chat(processor: Any, example: Any) -> str:
 
 
 def build_model_and_processor(model_path: str | None, seed: int) -> tuple[Any, Any, str]:
-    if model_path is None:
-        from . import tiny_mllama
+    from . import tiny_mllama
 
-        processor = tiny_mllama.build_processor()
+    processor = tiny_mllama.processor_of(model_path)
+    if model_path is None:
         return tiny_mllama.build_model(processor, seed=seed), processor, "tiny offline Mllama (random weights)"
-    from transformers import AutoProcessor, MllamaForConditionalGeneration
+    from transformers import MllamaForConditionalGeneration
 
     model = MllamaForConditionalGeneration.from_pretrained(model_path, local_files_only=True)
-    processor = AutoProcessor.from_pretrained(model_path, local_files_only=True)
     return model, processor, f"local weights at {model_path}"
 
 

@@ -11,16 +11,18 @@ collator cannot read (LLaVA, Mantis, the_cauldron...) are reported as refused, t
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .. import _env
 from ..engine import activation, compat
+from .text_table import table
 
 __all__ = ["doctor_report", "check_dataset", "DatasetCheck", "read_dataset_rows"]
 
@@ -28,16 +30,6 @@ logger = logging.getLogger("unsloth_multiimage")
 
 _DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "trl", "unsloth", "unsloth_zoo", "wrapt", "pluggy")
 _SHOWN_ERRORS = 50
-
-
-def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
-    """A plain text table (columns padded to their widest cell)."""
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-
-    def line(cells: Sequence[Any]) -> str:
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
 def _import_targets() -> None:
@@ -131,15 +123,14 @@ class DatasetCheck:
 def _processor(model: str | None) -> tuple[Any | None, str]:
     """The processor that renders the rows: the user's checkpoint, else the tiny Llama-3.2-Vision one."""
     try:
-        if model is not None:
-            from transformers import AutoProcessor
+        from .tiny_mllama import processor_of
 
-            return AutoProcessor.from_pretrained(model, local_files_only=True), f"the processor of {model}"
-        from . import tiny_mllama
-
-        return tiny_mllama.build_processor(), "the tiny offline Llama-3.2-Vision processor (--model PATH: yours)"
+        processor = processor_of(model)
     except ImportError as exc:
         return None, f"no processor ({exc}): placeholders are not checked in the rendered text"
+    if model is not None:
+        return processor, f"the processor of {model}"
+    return processor, "the tiny offline Llama-3.2-Vision processor (--model PATH: yours)"
 
 
 def _prepare(example: Any, row: int, fmt: str, image_root: str) -> Any:
@@ -241,7 +232,8 @@ def check_dataset(
 
     path = os.fspath(path)
     root = image_root or os.path.dirname(os.path.abspath(path))
-    first = next(iter(read_rows(path, limit=1)), None)
+    source = read_rows(path)  # read once: the first row decides the layout, then every row is checked
+    first = next(source, None)
     layout = formats.detect(first) if fmt == "auto" and first is not None else fmt
     mode = "full" if decode else "headers"
     processor, note = _processor(model)
@@ -254,7 +246,7 @@ def check_dataset(
         else:
             layout = "messages"  # the collator reads these rows as they are: check them so
     start = time.perf_counter()
-    rows = read_rows(path, limit=limit)
+    rows = itertools.islice(itertools.chain([] if first is None else [first], source), limit)
     reports: list = []
     if num_proc > 1:
         import multiprocessing
@@ -277,7 +269,7 @@ def check_dataset(
 def format_dataset_check(check: DatasetCheck, table_rows: int = 200) -> str:
     """The report: a table for a small check, else a summary; every error up to a limit; rows/s."""
     from .. import formats
-    from .dry_run import format_report
+    from .dry_run import format_report, verdict_counts
 
     n = len(check.reports)
     out = [f"Dataset check: {check.path} ({n} row(s); layout: {check.layout}; rendered with {check.processor_note})"]
@@ -290,9 +282,8 @@ def format_dataset_check(check: DatasetCheck, table_rows: int = 200) -> str:
     if n <= table_rows:
         out.append(format_report(check.reports, "").lstrip("\n"))
     else:
-        counts = {v: sum(r.verdict == v for r in check.reports) for v in ("ok", "fixed", "error")}
         errors = [r for r in check.reports if r.verdict == "error"]
-        out.append(f"{n} row(s): {counts['ok']} ok, {counts['fixed']} fixed by the plugin, {counts['error']} error(s)")
+        out.append(verdict_counts(check.reports))
         for r in errors[:_SHOWN_ERRORS]:
             out.append(f"row {r.row}: {r.note}")
         if len(errors) > _SHOWN_ERRORS:

@@ -28,8 +28,9 @@ from ..errors import RowError
 from ..rows.pipeline import PreparedRow, prepare_batch
 from ..rows.plan import check_rendered_counts
 from ..settings import Settings, get_settings
+from .text_table import table as text_table
 
-__all__ = ["RowReport", "DryRun", "Verdict"]
+__all__ = ["RowReport", "DryRun", "Verdict", "format_report", "verdict_counts"]
 
 Verdict = Literal["ok", "fixed", "error"]
 Mode = Literal["full", "headers"]
@@ -151,7 +152,7 @@ def format_report(reports: Sequence[RowReport], title: str) -> str:
     import textwrap
 
     headers = ("row", "layout", "images", "sent", "placeholders", "verdict", "note")
-    table = [
+    rows = [
         (
             str(r.row),
             r.layout,
@@ -163,21 +164,16 @@ def format_report(reports: Sequence[RowReport], title: str) -> str:
         )
         for r in reports
     ]
-    widths = [max(len(c) for c in col) for col in zip(headers, *table)]
-
-    def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    out = [title, fmt(headers), "  ".join("-" * w for w in widths), *(fmt(t) for t in table)]
-    counts = {v: sum(r.verdict == v for r in reports) for v in ("ok", "fixed", "error")}
-    out += [
-        "",
-        f"{len(reports)} row(s): {counts['ok']} ok, {counts['fixed']} fixed by the plugin, {counts['error']} error(s)",
-    ]
+    out = [title, text_table(rows, headers), "", verdict_counts(reports)]
     for r in reports:
         if r.verdict == "error":
             out.append(textwrap.fill(f"row {r.row}: {r.note}", width=110, subsequent_indent="    "))
     return "\n".join(out)
 
 
-__all__ += ["format_report"]
+def verdict_counts(reports: Sequence[RowReport]) -> str:
+    """``N row(s): a ok, b fixed by the plugin, c error(s)``."""
+    counts = {v: sum(r.verdict == v for r in reports) for v in ("ok", "fixed", "error")}
+    return (
+        f"{len(reports)} row(s): {counts['ok']} ok, {counts['fixed']} fixed by the plugin, {counts['error']} error(s)"
+    )

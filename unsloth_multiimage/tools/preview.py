@@ -116,7 +116,7 @@ def render_preview(
     """
     from PIL import Image, ImageDraw
 
-    from ..settings import configure, get_settings
+    from ..settings import get_settings, overriding
     from .demo import prepare_rows, starts_with_bos
 
     out_path = os.fspath(out_path)
@@ -131,14 +131,11 @@ def render_preview(
     }
     if images:
         kwargs["images"] = [images]
-    before = get_settings().mllama_cross_attention
-    if cross_attention is not None:
-        configure(mllama_cross_attention=cross_attention)
-    try:
+    if cross_attention is None:
         batch = processor(**kwargs)
-    finally:
-        if cross_attention is not None:
-            configure(mllama_cross_attention=before)
+    else:
+        with overriding(mllama_cross_attention=cross_attention):
+            batch = processor(**kwargs)
     kind = mask_kind(batch, processor)
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = batch["input_ids"][0].tolist()
@@ -261,16 +258,6 @@ def render_preview(
     }
 
 
-def _load_processor(model_path: str | None) -> Any:
-    if model_path is None:
-        from . import tiny_mllama
-
-        return tiny_mllama.build_processor()
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(model_path, local_files_only=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..errors import RowError
 
@@ -294,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= row < len(rows):
         print(f"preview: row {row} is out of range ({source} has {len(rows)} row(s) read)")
         return 1
-    processor = _load_processor(getattr(args, "model", None))
+    from .tiny_mllama import processor_of
+
+    processor = processor_of(getattr(args, "model", None))
     try:
         meta = render_preview(
             rows[row], processor, out, strategy=strategy, cross_attention=getattr(args, "cross_attention", None)

@@ -55,6 +55,7 @@ __all__ = [
     "build_image_processor",
     "build_model",
     "build_processor",
+    "processor_of",
     "word_level_backend",
     "build_tokenizer",
     "decode_tile",
@@ -269,6 +270,16 @@ def build_processor(tile_size: int = 28, max_image_tiles: int = 4) -> MllamaProc
         processor = MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
     processor.chat_template = CHAT_TEMPLATE
     return processor
+
+
+def processor_of(model_path: str | None) -> Any:
+    """The processor of the local checkpoint folder ``model_path`` (never downloaded), else the
+    tiny one (:func:`build_processor`)."""
+    if model_path is None:
+        return build_processor()
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(model_path, local_files_only=True)
 
 
 def _supported_aspect_ratios(max_image_tiles: int) -> list[list[int]]:
