@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, get_args
 
 from ..settings import CrossAttention, Strategy
@@ -15,13 +16,19 @@ from .doctor import doctor_report
 __all__ = ["main", "doctor_report"]
 
 
-def _progress(total: int | None, desc: str) -> Any:
-    """A tqdm bar when tqdm is installed (and output is a terminal), else a no-op."""
+@contextlib.contextmanager
+def _progress(total: int | None, desc: str) -> Iterator[Callable[[int], Any] | None]:
+    """The ``update`` of a tqdm bar (drawn on a terminal only), closed on exit; None without tqdm."""
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="row", dynamic_ncols=True, disable=not sys.stderr.isatty())
+        yield None
+        return
+    bar = tqdm(total=total, desc=desc, unit="row", dynamic_ncols=True, disable=not sys.stderr.isatty())
+    try:
+        yield bar.update
+    finally:
+        bar.close()
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -36,24 +43,21 @@ def _doctor(args: argparse.Namespace) -> int:
     from .doctor import check_dataset, format_dataset_check
 
     limit = None if args.all else args.rows
-    bar = _progress(limit, "checking")
     try:
-        check = check_dataset(
-            args.dataset,
-            limit=limit,
-            num_proc=args.num_proc,
-            decode=args.decode or not args.all,
-            model=args.model,
-            image_root=args.image_root,
-            fmt=args.format,
-            progress=bar.update if bar is not None else None,
-        )
+        with _progress(limit, "checking") as progress:
+            check = check_dataset(
+                args.dataset,
+                limit=limit,
+                num_proc=args.num_proc,
+                decode=args.decode or not args.all,
+                model=args.model,
+                image_root=args.image_root,
+                fmt=args.format,
+                progress=progress,
+            )
     except (OSError, ValueError, ImportError) as exc:
         print(f"\nDataset check: {args.dataset}\ncannot read the dataset: {exc}")
         return 1
-    finally:
-        if bar is not None:
-            bar.close()
     print()
     print(format_dataset_check(check))
     bad = check.refused is not None or any(r.verdict == "error" for r in check.reports)
@@ -63,23 +67,20 @@ def _doctor(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from .convert import convert_file, format_result
 
-    bar = _progress(None, "converting")
     try:
-        result = convert_file(
-            args.source,
-            args.target,
-            fmt=args.format,
-            image_root=args.image_root,
-            num_proc=args.num_proc,
-            skip_bad=args.skip_bad,
-            progress=bar.update if bar is not None else None,
-        )
+        with _progress(None, "converting") as progress:
+            result = convert_file(
+                args.source,
+                args.target,
+                fmt=args.format,
+                image_root=args.image_root,
+                num_proc=args.num_proc,
+                skip_bad=args.skip_bad,
+                progress=progress,
+            )
     except (OSError, ValueError, ImportError) as exc:
         print(f"convert: cannot convert {args.source}: {exc}")
         return 1
-    finally:
-        if bar is not None:
-            bar.close()
     print(format_result(result, args.source, args.target, args.skip_bad))
     return 1 if result.errors and not args.skip_bad else 0
 
