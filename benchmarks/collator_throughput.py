@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("UNSLOTH_ZOO_DISABLE_GPU_INIT", "1")
 
+from _timing import alternating  # noqa: E402
+
 import unsloth_multiimage  # noqa: E402
 
 
@@ -117,16 +119,7 @@ def main() -> None:
             collator(rows)  # warm-up, patched
             unsloth_multiimage.deactivate()
             collator(rows)  # warm-up, unpatched
-            t_off, t_on = [], []
-            for _ in range(args.repeats):
-                unsloth_multiimage.deactivate()
-                t0 = time.perf_counter()
-                collator(rows)
-                t_off.append(time.perf_counter() - t0)
-                unsloth_multiimage.activate()
-                t0 = time.perf_counter()
-                batch = collator(rows)
-                t_on.append(time.perf_counter() - t0)
+            t_off, t_on, batch = alternating(collator, rows, repeats=args.repeats)
             assert int((batch["aspect_ratio_ids"] > 0).sum()) == 8 * n, "patched batch lost images"
             own = _plugin_seconds(collator, rows, calls=2)
             off, on = statistics.median(t_off), statistics.median(t_on)

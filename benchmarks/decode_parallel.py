@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("UNSLOTH_ZOO_DISABLE_GPU_INIT", "1")
 
+from _timing import alternating  # noqa: E402
+
 import unsloth_multiimage  # noqa: E402
 
 
@@ -104,16 +106,7 @@ def main() -> None:
         patched = collator(batch_rows)
         for key in reference:
             assert torch.equal(reference[key], patched[key]), f"patched and unpatched batches differ in {key}"
-        t_off, t_on = [], []
-        for _ in range(args.repeats):
-            unsloth_multiimage.deactivate()
-            t0 = time.perf_counter()
-            collator(batch_rows)
-            t_off.append(time.perf_counter() - t0)
-            unsloth_multiimage.activate()
-            t0 = time.perf_counter()
-            collator(batch_rows)
-            t_on.append(time.perf_counter() - t0)
+        t_off, t_on, _ = alternating(collator, batch_rows, repeats=args.repeats)
     off, on = statistics.median(t_off), statistics.median(t_on)
     print(f"8 rows x 4 JPEG paths of 1120x840, {args.repeats} alternating calls each (ms, median / min):")
     print(f"  unpatched {off * 1e3:8.1f} / {min(t_off) * 1e3:8.1f}")
