@@ -137,27 +137,17 @@ def column_entries(example: Mapping) -> list:
     return list(column) if isinstance(column, (list, tuple)) else [column]
 
 
-def rewrite_image_parts(example: Any, fn: PartFn) -> Any:
-    """A copy of ``example`` whose image parts are ``fn(k, part)`` (dropped where it returns None).
-
-    Only the chat lists are copied (their messages and content lists are new objects); every other
-    key of the row is kept as it is. ``k`` numbers the image parts of the whole row in reading order.
-    """
-    counter = iter(range(1 << 62))
+def _with_contents(example: Any, fn: Callable[[Sequence[Any]], list]) -> Any:
+    """A copy of ``example`` whose list contents are ``fn(content)``, message by message in
+    reading order. Only the chat lists are copied (their messages and content lists are new
+    objects); every other key of the row is kept as it is."""
 
     def messages(chat: Sequence[Any]) -> list:
         out = []
         for message in chat:
             content = message.get("content") if isinstance(message, Mapping) else None
             if isinstance(content, (list, tuple)):
-                parts = []
-                for part in content:
-                    if is_image_part(part):
-                        part = fn(next(counter), part)
-                        if part is None:
-                            continue
-                    parts.append(part)
-                message = {**message, "content": parts}
+                message = {**message, "content": fn(content)}
             out.append(message)
         return out
 
@@ -169,29 +159,35 @@ def rewrite_image_parts(example: Any, fn: PartFn) -> Any:
     return out
 
 
+def rewrite_image_parts(example: Any, fn: PartFn) -> Any:
+    """A copy of ``example`` whose image parts are ``fn(k, part)`` (dropped where it returns None).
+
+    Only the chat lists are copied (their messages and content lists are new objects); every other
+    key of the row is kept as it is. ``k`` numbers the image parts of the whole row in reading order.
+    """
+    counter = iter(range(1 << 62))
+
+    def parts(content: Sequence[Any]) -> list:
+        out = []
+        for part in content:
+            if is_image_part(part):
+                part = fn(next(counter), part)
+                if part is None:
+                    continue
+            out.append(part)
+        return out
+
+    return _with_contents(example, parts)
+
+
 def without_none_keys(example: Any) -> Any:
     """``example`` with the None-valued keys of its content parts left out (Arrow's filler, which some
     releases read as an image reference); the very same object when no part has one."""
     if not any(v is None for _key, chat in chat_sides(example) for p in content_parts(chat) for v in p.values()):
         return example
-
-    def clean(messages: list) -> list:
-        out = []
-        for message in messages:
-            content = message.get("content") if isinstance(message, Mapping) else None
-            if isinstance(content, (list, tuple)):
-                message = {
-                    **message,
-                    "content": [
-                        {k: v for k, v in p.items() if v is not None} if isinstance(p, Mapping) else p for p in content
-                    ],
-                }
-            out.append(message)
-        return out
-
-    if isinstance(example, (list, tuple)):
-        return clean(list(example))
-    out = dict(example)
-    for key, chat in chat_sides(example):
-        out[key] = clean(chat)
-    return out
+    return _with_contents(
+        example,
+        lambda content: [
+            {k: v for k, v in p.items() if v is not None} if isinstance(p, Mapping) else p for p in content
+        ],
+    )
