@@ -46,7 +46,8 @@ PINNED = ("torch", "transformers", "tokenizers", "huggingface_hub", "datasets", 
 NO_DEPS = ("unsloth_zoo", "unsloth", "timm")
 # The project is installed with --no-deps, so its runtime dependencies are listed here.
 # num2words: SmolVLMProcessor needs it to be built at all (the SmolVLM adapter tests).
-TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100", "wrapt>=1.14", "pluggy>=1.3", "packaging>=22", "num2words")
+# av: PyAV, the `[video]` extra (the video tests encode small videos with it and decode them back).
+TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100", "wrapt>=1.14", "pluggy>=1.3", "packaging>=22", "num2words", "av>=14")
 # Bump when the install recipe below changes, so every reused venv is rebuilt.
 RECIPE = "2"
 
@@ -59,6 +60,8 @@ RUN_ENV = {
     "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "PYTHONHASHSEED": "0",
+    # TRL 1.15+'s GRPO/DPO log-prob kernel is Triton-only: its interpreter runs it on CPU.
+    "TRITON_INTERPRET": "1",
 }
 
 nox.options.sessions = ["tests", "lint"]
@@ -71,10 +74,22 @@ if DEFAULT_ROW not in ROWS:  # pragma: no cover - a matrix edit forgot the defau
 
 
 def row_requirements(row: dict) -> tuple[list[str], list[str]]:
-    """(pins installed with dependencies, pins installed with --no-deps) of one matrix row."""
-    with_deps = [f"{dist}=={row[dist]}" for dist in PINNED if dist in row]
+    """(pins installed with dependencies, pins installed with --no-deps) of one matrix row.
+
+    A row may move pins of PINNED to the --no-deps step with ``install_no_deps = [dist, ...]``
+    when one of their declared dependencies is not installable here (the row's ``why`` says
+    which); ``no_deps_requires = [requirement, ...]`` then lists what those pins would have
+    pulled in, minus the missing one, and is resolved with the other pins."""
+    moved = set(row.get("install_no_deps", ()))
+    unknown = moved - set(PINNED)
+    if unknown:
+        raise ValueError(f"install_no_deps names {sorted(unknown)}, which are not pins of a row ({PINNED})")
+    with_deps = [f"{dist}=={row[dist]}" for dist in PINNED if dist in row and dist not in moved]
     with_deps += [f"{dist}=={version}" for dist, version in COMMON.items()]
-    no_deps = [f"{dist}=={row[dist]}" for dist in NO_DEPS if dist in row]
+    with_deps += list(row.get("no_deps_requires", ()))
+    with_deps += list(row.get("test_extras", ()))  # test-only packages of this row (triton, peft)
+    no_deps = [f"{dist}=={row[dist]}" for dist in PINNED if dist in row and dist in moved]
+    no_deps += [f"{dist}=={row[dist]}" for dist in NO_DEPS if dist in row]
     return with_deps, no_deps
 
 
@@ -122,7 +137,8 @@ def run_row(session: nox.Session, name: str, extra_env: dict[str, str] | None = 
     else:
         session.install("--no-deps", "--force-reinstall", str(ROOT))
 
-    env = {**RUN_ENV, "UMI_COMPAT_ROW": name, **(extra_env or {})}
+    # A row's `env` table: variables its pins need to run here (its `why` says why).
+    env = {**RUN_ENV, **row.get("env", {}), "UMI_COMPAT_ROW": name, **(extra_env or {})}
     args = ["pytest", "-q", "-p", "no:cacheprovider", "--durations=10"]
     junit_dir = os.environ.get("UMI_JUNIT_DIR")
     if junit_dir:

@@ -38,7 +38,7 @@ import unsloth_multiimage  # noqa: E402
 
 
 def _rows(n_images: int, px: int, seed: int) -> list[dict]:
-    from unsloth_multiimage.tools.demo_data import QUESTION, make_image
+    from unsloth_multiimage.demo.demo_data import QUESTION, make_image
 
     rng = random.Random(seed)
     rows = []
@@ -88,7 +88,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from unsloth_multiimage.tools import tiny_mllama
+    from unsloth_multiimage.demo import tiny_mllama
 
     from zoo import load_vision_utils
 

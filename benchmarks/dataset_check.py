@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def write_dataset(folder: Path, n_rows: int, n_images: int, seed: int = 0) -> Path:
-    from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.demo import demo_data
 
     rng = random.Random(seed)
     image_dir = folder / "img"

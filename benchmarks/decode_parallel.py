@@ -79,7 +79,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from unsloth_multiimage.tools import tiny_mllama
+    from unsloth_multiimage.demo import tiny_mllama
 
     from zoo import load_vision_utils
 

@@ -46,11 +46,19 @@ FIX_WORDS = {
     "row_count_validation": "per-row count check",
     "pc_extract_tuple": "prompt/completion rows collate",
     "pc_cross_attention": "prompt/completion cross-attention mask",
+    "row_vision_inputs": "family's vision inputs carried",
+    "completion_cross_attention": "cross-attention mask over completions",
+    "vllm_image_limit": "vLLM images per prompt raised",
 }
 PATCH_TITLES = {
     "mllama_processor": "MllamaProcessor patch",
     "unsloth_collator": "UnslothVisionDataCollator patch",
     "unsloth_collator_pc_extract": "prompt/completion extraction patch",
+    "trl_grpo_rollout": "GRPO rollout patch",
+    "trl_grpo_loss": "GRPO loss patch",
+    "trl_dpo_collator": "DPO vision collator patch",
+    "vllm_image_limit": "vLLM image limit patch",
+    "vllm_image_limit_inline": "vLLM image limit patch (inline releases)",
 }
 
 

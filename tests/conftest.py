@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import logging
 import os
+import re
+import types
 from pathlib import Path
 
 import pytest
@@ -23,9 +26,14 @@ def unpatched():
 def tiny():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from unsloth_multiimage.tools import tiny_mllama
+    from unsloth_multiimage.demo import tiny_mllama
 
-    return tiny_mllama
+    import tiles
+
+    # The tiny model's builders (demo harness) and the coded test images (tests/tiles.py) in one place.
+    return types.SimpleNamespace(
+        **{n: getattr(tiny_mllama, n) for n in tiny_mllama.__all__}, **{n: getattr(tiles, n) for n in tiles.__all__}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +75,54 @@ def _plugin_active():
     unsloth_multiimage.reset_settings()
 
 
+#: Libraries that tests use where they are installed and that the package does not depend on. A
+#: test, fixture or test module that fails only because one of them is not installed is reported as
+#: skipped, naming it: the suite passes or skips on a bare install (the package, pytest, hypothesis).
+OPTIONAL_LIBRARIES = frozenset(
+    {"PIL", "accelerate", "av", "datasets", "numpy", "pandas", "pyarrow", "timm", "tokenizers", "torch"}
+    | {"transformers", "trl", "unsloth", "unsloth_zoo"}
+)
+_NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+
+
+def missing_optional_library(name: str | None) -> str | None:
+    """The optional library a missing module ``name`` belongs to, when it is not installed (searched
+    on sys.path, not in sys.modules: a test that hides an installed library is not skipped)."""
+    top = (name or "").partition(".")[0]
+    if top in OPTIONAL_LIBRARIES and importlib.machinery.PathFinder.find_spec(top) is None:
+        return top
+    return None
+
+
+def _skip_reason(library: str) -> str:
+    return f"{library} is not installed here and this test needs it"
+
+
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """Name the compat row (nox sets UMI_COMPAT_ROW) in every skip reason."""
+def pytest_make_collect_report(collector):
+    """A test module whose import fails for want of an optional library is skipped, naming it."""
     outcome = yield
     report = outcome.get_result()
+    if report.failed and isinstance(collector, pytest.Module):
+        found = _NO_MODULE.search(str(report.longrepr))
+        library = missing_optional_library(found.group(1)) if found else None
+        if library:
+            report.outcome, report.result = "skipped", []
+            report.longrepr = (str(collector.path), 1, _skip_reason(library))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test failing for want of an optional library is skipped, naming it; and the compat row
+    (nox sets UMI_COMPAT_ROW) is named in every skip reason."""
+    outcome = yield
+    report = outcome.get_result()
+    error = call.excinfo.value if call.excinfo is not None else None
+    if report.failed and isinstance(error, ModuleNotFoundError):
+        library = missing_optional_library(error.name)
+        if library:
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), (item.location[1] or 0) + 1, _skip_reason(library))
     row = os.environ.get("UMI_COMPAT_ROW")
     if row and report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
         path, lineno, reason = report.longrepr

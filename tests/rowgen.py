@@ -2,7 +2,7 @@
 
 A row is drawn as a *spec* (plain data, so hypothesis shrinks it well) and built by
 :func:`build_row` into the example the collator gets. Images encode ``(row, index)`` in their
-pixels (``tiny_mllama.make_tile_image`` / ``decode_tile``), so a shifted, dropped, duplicated or
+pixels (``tiles.make_tile_image`` / ``decode_tile``), so a shifted, dropped, duplicated or
 swapped image is caught in the tensors the model would see. A spec with a ``fault`` is a row that
 is really bad: the collator must refuse it with a ``ValueError`` naming it.
 """
@@ -57,10 +57,10 @@ _NEEDS_IMAGE = ("corrupt", "url", "tiny_image", "bad_array", "extra_image", "bar
 
 @functools.cache
 def _png(row: int, index: int, size: tuple) -> bytes:
-    from unsloth_multiimage.tools import tiny_mllama
+    from tiles import make_tile_image
 
     buf = io.BytesIO()
-    tiny_mllama.make_tile_image(row, index, size).save(buf, format="PNG")
+    make_tile_image(row, index, size).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -69,9 +69,9 @@ def make_image(kind: str, row: int, index: int, size: tuple, folder: pathlib.Pat
     import numpy as np
     from PIL import Image
 
-    from unsloth_multiimage.tools import tiny_mllama
+    from tiles import make_tile_image
 
-    tile = tiny_mllama.make_tile_image(row, index, size)
+    tile = make_tile_image(row, index, size)
     if kind == "pil":
         return tile
     if kind == "rgba":  # opaque alpha: composited on white it is the same colour
@@ -114,7 +114,7 @@ def bad_image(fault: str, folder: pathlib.Path) -> object:
     if fault == "url":
         return "https://example.invalid/cat.png"  # refused without network access
     if fault == "tiny_image":
-        return Image.new("RGB", (28, 2), (8, 8, 200))
+        return Image.new("RGB", (28, 0))  # no pixels: no processor takes it (small sides are enlarged)
     return np.full((28, 28, 3), 7, dtype=np.int64)  # bad_array: no unambiguous meaning
 
 

@@ -1,7 +1,10 @@
 """Tiny, randomly initialised VLMs of every family the adapter table knows, built OFFLINE in code
 (no Hub, no files).
 
-Each family builder returns a :class:`Tiny` with the REAL processor class of the family (its real
+The families are data: :data:`TABLE` holds one :class:`Family` row each (processor class, special
+tokens, template format, image processor settings, model config with the tokenizer-dependent values
+as markers, decoder), and one builder, :func:`_build_family`, turns a row into a :class:`Tiny` (Mllama
+uses the project's own tiny model). A :class:`Tiny` has the REAL processor class of the family (its real
 image processor with tiny sizes, the PIL backend on transformers 5.x, a ``tokenizers`` WordLevel
 tokenizer carrying the family's special tokens wrapped in ``PreTrainedTokenizerFast``, and a chat
 template written for this project in the family's format that renders every image item the way the
@@ -9,8 +12,8 @@ family's Hub template does) and a ``make_model`` that builds the real ``...ForCo
 from a tiny config. ``decode(batch)`` reads the coded images of :func:`make_tile_image` back from
 the batch (normalisation undone), in the order the model consumes them, as ``[(row, index), ...]``.
 
-Families (name -> processor class; see each builder's docstring for sizes and layout):
-``mllama`` (tools/tiny_mllama), ``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``, ``glm4v``, ``glm46v``,
+Families (name -> processor class; see each row's ``doc`` for sizes and layout):
+``mllama`` (demo/tiny_mllama), ``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``, ``glm4v``, ``glm46v``,
 ``gemma3``, ``gemma3n``, ``gemma4``, ``idefics2``, ``idefics3``, ``smolvlm``, ``llava``,
 ``llava_next``, ``llava_onevision``, ``pixtral``, ``mistral3`` (both ``PixtralProcessor``),
 ``internvl``, ``paddleocr_vl``, ``deepseek_ocr2``, ``deepseek_vl``, ``minicpmv4_6``, ``aya_vision``,
@@ -33,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -43,10 +47,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
-from unsloth_multiimage.tools.tiny_mllama import WORDS, make_tile_image
+from unsloth_multiimage.demo.tiny_mllama import WORDS
+
+from tiles import decode_tile, make_tile_image
 
 __all__ = [
     "FAMILIES",
+    "TABLE",
+    "Family",
     "Tiny",
     "Unavailable",
     "build",
@@ -373,7 +381,7 @@ def _tokenizer(
     from tokenizers import AddedToken, processors
     from transformers import PreTrainedTokenizerFast
 
-    from unsloth_multiimage.tools.tiny_mllama import word_level_backend
+    from unsloth_multiimage.demo.tiny_mllama import word_level_backend
 
     backend, vocab = word_level_backend(specials, (*added, *words, *tail), unk)
     if added:  # plain (not special) added tokens
@@ -498,21 +506,6 @@ def _seeded(build: Callable[[], Any], seed: int = 0) -> Any:
     return model
 
 
-def _maker(module: str, config: str, model: str, **settings: Any) -> Callable[[], Any]:
-    """``Tiny.make_model`` for ``transformers.models.<module>``: its ``config`` class built from
-    ``settings``, its ``model`` class on that config, seeded. The classes load on the first build,
-    so a family whose modeling code cannot import here still gives its processor."""
-
-    def make_model() -> Any:
-        cfg = _cls(f"{module}.configuration_{module}", config)(
-            **copy.deepcopy(settings)
-        )  # configs may edit their dicts
-        model_cls = _cls(f"{module}.modeling_{module}", model)
-        return _seeded(lambda: model_cls(cfg))
-
-    return make_model
-
-
 _TEXT = dict(
     hidden_size=32,
     intermediate_size=64,
@@ -578,11 +571,11 @@ def _with_video(proc_cls: Any, video: Any, **kwargs: Any) -> Any:
 
 # -------------------------------------------------------------------------------------------- Mllama
 def _mllama() -> Tiny:
-    """Llama 3.2 Vision: the project's own tiny Mllama (``unsloth_multiimage.tools.tiny_mllama``):
+    """Llama 3.2 Vision: the project's own tiny Mllama (``unsloth_multiimage.demo.tiny_mllama``):
     ``<|image|>`` per image (not expanded), (rows, images, tiles, C, H, W) pixel values."""
     import transformers.models.mllama.processing_mllama  # noqa: F401  (the project's patch lands on import)
 
-    from unsloth_multiimage.tools import tiny_mllama
+    from unsloth_multiimage.demo import tiny_mllama
 
     processor = tiny_mllama.build_processor()
 
@@ -595,7 +588,7 @@ def _mllama() -> Tiny:
         )
 
     def decode(batch: Any) -> list:
-        return [tiny_mllama.decode_tile(batch["pixel_values"][r, s, 0], processor) for r, s in slots(batch)]
+        return [decode_tile(batch["pixel_values"][r, s, 0], processor) for r, s in slots(batch)]
 
     return Tiny(
         family="mllama",
@@ -609,50 +602,402 @@ def _mllama() -> Tiny:
     )
 
 
-# --------------------------------------------------------------------------------------------- Qwen
-def _qwen(v25: bool) -> Tiny:
-    """Qwen2-VL / Qwen2.5-VL: ``min_pixels = max_pixels = 56*56``, every image a 1x4x4 grid (4 tokens);
-    ``<|vision_start|><|image_pad|><|vision_end|>`` per image. The video processor needs torchvision:
-    transformers' generic one stands in (no test sends videos)."""
-    module = "qwen2_5_vl" if v25 else "qwen2_vl"
-    proc_cls = _cls(f"{module}.processing_{module}", "Qwen2_5_VLProcessor" if v25 else "Qwen2VLProcessor")
-    specials = [
-        "<|endoftext|>",
-        "<|im_start|>",
-        "<|im_end|>",
-        "<|vision_start|>",
-        "<|vision_end|>",
-        "<|image_pad|>",
-        "<|video_pad|>",
-    ]
-    template = _template(**CHATML, image="<|vision_start|><|image_pad|><|vision_end|>")
-    tok_cls = None
-    if _tf_major() < 5:  # 4.x processors type-check the tokenizer class (Qwen2TokenizerFast)
-        tok_cls = _cls("qwen2.tokenization_qwen2_fast", "Qwen2TokenizerFast")
-    tok = _tokenizer(specials, template=template, bos=None, eos="<|im_end|>", pad="<|endoftext|>", cls=tok_cls)
-    ip = _image_processor(
-        "qwen2_vl",
-        "Qwen2VLImageProcessor",
-        min_pixels=56 * 56,
-        max_pixels=56 * 56,
-        patch_size=14,
-        merge_size=2,
-        temporal_patch_size=2,
-    )
-    video = _video_processor("qwen2_vl.video_processing_qwen2_vl", "Qwen2VLVideoProcessor")
-    processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
+# -------------------------------------------------------------------------- config values, resolved
+# The tables below are data: a config value that depends on the family's tokenizer or on the installed
+# transformers is written as one of these markers and resolved when the model is made.
+@dataclass(frozen=True)
+class Tok:
+    """The id of ``token`` in the family's tokenizer."""
 
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    text = _rope(
-        {
-            **_TEXT,
-            "vocab_size": len(tok),
-            "pad_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "bos_token_id": ids["<|endoftext|>"],
-        },
-        mrope=[2, 1, 1],
+    token: str
+
+
+@dataclass(frozen=True)
+class TokAttr:
+    """An attribute of the family's tokenizer (``pad_token_id`` ...)."""
+
+    name: str
+
+
+#: ``len(tokenizer)``
+VOCAB = TokAttr("__len__")
+PAD, BOS, EOS = TokAttr("pad_token_id"), TokAttr("bos_token_id"), TokAttr("eos_token_id")
+
+
+@dataclass(frozen=True)
+class Rope:
+    """A text config with default rope settings for the installed transformers (:func:`_rope`)."""
+
+    text: dict
+    mrope: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class MRope:
+    """A text config with extra rope keys (:func:`_mrope`); ``tf5`` keys only on transformers 5."""
+
+    text: dict
+    rope: dict
+    tf5: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tf4Extra:
+    """A dict with ``extra`` keys added on transformers 4.x only."""
+
+    values: dict
+    extra: dict
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A value computed when the model is made (e.g. from a library imported only then)."""
+
+    make: Callable[[], Any]
+
+
+def _resolve(value: Any, tok: Any) -> Any:
+    """``value`` with every marker replaced (a fresh structure: configs may edit their dicts)."""
+    if isinstance(value, Tok):
+        return tok.convert_tokens_to_ids(value.token)
+    if isinstance(value, TokAttr):
+        return len(tok) if value is VOCAB else getattr(tok, value.name)
+    if isinstance(value, Rope):
+        return _rope(_resolve(value.text, tok), value.mrope)
+    if isinstance(value, MRope):
+        return _mrope(_resolve(value.text, tok), **value.rope, **(value.tf5 if _tf_major() >= 5 else {}))
+    if isinstance(value, Tf4Extra):
+        return {**_resolve(value.values, tok), **(value.extra if _tf_major() < 5 else {})}
+    if isinstance(value, Lazy):
+        return value.make()
+    if isinstance(value, dict):
+        return {k: _resolve(v, tok) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve(v, tok) for v in value)
+    return copy.deepcopy(value)
+
+
+# ------------------------------------------------------------------------------------ one family
+#: a decoder factory: the family's image processor -> ``Tiny.decode``
+Decoder = Callable[[Any], Callable[[Any], list]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to build one family's tiny processor and model: everything :func:`_build_family` needs.
+
+    ``processor`` is the class name in ``transformers.models.<package>.processing_<package>``, or a
+    loader returning the class. ``template`` are :func:`_template`'s arguments, or a function of the
+    processor class returning the template (the upstream one). ``tokenizer`` are :func:`_tokenizer`'s
+    arguments (``cls_4x``: the ``(module, class)`` a 4.x processor type-checks for).
+    ``image_processor`` is ``(package, class, kwargs)`` through :func:`_image_processor` (``ip_direct``:
+    the class itself, no PIL variant). ``model`` is ``(package, config class, model class)`` and
+    ``config`` its settings (markers resolved). ``checks`` run first and raise :class:`Unavailable`."""
+
+    name: str
+    doc: str
+    package: str
+    processor: str | Callable[[], Any]
+    specials: tuple[str, ...]
+    template: dict | Callable[[Any], str]
+    tokenizer: dict
+    image_processor: tuple[str, str, dict]
+    model: tuple[str, str, str]
+    config: dict
+    image_size: tuple[int, int]
+    decode: Decoder
+    images_in_batch: Callable[[Any], int] | None = None
+    vision_prefixes: tuple[str, ...] | None = None
+    expanded_token: str = "<image>"
+    sees_cut: bool = True
+    notes: str = ""
+    stand_ins: str | Callable[[], str] = ""
+    checks: tuple[Callable[[], Any], ...] = ()
+    #: (module, class, kwargs) of the video processor a processor insists on (see _video_processor)
+    video: tuple[str, str, dict] | None = None
+    #: attributes set on the video processor when the generic one stands in for the family's own
+    generic_video_attrs: dict = field(default_factory=dict)
+    feature_extractor: tuple[str, str] | None = None
+    processor_kwargs: dict = field(default_factory=dict)
+    ip_direct: bool = False
+    ip_attrs: dict = field(default_factory=dict)
+    #: a processor ``__init__`` that fails here (TypeError, ValueError, ImportError) is Unavailable
+    init_may_fail: bool = False
+    #: transformers 4.x also reads the text settings at the top level of the config
+    text_top_level_4x: bool = False
+    #: run on the freshly built model (inside the seeded block)
+    after_init: Callable[[Any], None] | None = None
+
+
+def _processor_class(fam: Family) -> Any:
+    if callable(fam.processor):
+        return fam.processor()
+    return _cls(f"{fam.package}.processing_{fam.package}", fam.processor)
+
+
+def _build_processor(fam: Family, proc_cls: Any, template: str, tok: Any, ip: Any) -> Any:
+    kwargs = dict(image_processor=ip, tokenizer=tok, chat_template=template, **fam.processor_kwargs)
+    if fam.feature_extractor:
+        kwargs["feature_extractor"] = _cls(*fam.feature_extractor)()
+    try:
+        if fam.video is None:
+            processor = proc_cls(**kwargs)
+        else:
+            module, name, video_kwargs = fam.video
+            video = _video_processor(module, name, **video_kwargs)
+            if fam.generic_video_attrs and not hasattr(video, next(iter(fam.generic_video_attrs))):
+                for attr, value in fam.generic_video_attrs.items():
+                    setattr(video, attr, value)
+            processor = _with_video(proc_cls, video, **kwargs)
+    except (TypeError, ValueError, ImportError) as e:
+        if not fam.init_may_fail:
+            raise
+        raise Unavailable(f"{proc_cls.__name__}.__init__ fails here: {e}") from e
+    processor.chat_template = template
+    return processor
+
+
+def _model_maker(fam: Family, tok: Any) -> Callable[[], Any]:
+    """``Tiny.make_model``: the family's config class from ``config`` (markers resolved), its model
+    class on that config, seeded. The classes load on the first build, so a family whose modeling
+    code cannot import here still gives its processor."""
+    module, config_name, model_name = fam.model
+
+    def make_model() -> Any:
+        settings = _resolve(fam.config, tok)
+        if fam.text_top_level_4x and _tf_major() < 5:
+            settings.update(settings["text_config"])
+        cfg = _cls(f"{module}.configuration_{module}", config_name)(**settings)
+        model_cls = _cls(f"{module}.modeling_{module}", model_name)
+
+        def init() -> Any:
+            model = model_cls(cfg)
+            if fam.after_init is not None:
+                fam.after_init(model)
+            return model
+
+        return _seeded(init)
+
+    return make_model
+
+
+def _build_family(fam: Family) -> Tiny:
+    """The one builder: the family's real processor class with its real image processor, a
+    WordLevel tokenizer with its special tokens and a template in its format, and its model maker."""
+    _has(fam.package)
+    for check in fam.checks:
+        check()
+    proc_cls = _processor_class(fam)
+    template = fam.template(proc_cls) if callable(fam.template) else _template(**fam.template)
+    tok_kwargs = dict(fam.tokenizer)
+    if "cls_4x" in tok_kwargs:
+        tok_kwargs["cls"] = _tokenizer_class_4x(*tok_kwargs.pop("cls_4x"))
+    tok = _tokenizer(list(fam.specials), template=template, **tok_kwargs)
+    pkg, ip_name, ip_kwargs = fam.image_processor
+    if fam.ip_direct:
+        ip = _cls(f"{pkg}.image_processing_{pkg}", ip_name)(**ip_kwargs)
+    else:
+        ip = _image_processor(pkg, ip_name, **ip_kwargs)
+    for attr, value in fam.ip_attrs.items():
+        setattr(ip, attr, value)
+    processor = _build_processor(fam, proc_cls, template, tok, ip)
+    extra: dict[str, Any] = {}
+    if fam.images_in_batch is not None:
+        extra["images_in_batch"] = fam.images_in_batch
+    if fam.vision_prefixes is not None:
+        extra["vision_prefixes"] = fam.vision_prefixes
+    return Tiny(
+        family=fam.name,
+        processor=processor,
+        make_model=_model_maker(fam, tok),
+        image_size=fam.image_size,
+        decode=fam.decode(ip),
+        expanded_token=fam.expanded_token,
+        sees_cut=fam.sees_cut,
+        notes=fam.notes,
+        stand_ins=fam.stand_ins() if callable(fam.stand_ins) else fam.stand_ins,
+        **extra,
     )
+
+
+# ------------------------------------------------------------------------- decoders of one family
+def _first_patch(img: Any) -> Any:
+    """LLaVA-NeXT / OneVision: patch 0 of an image is the whole image resized."""
+    return img[0]
+
+
+def _each_image(ip: Any) -> Callable[[Any], list]:
+    return _each("pixel_values", ip)
+
+
+def _each_run(ip: Any) -> Callable[[Any], list]:
+    """Tiles / views of one image in a row of the first axis: one entry per run."""
+    return _each("pixel_values", ip, runs=True)
+
+
+def _each_first_patch(ip: Any) -> Callable[[Any], list]:
+    return _each("pixel_values", ip, view=_first_patch)
+
+
+def _sized(ip: Any) -> Callable[[Any], list]:
+    """Pixtral: (images, 3, H, W) padded, ``image_sizes`` the true sizes."""
+
+    def decode(batch: Any) -> list:
+        pv, sizes = batch.get("pixel_values"), batch.get("image_sizes")
+        if pv is None:
+            return []
+        return [decode_colour(img[:, :h, :w], ip) for img, (h, w) in zip(pv, sizes.tolist())]
+
+    return decode
+
+
+def _positioned(ip: Any) -> Callable[[Any], list]:
+    """Gemma 4: (images, max patches, P*P*C) channels last, padded patches at position -1."""
+
+    def decode(batch: Any) -> list:
+        pv, pos = batch.get("pixel_values"), batch.get("image_position_ids")
+        if pv is None:
+            return []
+        return [decode_colour(img[(p >= 0).all(-1)].reshape(-1, 3).T, ip) for img, p in zip(pv, pos)]
+
+    return decode
+
+
+def _masked(ip: Any) -> Callable[[Any], list]:
+    """LFM2-VL: (tiles, max patches, P*P*C) channels last, padded patches masked out."""
+
+    def decode(batch: Any) -> list:
+        pv, mask = batch.get("pixel_values"), batch.get("pixel_attention_mask")
+        if pv is None:
+            return []
+        return _runs([decode_colour(img[m.bool()].reshape(-1, 3).T, ip) for img, m in zip(pv, mask)])
+
+    return decode
+
+
+def _navit(ip: Any) -> Callable[[Any], list]:
+    """MiniCPM-V 4.6 NaViT packing: pixel_values (1, 3, patch, total_L), each block a (h * w * patch)
+    stretch of the last axis; ``target_sizes`` one (h_patches, w_patches) row per block, in order."""
+
+    def decode(batch: Any) -> list:
+        pv, sizes = batch.get("pixel_values"), batch.get("target_sizes")
+        out, at = [], 0
+        for h, w in [] if sizes is None else sizes.tolist():
+            n = h * w * pv.shape[2]
+            out.append(decode_colour(pv[0, :, :, at : at + n], ip))
+            at += n
+        return out
+
+    return decode
+
+
+# ------------------------------------------------------------------- family-specific import paths
+def _pixtral_processor_class() -> Any:
+    """``PixtralProcessor``. transformers 5.x: ``processing_pixtral.py`` does ``from
+    .image_processing_pixtral import get_resize_output_image_size`` and that module (the torchvision
+    image processor) starts with ``from torchvision.transforms.v2 import functional as tvF``. The
+    function is pure Python (``get_image_size`` + arithmetic; the PIL module has a copy) and the
+    processor uses it only in ``_get_num_multimodal_tokens`` (vLLM's helper), never in ``__call__``:
+    the import-only stand-in, and the torchvision module is dropped again."""
+    if _tf_major() < 5:
+        return _cls("pixtral.processing_pixtral", "PixtralProcessor")
+    mod = import_under_torchvision_stand_in(
+        "transformers.models.pixtral.processing_pixtral", drop=("transformers.models.pixtral.image_processing_pixtral",)
+    )
+    return mod.PixtralProcessor
+
+
+def _gemma4_processor_class() -> Any:
+    """processing_gemma4 imports Gemma4ImageProcessorKwargs / get_aspect_ratio_preserving_size from
+    image_processing_gemma4, whose top line imports torchvision: the import-only stand-in."""
+    proc_mod = import_under_torchvision_stand_in(
+        "transformers.models.gemma4.processing_gemma4", drop=("transformers.models.gemma4.image_processing_gemma4",)
+    )
+    return proc_mod.Gemma4Processor
+
+
+#: a 3-stage MobileNetV5 (edge-residual, universal-inverted-residual and mobile-MQA blocks, as
+#: mobilenetv5_300m_enc has) small enough for a CPU test
+_TINY_MNV5 = [
+    ["er_r1_k3_s2_e2_c8"],
+    ["uir_r1_a3_k0_s2_e2_c16"],
+    ["uir_r1_a3_k0_s2_e2_c16", "mqa_r1_k3_h2_v2_s1_d8_c16", "uir_r1_a0_k0_s1_e2_c16"],
+]
+
+
+def _import_timm() -> Any:
+    """timm, for Gemma 3n's vision tower. timm declares torchvision as a dependency (installed here with
+    --no-deps) and imports torchvision names at its top; none of them is used to build or run a model:
+    the import-only stand-in covers the import."""
+    if importlib.util.find_spec("timm") is None:
+        raise Unavailable(
+            "Gemma 3n's vision tower is a timm model (TimmWrapperModel, MobileNetV5) and timm is not "
+            "installed on this row"
+        )
+    return import_under_torchvision_stand_in("timm")
+
+
+def _timm_stand_in_note() -> str:
+    return f"timm {_import_timm().__version__} imported under the torchvision import-only stand-in"
+
+
+def _tiny_mnv5_blocks() -> Any:
+    from timm.models._efficientnet_builder import decode_arch_def
+
+    return decode_arch_def(_TINY_MNV5)
+
+
+def _gemma3_projection_init(model: Any) -> None:
+    """transformers 5 initialises the projection to zeros: no gradient would reach the vision tower
+    before a first optimiser step (as Mllama's zero gates, see tiny_mllama.build_model)."""
+    import torch
+
+    with torch.no_grad():
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
+
+
+def _upstream_template(proc_cls: Any) -> str:
+    """The chat template the processing module ships (Llama 4's real one)."""
+    return sys.modules[proc_cls.__module__].chat_template
+
+
+# -------------------------------------------------------------------------- the families (a table)
+_QWEN_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+_QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+_QWEN_TOKENIZER = dict(
+    bos=None, eos="<|im_end|>", pad="<|endoftext|>", cls_4x=("qwen2.tokenization_qwen2_fast", "Qwen2TokenizerFast")
+)
+_QWEN_IDS = dict(
+    image_token_id=Tok("<|image_pad|>"),
+    video_token_id=Tok("<|video_pad|>"),
+    vision_start_token_id=Tok("<|vision_start|>"),
+    vision_end_token_id=Tok("<|vision_end|>"),
+)
+#: the Qwen-style vision tower of Qwen3-VL and GLM-4.xV: one layer, patch 8, 2x2 merge
+_PATCH8_VISION = dict(
+    depth=1,
+    hidden_size=16,
+    intermediate_size=32,
+    num_heads=2,
+    patch_size=8,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    out_hidden_size=32,
+)
+#: a text config on top of _TEXT: the tokenizer's vocabulary and pad id
+_TEXT_VOCAB = dict(_TEXT, vocab_size=VOCAB, pad_token_id=PAD)
+
+
+def _qwen(v25: bool) -> Family:
+    module = "qwen2_5_vl" if v25 else "qwen2_vl"
     if v25:
         vision = dict(
             depth=1,
@@ -677,1693 +1022,1196 @@ def _qwen(v25: bool) -> Tiny:
             spatial_merge_size=2,
             temporal_patch_size=2,
         )
-    kwargs = dict(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
-    if _tf_major() < 5:
-        kwargs.update(text)  # 4.x also reads the text settings at the top level
-    make_model = _maker(
-        module,
-        "Qwen2_5_VLConfig" if v25 else "Qwen2VLConfig",
-        "Qwen2_5_VLForConditionalGeneration" if v25 else "Qwen2VLForConditionalGeneration",
-        **kwargs,
-    )
-
-    return Tiny(
-        family="qwen2_5_vl" if v25 else "qwen2_vl",
-        processor=processor,
-        make_model=make_model,
+    return Family(
+        name=module,
+        doc="""Qwen2-VL / Qwen2.5-VL: ``min_pixels = max_pixels = 56*56``, every image a 1x4x4 grid (4 tokens);
+        ``<|vision_start|><|image_pad|><|vision_end|>`` per image. The video processor needs torchvision:
+        transformers' generic one stands in (no test sends videos).""",
+        package=module,
+        processor="Qwen2_5_VLProcessor" if v25 else "Qwen2VLProcessor",
+        specials=_QWEN_SPECIALS,
+        template=dict(CHATML, image=_QWEN_IMAGE),
+        tokenizer=_QWEN_TOKENIZER,
+        image_processor=(
+            "qwen2_vl",
+            "Qwen2VLImageProcessor",
+            dict(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=2),
+        ),
+        video=("qwen2_vl.video_processing_qwen2_vl", "Qwen2VLVideoProcessor", {}),
+        model=(
+            module,
+            "Qwen2_5_VLConfig" if v25 else "Qwen2VLConfig",
+            "Qwen2_5_VLForConditionalGeneration" if v25 else "Qwen2VLForConditionalGeneration",
+        ),
+        config=dict(
+            text_config=Rope(
+                dict(
+                    _TEXT,
+                    vocab_size=VOCAB,
+                    pad_token_id=Tok("<|endoftext|>"),
+                    eos_token_id=Tok("<|im_end|>"),
+                    bos_token_id=Tok("<|endoftext|>"),
+                ),
+                mrope=[2, 1, 1],
+            ),
+            vision_config=vision,
+            **_QWEN_IDS,
+        ),
+        text_top_level_4x=True,
         image_size=(56, 56),
         images_in_batch=_first_axis("image_grid_thw"),
-        decode=_grid(ip),
+        decode=_grid,
         vision_prefixes=("model.visual.", "visual."),
         expanded_token="<|image_pad|>",
     )
 
 
-# -------------------------------------------------------------------------------------------- Gemma3
-def _gemma3() -> Tiny:
-    """Gemma 3: 28x28 images, ``image_seq_length=4``; ``<start_of_image>`` per image, the tokenizer
-    carries ``boi_token`` / ``eoi_token`` / ``image_token``."""
-    proc_cls = _cls("gemma3.processing_gemma3", "Gemma3Processor")
-    boi, eoi, soft = "<start_of_image>", "<end_of_image>", "<image_soft_token>"
-    specials = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", boi, eoi, soft]
-    template = _template(
-        begin="<bos>",
-        turn="'<start_of_turn>' + role + '\n'",
-        end="'<end_of_turn>\n'",
-        image=boi,
-        roles={"assistant": "model"},
-        gen="<start_of_turn>model\n",
-    )
-    tok = _tokenizer(
-        specials,
-        template=template,
-        bos="<bos>",
-        eos="<eos>",
-        pad="<pad>",
-        extra={"boi_token": boi, "eoi_token": eoi, "image_token": soft},
-        words=(*WORDS, "model"),
-    )
-    ip = _image_processor("gemma3", "Gemma3ImageProcessor", size={"height": 28, "width": 28}, do_pan_and_scan=False)
-    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template, image_seq_length=4)
-    processor.chat_template = template
-
-    def make_model() -> Any:
-        cfg_cls = _cls("gemma3.configuration_gemma3", "Gemma3Config")
-        model_cls = _cls("gemma3.modeling_gemma3", "Gemma3ForConditionalGeneration")
-        ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-        text = {
-            **_TEXT,
-            "vocab_size": len(tok),
-            "head_dim": 8,
-            "pad_token_id": ids["<pad>"],
-            "eos_token_id": ids["<eos>"],
-            "bos_token_id": ids["<bos>"],
-            "sliding_window": 64,
-        }
-        if _tf_major() < 5:
-            text["rope_theta"] = 10000.0
-        vision = dict(
-            image_size=28,
-            patch_size=14,
-            **_VIT,
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            mm_tokens_per_image=4,
-            boi_token_index=ids[boi],
-            eoi_token_index=ids[eoi],
-            image_token_index=ids[soft],
-        )
-
-        def init() -> Any:
-            import torch
-
-            model = model_cls(config)
-            # transformers 5 initialises the projection to zeros: no gradient would reach the vision tower
-            # before a first optimiser step (as Mllama's zero gates, see tiny_mllama.build_model)
-            with torch.no_grad():
-                model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
-            return model
-
-        return _seeded(init)
-
-    return Tiny(
-        family="gemma3",
-        processor=processor,
-        make_model=make_model,
-        image_size=(28, 28),
-        decode=_each("pixel_values", ip),
-        expanded_token=soft,
-    )
+_GEMMA3 = ("<start_of_image>", "<end_of_image>", "<image_soft_token>")  # boi, eoi, soft
+_GEMMA3N_TAIL = (
+    "<end_of_image>",
+    "<image_soft_token>",
+    "<vision_pad_2>",
+    "<vision_pad_3>",
+    "<end_of_audio>",
+    "<audio_soft_token>",
+    "<audio_pad_2>",
+    "<audio_pad_3>",
+)
+_GEMMA4 = ("<|image>", "<image|>", "<|image|>")  # boi, eoi, soft
+#: Gemma's turns, the assistant as "model"
+_GEMMA_TEMPLATE = dict(
+    begin="<bos>",
+    turn="'<start_of_turn>' + role + '\n'",
+    end="'<end_of_turn>\n'",
+    roles={"assistant": "model"},
+    gen="<start_of_turn>model\n",
+)
+_GEMMA_TOKENIZER = dict(bos="<bos>", eos="<eos>", pad="<pad>", words=(*WORDS, "model"))
 
 
-# ---------------------------------------------------------------------------------- Idefics3 / SmolVLM
-def _idefics3(smol: bool) -> Tiny:
-    """Idefics3 / SmolVLM: no image splitting, 56-pixel images, ``image_seq_len=4`` (scale factor 2);
-    ``<image>`` per image."""
+def _idefics3(smol: bool) -> Family:
     module = "smolvlm" if smol else "idefics3"
-    proc_cls = _cls(f"{module}.processing_{module}", "SmolVLMProcessor" if smol else "Idefics3Processor")
-    rowcol = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
-    specials = [
-        "<|endoftext|>",
-        "<|im_start|>",
-        "<end_of_utterance>",
-        "<fake_token_around_image>",
-        "<image>",
-        "<global-img>",
-        *rowcol,
-    ]
-    template = _template(
-        begin="<|im_start|>",
-        turn="(role | capitalize) + ':'",
-        end="'<end_of_utterance>\n'",
-        image="<image>",
-        gen="Assistant:",
-    )
-    tok = _tokenizer(specials, template=template, bos="<|im_start|>", eos="<end_of_utterance>", pad="<|endoftext|>")
-    ip_name = "SmolVLMImageProcessor" if smol else "Idefics3ImageProcessor"
-    ip = _image_processor(
-        module, ip_name, do_image_splitting=False, size={"longest_edge": 56}, max_image_size={"longest_edge": 56}
-    )
-    kwargs = dict(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=template)
-    try:
-        if smol:
-            processor = _with_video(
-                proc_cls, _video_processor("smolvlm.video_processing_smolvlm", "SmolVLMVideoProcessor"), **kwargs
-            )
-        else:
-            processor = proc_cls(**kwargs)
-    except (TypeError, ValueError, ImportError) as e:
-        raise Unavailable(f"{proc_cls.__name__}.__init__ fails here: {e}") from e
-    processor.chat_template = template
-
-    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-    vision = dict(
-        image_size=56,
-        patch_size=14,
-        **_VIT,
-    )
-    make_model = _maker(
-        module,
-        "SmolVLMConfig" if smol else "Idefics3Config",
-        "SmolVLMForConditionalGeneration" if smol else "Idefics3ForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        scale_factor=2,
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="smolvlm" if smol else "idefics3",
-        processor=processor,
-        make_model=make_model,
+    return Family(
+        name=module,
+        doc="""Idefics3 / SmolVLM: no image splitting, 56-pixel images, ``image_seq_len=4`` (scale factor 2);
+        ``<image>`` per image.""",
+        package=module,
+        processor="SmolVLMProcessor" if smol else "Idefics3Processor",
+        specials=(
+            "<|endoftext|>",
+            "<|im_start|>",
+            "<end_of_utterance>",
+            "<fake_token_around_image>",
+            "<image>",
+            "<global-img>",
+            *[f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)],
+        ),
+        template=dict(
+            begin="<|im_start|>",
+            turn="(role | capitalize) + ':'",
+            end="'<end_of_utterance>\n'",
+            image="<image>",
+            gen="Assistant:",
+        ),
+        tokenizer=dict(bos="<|im_start|>", eos="<end_of_utterance>", pad="<|endoftext|>"),
+        image_processor=(
+            module,
+            "SmolVLMImageProcessor" if smol else "Idefics3ImageProcessor",
+            dict(do_image_splitting=False, size={"longest_edge": 56}, max_image_size={"longest_edge": 56}),
+        ),
+        video=("smolvlm.video_processing_smolvlm", "SmolVLMVideoProcessor", {}) if smol else None,
+        processor_kwargs=dict(image_seq_len=4),
+        init_may_fail=True,
+        model=(
+            module,
+            "SmolVLMConfig" if smol else "Idefics3Config",
+            "SmolVLMForConditionalGeneration" if smol else "Idefics3ForConditionalGeneration",
+        ),
+        config=dict(
+            text_config=Rope(dict(_TEXT_VOCAB, model_type="llama")),
+            vision_config=dict(image_size=56, patch_size=14, **_VIT),
+            scale_factor=2,
+            image_token_id=Tok("<image>"),
+            pad_token_id=PAD,
+            tie_word_embeddings=False,
+        ),
         image_size=(56, 56),
         images_in_batch=_count_slots,
-        decode=_slots(ip),
+        decode=_slots,
         vision_prefixes=("model.vision_model.", "model.connector."),
     )
 
 
-# ---------------------------------------------------------------------------------------------- LLaVA
-def _llava() -> Tiny:
-    """LLaVA-1.5: CLIP image processor (28x28), patch 14, ``num_additional_image_tokens=1`` (CLS),
-    strategy "default": 4 ``<image>`` tokens per image; ``<image>\\n`` per image."""
-    proc_cls = _cls("llava.processing_llava", "LlavaProcessor")
-    specials = ["<s>", "</s>", "<pad>", "<image>"]
-    template = _template(
-        begin="<s>",
-        turn="(role | upper) + ': '",
-        end="'</s>' if message['role'] == 'assistant' else ' '",
-        image="<image>\n",
-        gen="ASSISTANT:",
-    )
-    tok = _tokenizer(specials, template=template, bos="<s>", eos="</s>", pad="<pad>")
-    ip = _image_processor(
-        "clip", "CLIPImageProcessor", size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}
-    )
-    processor = proc_cls(
-        image_processor=ip,
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        chat_template=template,
-        image_token="<image>",
-        num_additional_image_tokens=1,
-    )
-    processor.chat_template = template
-
-    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-    make_model = _maker(
-        "llava",
-        "LlavaConfig",
-        "LlavaForConditionalGeneration",
-        text_config=text,
-        vision_config=dict(_CLIP, image_size=28, patch_size=14),
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="llava",
-        processor=processor,
-        make_model=make_model,
-        image_size=(28, 28),
-        decode=_each("pixel_values", ip),
-        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
-    )
-
-
-# ----------------------------------------------------------------------------------- Pixtral / Mistral 3
-def _pixtral_processor_class() -> Any:
-    """``PixtralProcessor``. transformers 5.x: ``processing_pixtral.py`` does ``from
-    .image_processing_pixtral import get_resize_output_image_size`` and that module (the torchvision
-    image processor) starts with ``from torchvision.transforms.v2 import functional as tvF``. The
-    function is pure Python (``get_image_size`` + arithmetic; the PIL module has a copy) and the
-    processor uses it only in ``_get_num_multimodal_tokens`` (vLLM's helper), never in ``__call__``:
-    the import-only stand-in, and the torchvision module is dropped again."""
-    mod = import_under_torchvision_stand_in(
-        "transformers.models.pixtral.processing_pixtral", drop=("transformers.models.pixtral.image_processing_pixtral",)
-    )
-    return mod.PixtralProcessor
-
-
-def _pixtral(mistral3: bool = False) -> Tiny:
-    """Pixtral-12B layout: Pixtral image processor (longest edge 32, patch 16) and a
-    ``LlavaForConditionalGeneration`` with a Pixtral vision tower; ``[IMG]`` per image, expanded into 2
-    rows of ``[IMG][IMG]`` + ``[IMG_BREAK]`` / ``[IMG_END]``. ``mistral3``: Mistral Small 3.1 / 3.2 layout,
-    ``Mistral3ForConditionalGeneration`` with ``spatial_merge_size=2`` (patch 8: a 32-pixel image is a
-    4x4 patch grid merged to 2x2 tokens)."""
-    family = "mistral3" if mistral3 else "pixtral"
-    if _tf_major() >= 5:
-        proc_cls = _pixtral_processor_class()
-    else:
-        proc_cls = _cls("pixtral.processing_pixtral", "PixtralProcessor")
-    specials = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]", "<pad>"]
-    template = _template(
-        begin="<s>",
-        turn="'[INST]' if role == 'user' else ''",
-        image="[IMG]",
-        end="'[/INST]' if message['role'] == 'user' else '</s>'",
-    )
-    tok = _tokenizer(specials, template=template, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")
+def _pixtral(mistral3: bool) -> Family:
     patch = 8 if mistral3 else 16
-    ip = _image_processor(
-        "pixtral", "PixtralImageProcessor", size={"longest_edge": 32}, patch_size={"height": patch, "width": patch}
-    )
-    processor = proc_cls(
-        image_processor=ip,
-        tokenizer=tok,
-        patch_size=patch,
-        spatial_merge_size=2 if mistral3 else 1,
-        chat_template=template,
-    )
-    processor.chat_template = template
-
-    def make_model() -> Any:
-        text = _rope(
-            {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "mistral", "head_dim": 8}
-        )
-        vision = _rope(
-            dict(
-                model_type="pixtral",
-                image_size=32,
-                patch_size=patch,
-                **_VIT,
-                head_dim=8,
-            )
-        )
-        image_id = tok.convert_tokens_to_ids("[IMG]")
-        if mistral3:
-            cfg_cls = _cls("mistral3.configuration_mistral3", "Mistral3Config")
-            model_cls = _cls("mistral3.modeling_mistral3", "Mistral3ForConditionalGeneration")
-            config = cfg_cls(
-                text_config=text,
-                vision_config=vision,
-                image_token_index=image_id,
-                spatial_merge_size=2,
-                vision_feature_layer=-1,
-                tie_word_embeddings=False,
-            )
-        else:
-            cfg_cls = _cls("llava.configuration_llava", "LlavaConfig")
-            model_cls = _cls("llava.modeling_llava", "LlavaForConditionalGeneration")
-            config = cfg_cls(
-                text_config=text,
-                vision_config=vision,
-                image_token_index=image_id,
-                vision_feature_layer=-1,
-                vision_feature_select_strategy="full",
-                projector_hidden_act="gelu",
-                tie_word_embeddings=False,
-            )
-        return _seeded(lambda: model_cls(config))
-
-    def decode(batch: Any) -> list:
-        pv, sizes = batch.get("pixel_values"), batch.get("image_sizes")  # (images, 3, H, W) padded, true sizes
-        if pv is None:
-            return []
-        return [decode_colour(img[:, :h, :w], ip) for img, (h, w) in zip(pv, sizes.tolist())]
-
-    return Tiny(
-        family=family,
-        processor=processor,
-        make_model=make_model,
+    if mistral3:
+        model = ("mistral3", "Mistral3Config", "Mistral3ForConditionalGeneration")
+        head = dict(spatial_merge_size=2, vision_feature_layer=-1)
+    else:
+        model = ("llava", "LlavaConfig", "LlavaForConditionalGeneration")
+        head = dict(vision_feature_layer=-1, vision_feature_select_strategy="full", projector_hidden_act="gelu")
+    return Family(
+        name="mistral3" if mistral3 else "pixtral",
+        doc="""Pixtral-12B layout: Pixtral image processor (longest edge 32, patch 16) and a
+        ``LlavaForConditionalGeneration`` with a Pixtral vision tower; ``[IMG]`` per image, expanded into 2
+        rows of ``[IMG][IMG]`` + ``[IMG_BREAK]`` / ``[IMG_END]``. ``mistral3``: Mistral Small 3.1 / 3.2 layout,
+        ``Mistral3ForConditionalGeneration`` with ``spatial_merge_size=2`` (patch 8: a 32-pixel image is a
+        4x4 patch grid merged to 2x2 tokens).""",
+        package="pixtral",
+        processor=_pixtral_processor_class,
+        specials=("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]", "<pad>"),
+        template=dict(
+            begin="<s>",
+            turn="'[INST]' if role == 'user' else ''",
+            image="[IMG]",
+            end="'[/INST]' if message['role'] == 'user' else '</s>'",
+        ),
+        tokenizer=dict(bos="<s>", eos="</s>", pad="<pad>", unk="<unk>"),
+        image_processor=(
+            "pixtral",
+            "PixtralImageProcessor",
+            dict(size={"longest_edge": 32}, patch_size={"height": patch, "width": patch}),
+        ),
+        processor_kwargs=dict(patch_size=patch, spatial_merge_size=2 if mistral3 else 1),
+        model=model,
+        config=dict(
+            text_config=Rope(dict(_TEXT_VOCAB, model_type="mistral", head_dim=8)),
+            vision_config=Rope(dict(model_type="pixtral", image_size=32, patch_size=patch, **_VIT, head_dim=8)),
+            image_token_index=Tok("[IMG]"),
+            **head,
+            tie_word_embeddings=False,
+        ),
         image_size=(32, 32),
         images_in_batch=_first_axis(),
-        decode=decode,
+        decode=_sized,
         expanded_token="[IMG]",
         stand_ins="torchvision import-only stand-in while processing_pixtral is imported (transformers 5.x)",
     )
 
 
-# ------------------------------------------------------------------------------------------ Qwen3-VL
-def _qwen3_vl() -> Tiny:
-    """Qwen3-VL: Qwen2-VL image processor (patch 8, merge 2, 32x32: a 1x4x4 grid, 4 tokens),
-    ``<|vision_start|><|image_pad|><|vision_end|>`` per image; deepstack on the one vision layer."""
-    proc_cls = _cls("qwen3_vl.processing_qwen3_vl", "Qwen3VLProcessor")
-    specials = [
-        "<|endoftext|>",
-        "<|im_start|>",
-        "<|im_end|>",
-        "<|vision_start|>",
-        "<|vision_end|>",
-        "<|image_pad|>",
-        "<|video_pad|>",
-    ]
-    template = _template(**CHATML, image="<|vision_start|><|image_pad|><|vision_end|>")
-    tok = _tokenizer(
-        specials,
-        template=template,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        cls=_tokenizer_class_4x("qwen2.tokenization_qwen2_fast", "Qwen2TokenizerFast"),
-    )
-    ip = _image_processor(
-        "qwen2_vl",
-        "Qwen2VLImageProcessor",
-        size={"shortest_edge": 32 * 32, "longest_edge": 32 * 32},
-        patch_size=8,
-        merge_size=2,
-        temporal_patch_size=2,
-    )
-    video = _video_processor("qwen3_vl.video_processing_qwen3_vl", "Qwen3VLVideoProcessor", patch_size=8, merge_size=2)
-    processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
-
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    text = _mrope(
-        {**_TEXT, "head_dim": 8, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"]},
-        mrope_section=[2, 1, 1],
-        mrope_interleaved=True,
-    )
-    vision = dict(
-        depth=1,
-        hidden_size=16,
-        intermediate_size=32,
-        num_heads=2,
-        patch_size=8,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        out_hidden_size=32,
-        num_position_embeddings=16,
-        deepstack_visual_indexes=[0],
-    )
-    make_model = _maker(
-        "qwen3_vl",
-        "Qwen3VLConfig",
-        "Qwen3VLForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="qwen3_vl",
-        processor=processor,
-        make_model=make_model,
-        image_size=(32, 32),
-        images_in_batch=_first_axis("image_grid_thw"),
-        decode=_grid(ip),
-        vision_prefixes=("model.visual.",),
-        expanded_token="<|image_pad|>",
-    )
-
-
-# ----------------------------------------------------------------------------------- GLM-4.1V / 4.6V
-def _glm(v46: bool) -> Tiny:
-    """GLM-4.1V / GLM-4.6V: GLM image processor (patch 8, merge 2; its smart_resize counts the temporal
-    factor into the pixel budget), ``[gMASK]<sop><|user|>\\n...<|assistant|>\\n``, each image item
-    ``<|begin_of_image|><|image|><|end_of_image|>``."""
+def _glm(v46: bool) -> Family:
     module = "glm46v" if v46 else "glm4v"
-    proc_cls = _cls(f"{module}.processing_{module}", "Glm46VProcessor" if v46 else "Glm4vProcessor")
-    specials = [
-        "<|endoftext|>",
-        "[gMASK]",
-        "<sop>",
-        "<|system|>",
-        "<|user|>",
-        "<|assistant|>",
-        "<|begin_of_image|>",
-        "<|end_of_image|>",
-        "<|image|>",
-        "<|begin_of_video|>",
-        "<|end_of_video|>",
-        "<|video|>",
-        "<think>",
-        "</think>",
-    ]
-    template = _template(
-        begin="[gMASK]<sop>",
-        turn="'<|' + role + '|>\n'",
-        end="''",
-        image="<|begin_of_image|><|image|><|end_of_image|>",
-        gen="<|assistant|>\n",
-    )
-    tok = _tokenizer(specials, template=template, bos=None, eos="<|endoftext|>", pad="<|endoftext|>")
-    ip = _image_processor(
-        module,
-        "Glm46VImageProcessor" if v46 else "Glm4vImageProcessor",
-        size={"shortest_edge": 32 * 32, "longest_edge": 2 * 32 * 32},
-        patch_size=8,
-        merge_size=2,
-        temporal_patch_size=2,
-    )
-    video = _video_processor(
-        f"{module}.video_processing_{module}",
-        "Glm46VVideoProcessor" if v46 else "Glm4vVideoProcessor",
-        patch_size=8,
-        merge_size=2,
-    )
-    processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
-
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    text = {**_TEXT, "head_dim": 8, "vocab_size": len(tok), "pad_token_id": ids["<|endoftext|>"]}
-    text = _mrope(text, mrope_section=[2, 1, 1], **({"partial_rotary_factor": 1.0} if _tf_major() >= 5 else {}))
+    text = dict(_TEXT, head_dim=8, vocab_size=VOCAB, pad_token_id=Tok("<|endoftext|>"))
     if v46:
         text["model_type"] = "glm4v_text"
-    vision = dict(
-        depth=1,
-        hidden_size=16,
-        intermediate_size=32,
-        num_heads=2,
-        patch_size=8,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        out_hidden_size=32,
-        image_size=32,
-    )
-    make_model = _maker(
-        module,
-        "Glm46VConfig" if v46 else "Glm4vConfig",
-        "Glm46VForConditionalGeneration" if v46 else "Glm4vForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image|>"],
-        video_token_id=ids["<|video|>"],
-        image_start_token_id=ids["<|begin_of_image|>"],
-        image_end_token_id=ids["<|end_of_image|>"],
-        video_start_token_id=ids["<|begin_of_video|>"],
-        video_end_token_id=ids["<|end_of_video|>"],
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family=module,
-        processor=processor,
-        make_model=make_model,
+    return Family(
+        name=module,
+        doc="""GLM-4.1V / GLM-4.6V: GLM image processor (patch 8, merge 2; its smart_resize counts the temporal
+        factor into the pixel budget), ``[gMASK]<sop><|user|>\\n...<|assistant|>\\n``, each image item
+        ``<|begin_of_image|><|image|><|end_of_image|>``.""",
+        package=module,
+        processor="Glm46VProcessor" if v46 else "Glm4vProcessor",
+        specials=(
+            "<|endoftext|>",
+            "[gMASK]",
+            "<sop>",
+            "<|system|>",
+            "<|user|>",
+            "<|assistant|>",
+            "<|begin_of_image|>",
+            "<|end_of_image|>",
+            "<|image|>",
+            "<|begin_of_video|>",
+            "<|end_of_video|>",
+            "<|video|>",
+            "<think>",
+            "</think>",
+        ),
+        template=dict(
+            begin="[gMASK]<sop>",
+            turn="'<|' + role + '|>\n'",
+            end="''",
+            image="<|begin_of_image|><|image|><|end_of_image|>",
+            gen="<|assistant|>\n",
+        ),
+        tokenizer=dict(bos=None, eos="<|endoftext|>", pad="<|endoftext|>"),
+        image_processor=(
+            module,
+            "Glm46VImageProcessor" if v46 else "Glm4vImageProcessor",
+            dict(
+                size={"shortest_edge": 32 * 32, "longest_edge": 2 * 32 * 32},
+                patch_size=8,
+                merge_size=2,
+                temporal_patch_size=2,
+            ),
+        ),
+        video=(
+            f"{module}.video_processing_{module}",
+            "Glm46VVideoProcessor" if v46 else "Glm4vVideoProcessor",
+            dict(patch_size=8, merge_size=2),
+        ),
+        model=(
+            module,
+            "Glm46VConfig" if v46 else "Glm4vConfig",
+            "Glm46VForConditionalGeneration" if v46 else "Glm4vForConditionalGeneration",
+        ),
+        config=dict(
+            text_config=MRope(text, rope=dict(mrope_section=[2, 1, 1]), tf5=dict(partial_rotary_factor=1.0)),
+            vision_config=dict(_PATCH8_VISION, image_size=32),
+            image_token_id=Tok("<|image|>"),
+            video_token_id=Tok("<|video|>"),
+            image_start_token_id=Tok("<|begin_of_image|>"),
+            image_end_token_id=Tok("<|end_of_image|>"),
+            video_start_token_id=Tok("<|begin_of_video|>"),
+            video_end_token_id=Tok("<|end_of_video|>"),
+            tie_word_embeddings=False,
+        ),
         image_size=(32, 32),
         images_in_batch=_first_axis("image_grid_thw"),
-        decode=_grid(ip),
+        decode=_grid,
         vision_prefixes=("model.visual.",),
         expanded_token="<|image|>",
     )
 
 
-# ------------------------------------------------------------------------------------------- InternVL
-def _internvl() -> Tiny:
-    """InternVL (3-hf layout): GOT-OCR2 image processor, 56-pixel tiles (a 56x56 image is one tile),
-    ``image_seq_length=4``; ChatML, each image item ``<IMG_CONTEXT>\\n``."""
-    proc_cls = _cls("internvl.processing_internvl", "InternVLProcessor")
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
-    template = _template(**CHATML, image="<IMG_CONTEXT>\n")
-    tok = _tokenizer(
-        specials,
-        template=template,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        extra={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-        },
-    )
-    ip = _image_processor("got_ocr2", "GotOcr2ImageProcessor", size={"height": 56, "width": 56}, max_patches=12)
-    video = _video_processor("internvl.video_processing_internvl", "InternVLVideoProcessor")
-    processor = _with_video(
-        proc_cls, video, image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=template
-    )
+_LLAMA4_SPECIALS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|finetune_right_pad|>",
+    "<|header_start|>",
+    "<|header_end|>",
+    "<|eot|>",
+    "<|eom|>",
+    "<|python_start|>",
+    "<|python_end|>",
+    "<|image_start|>",
+    "<|image_end|>",
+    "<|image|>",
+    "<|patch|>",
+    "<|tile_x_separator|>",
+    "<|tile_y_separator|>",
+)
+_DEEPSEEK = ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>")  # bos, eos
+_PADDLE = ("<|IMAGE_START|>", "<|IMAGE_PLACEHOLDER|>", "<|IMAGE_END|>")  # start, image, end
+_MINICPM_MARKS = dict(
+    image_token="<|image_pad|>",
+    video_token="<|video_pad|>",
+    image_start_token="<image>",
+    image_end_token="</image>",
+    slice_start_token="<slice>",
+    slice_end_token="</slice>",
+    image_id_start_token="<image_id>",
+    image_id_end_token="</image_id>",
+)
+#: LLaVA's turns (USER: / ASSISTANT:)
+_LLAVA_TEMPLATE = dict(begin="<s>", turn="(role | upper) + ': '", image="<image>\n", gen="ASSISTANT:")
+_LLAVA_SPECIALS = ("<s>", "</s>", "<pad>", "<image>")
+_LLAVA_HEAD = dict(vision_feature_layer=-1, vision_feature_select_strategy="default", tie_word_embeddings=False)
+_TORCH_TOWERS = ("model.vision_tower.", "model.multi_modal_projector.")
 
-    text = {
-        **_TEXT,
-        "head_dim": 8,
-        "model_type": "qwen2",
-        "vocab_size": len(tok),
-        "pad_token_id": tok.pad_token_id,
-        "rope_parameters": _rope5(),
-    }
-    vision = dict(
-        **_VIT,
-        image_size=[56, 56],
-        patch_size=[14, 14],
-    )
-    make_model = _maker(
-        "internvl",
-        "InternVLConfig",
-        "InternVLForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
-        image_seq_length=4,
-        downsample_ratio=0.5,
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="internvl",
-        processor=processor,
-        make_model=make_model,
-        image_size=(56, 56),
-        images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip, runs=True),
-        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
-        expanded_token="<IMG_CONTEXT>",
-    )
-
-
-# --------------------------------------------------------------------------------------------- Gemma 4
-def _gemma4() -> Tiny:
-    """Gemma 4: Gemma 4 image processor (PIL; patch 4, pooling 3, ``max_soft_tokens=70``, the smallest
-    allowed: each 32x32 image is resized up to the 70-token budget, 64 soft tokens here); each image
-    item ``<|image|>`` (the soft token itself), text items trimmed, left padding as the Hub's."""
-    _has("gemma4")
-    # processing_gemma4 imports Gemma4ImageProcessorKwargs / get_aspect_ratio_preserving_size from
-    # image_processing_gemma4, whose top line imports torchvision: the import-only stand-in.
-    proc_mod = import_under_torchvision_stand_in(
-        "transformers.models.gemma4.processing_gemma4", drop=("transformers.models.gemma4.image_processing_gemma4",)
-    )
-    proc_cls = proc_mod.Gemma4Processor
-    boi, eoi, soft = "<|image>", "<image|>", "<|image|>"
-    specials = [
-        "<pad>",
-        "<eos>",
-        "<bos>",
-        "<|turn>",
-        "<turn|>",
-        boi,
-        eoi,
-        soft,
-        "<|audio>",
-        "<audio|>",
-        "<|audio|>",
-        "<|video|>",
-    ]
-    template = _template(
-        begin="<bos>",
-        turn="'<|turn>' + role + '\n'",
-        end="'<turn|>\n'",
-        image=soft,
-        roles={"assistant": "model"},
-        gen="<|turn>model\n",
-        trim=True,
-    )
-    tok = _tokenizer(
-        specials,
-        template=template,
-        bos="<bos>",
-        eos="<eos>",
-        pad="<pad>",
-        words=(*WORDS, "model"),
-        extra={
-            "image_token": soft,
-            "boi_token": boi,
-            "eoi_token": eoi,
-            "audio_token": "<|audio|>",
-            "boa_token": "<|audio>",
-            "eoa_token": "<audio|>",
-        },
-        padding_side="left",
-    )
-    ip = _image_processor("gemma4", "Gemma4ImageProcessor", patch_size=4, max_soft_tokens=70, pooling_kernel_size=3)
-    fe = _cls("gemma4.feature_extraction_gemma4", "Gemma4AudioFeatureExtractor")()
-    video = _video_processor(
-        "gemma4.video_processing_gemma4",
-        "Gemma4VideoProcessor",
-        patch_size=4,
-        max_soft_tokens=70,
-        pooling_kernel_size=3,
-    )
-    processor = _with_video(
-        proc_cls,
-        video,
-        feature_extractor=fe,
-        image_processor=ip,
-        tokenizer=tok,
-        chat_template=template,
-        image_seq_length=70,
-    )
-
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    text = {
-        **_TEXT,
-        "head_dim": 8,
-        "vocab_size": len(tok),
-        "pad_token_id": ids["<pad>"],
-        "eos_token_id": ids["<eos>"],
-        "bos_token_id": ids["<bos>"],
-        "num_hidden_layers": 2,
-        "layer_types": ["sliding_attention", "full_attention"],
-        "sliding_window": 64,
-        "vocab_size_per_layer_input": len(tok),
-        "hidden_size_per_layer_input": 8,
-        "global_head_dim": 8,
-        "rope_parameters": {"sliding_attention": _rope5(), "full_attention": _rope5()},
-    }
-    vision = dict(
-        **_VIT,
-        num_key_value_heads=2,
-        head_dim=8,
-        patch_size=4,
-        pooling_kernel_size=3,
-        position_embedding_size=64,
-        rope_parameters=_rope5(),
-    )
-    make_model = _maker(
-        "gemma4",
-        "Gemma4Config",
-        "Gemma4ForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        audio_config=None,
-        boi_token_id=ids[boi],
-        eoi_token_id=ids[eoi],
-        image_token_id=ids[soft],
-        video_token_id=ids["<|video|>"],
-        boa_token_id=ids["<|audio>"],
-        eoa_token_index=ids["<audio|>"],
-        audio_token_id=ids["<|audio|>"],
-        tie_word_embeddings=False,
-    )
-
-    def decode(batch: Any) -> list:
-        pv, pos = batch.get("pixel_values"), batch.get("image_position_ids")
-        if pv is None:
-            return []
-        # (images, max patches, P*P*C) channels last, padded patches at position -1
-        return [decode_colour(img[(p >= 0).all(-1)].reshape(-1, 3).T, ip) for img, p in zip(pv, pos)]
-
-    return Tiny(
-        family="gemma4",
-        processor=processor,
-        make_model=make_model,
+TABLE: tuple[Family, ...] = (
+    _qwen(False),
+    _qwen(True),
+    Family(
+        name="qwen3_vl",
+        doc="""Qwen3-VL: Qwen2-VL image processor (patch 8, merge 2, 32x32: a 1x4x4 grid, 4 tokens),
+        ``<|vision_start|><|image_pad|><|vision_end|>`` per image; deepstack on the one vision layer.""",
+        package="qwen3_vl",
+        processor="Qwen3VLProcessor",
+        specials=_QWEN_SPECIALS,
+        template=dict(CHATML, image=_QWEN_IMAGE),
+        tokenizer=_QWEN_TOKENIZER,
+        image_processor=(
+            "qwen2_vl",
+            "Qwen2VLImageProcessor",
+            dict(
+                size={"shortest_edge": 32 * 32, "longest_edge": 32 * 32},
+                patch_size=8,
+                merge_size=2,
+                temporal_patch_size=2,
+            ),
+        ),
+        video=("qwen3_vl.video_processing_qwen3_vl", "Qwen3VLVideoProcessor", dict(patch_size=8, merge_size=2)),
+        model=("qwen3_vl", "Qwen3VLConfig", "Qwen3VLForConditionalGeneration"),
+        config=dict(
+            text_config=MRope(
+                dict(_TEXT, head_dim=8, vocab_size=VOCAB, pad_token_id=Tok("<|endoftext|>")),
+                rope=dict(mrope_section=[2, 1, 1], mrope_interleaved=True),
+            ),
+            vision_config=dict(_PATCH8_VISION, num_position_embeddings=16, deepstack_visual_indexes=[0]),
+            **_QWEN_IDS,
+            tie_word_embeddings=False,
+        ),
         image_size=(32, 32),
-        images_in_batch=_first_axis(),
-        decode=decode,
-        vision_prefixes=("model.vision_tower.", "model.embed_vision."),
-        expanded_token=soft,
-        stand_ins="torchvision import-only stand-in while processing_gemma4 is imported",
-    )
-
-
-# -------------------------------------------------------------------------------------------- Gemma 3n
-#: a 3-stage MobileNetV5 (edge-residual, universal-inverted-residual and mobile-MQA blocks, as
-#: mobilenetv5_300m_enc has) small enough for a CPU test
-_TINY_MNV5 = [
-    ["er_r1_k3_s2_e2_c8"],
-    ["uir_r1_a3_k0_s2_e2_c16"],
-    ["uir_r1_a3_k0_s2_e2_c16", "mqa_r1_k3_h2_v2_s1_d8_c16", "uir_r1_a0_k0_s1_e2_c16"],
-]
-
-
-def _import_timm() -> Any:
-    """timm, for Gemma 3n's vision tower. timm declares torchvision as a dependency (installed here with
-    --no-deps) and imports torchvision names at its top; none of them is used to build or run a model:
-    the import-only stand-in covers the import."""
-    if importlib.util.find_spec("timm") is None:
-        raise Unavailable(
-            "Gemma 3n's vision tower is a timm model (TimmWrapperModel, MobileNetV5) and timm is not "
-            "installed on this row"
-        )
-    return import_under_torchvision_stand_in("timm")
-
-
-def _gemma3n() -> Tiny:
-    """Gemma 3n: SigLIP image processor (32x32, no normalisation, as Gemma 3n's), ``image_seq_length=4``
-    (= msfa_output_resolution**2; the real model has 256), a 3-stage timm MobileNetV5 vision tower;
-    each image item ``<image_soft_token>``, text items trimmed. The vision / audio vocabulary regions
-    come after every text token (``vocab_offset``), as in the real tokenizer."""
-    proc_cls = _cls("gemma3n.processing_gemma3n", "Gemma3nProcessor")
-    timm = _import_timm()
-    _needs_tf5("gemma3n")
-    boi, eoi, soft = "<start_of_image>", "<end_of_image>", "<image_soft_token>"
-    boa, eoa, asoft = "<start_of_audio>", "<end_of_audio>", "<audio_soft_token>"
-    specials = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", boi, boa]
-    vision_tail = [eoi, soft, "<vision_pad_2>", "<vision_pad_3>"]
-    audio_tail = [eoa, asoft, "<audio_pad_2>", "<audio_pad_3>"]
-    template = _template(
-        begin="<bos>",
-        turn="'<start_of_turn>' + role + '\n'",
-        end="'<end_of_turn>\n'",
-        image=soft,
-        roles={"assistant": "model"},
-        gen="<start_of_turn>model\n",
-        trim=True,
-    )
-    tok = _tokenizer(
-        specials,
-        template=template,
-        bos="<bos>",
-        eos="<eos>",
-        pad="<pad>",
-        tail=[*vision_tail, *audio_tail],
-        words=(*WORDS, "model"),
-        extra={
-            "image_token": soft,
-            "boi_token": boi,
-            "eoi_token": eoi,
-            "audio_token": asoft,
-            "boa_token": boa,
-            "eoa_token": eoa,
-        },
-    )
-    ip = _image_processor("siglip", "SiglipImageProcessor", size={"height": 32, "width": 32}, do_normalize=False)
-    fe = _cls("gemma3n.feature_extraction_gemma3n", "Gemma3nAudioFeatureExtractor")()
-    processor = proc_cls(
-        feature_extractor=fe,
-        image_processor=ip,
-        tokenizer=tok,
-        chat_template=template,
-        image_seq_length=4,
-        audio_seq_length=4,
-    )
-    processor.chat_template = template
-    v_off, a_off = tok.convert_tokens_to_ids(eoi), tok.convert_tokens_to_ids(eoa)
-
-    def make_model() -> Any:
-        from timm.models._efficientnet_builder import decode_arch_def
-
-        cfg_cls = _cls("gemma3n.configuration_gemma3n", "Gemma3nConfig")
-        model_cls = _cls("gemma3n.modeling_gemma3n", "Gemma3nForConditionalGeneration")
-        text = dict(
-            vocab_size=len(tok),
-            vocab_size_per_layer_input=v_off,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-            hidden_size_per_layer_input=8,
-            laurel_rank=4,
-            altup_num_inputs=2,
-            num_kv_shared_layers=0,
-            layer_types=["sliding_attention", "full_attention"],
-            activation_sparsity_pattern=[0.0, 0.0],
-            sliding_window=64,
-            pad_token_id=tok.pad_token_id,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            max_position_embeddings=2048,
-        )
-        vision = dict(
-            architecture="mobilenetv5_300m_enc",
-            hidden_size=2048,
-            vocab_size=4,
-            vocab_offset=v_off,
-            model_args={"block_args": decode_arch_def(_TINY_MNV5), "stem_size": 8, "msfa_output_resolution": 2},
-        )
-        audio = dict(
-            vocab_size=4,
-            vocab_offset=a_off,
-            hidden_size=16,
-            conf_num_attention_heads=2,
-            conf_num_hidden_layers=1,
-            sscp_conv_channel_size=[4, 4],
-        )
-        config = cfg_cls(
-            text_config=text,
-            vision_config=vision,
-            audio_config=audio,
+        images_in_batch=_first_axis("image_grid_thw"),
+        decode=_grid,
+        vision_prefixes=("model.visual.",),
+        expanded_token="<|image_pad|>",
+    ),
+    _glm(False),
+    _glm(True),
+    Family(
+        name="gemma3",
+        doc="""Gemma 3: 28x28 images, ``image_seq_length=4``; ``<start_of_image>`` per image, the tokenizer
+        carries ``boi_token`` / ``eoi_token`` / ``image_token``.""",
+        package="gemma3",
+        processor="Gemma3Processor",
+        specials=("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", *_GEMMA3),
+        template=dict(_GEMMA_TEMPLATE, image=_GEMMA3[0]),
+        tokenizer=dict(
+            _GEMMA_TOKENIZER, extra={"boi_token": _GEMMA3[0], "eoi_token": _GEMMA3[1], "image_token": _GEMMA3[2]}
+        ),
+        image_processor=(
+            "gemma3",
+            "Gemma3ImageProcessor",
+            dict(size={"height": 28, "width": 28}, do_pan_and_scan=False),
+        ),
+        processor_kwargs=dict(image_seq_length=4),
+        model=("gemma3", "Gemma3Config", "Gemma3ForConditionalGeneration"),
+        config=dict(
+            text_config=Tf4Extra(
+                dict(
+                    _TEXT,
+                    vocab_size=VOCAB,
+                    head_dim=8,
+                    pad_token_id=Tok("<pad>"),
+                    eos_token_id=Tok("<eos>"),
+                    bos_token_id=Tok("<bos>"),
+                    sliding_window=64,
+                ),
+                extra=dict(rope_theta=10000.0),
+            ),
+            vision_config=dict(image_size=28, patch_size=14, **_VIT),
+            mm_tokens_per_image=4,
+            boi_token_index=Tok(_GEMMA3[0]),
+            eoi_token_index=Tok(_GEMMA3[1]),
+            image_token_index=Tok(_GEMMA3[2]),
+        ),
+        after_init=_gemma3_projection_init,
+        image_size=(28, 28),
+        decode=_each_image,
+        expanded_token=_GEMMA3[2],
+    ),
+    Family(
+        name="gemma3n",
+        doc="""Gemma 3n: SigLIP image processor (32x32, no normalisation, as Gemma 3n's), ``image_seq_length=4``
+        (= msfa_output_resolution**2; the real model has 256), a 3-stage timm MobileNetV5 vision tower;
+        each image item ``<image_soft_token>``, text items trimmed. The vision / audio vocabulary regions
+        come after every text token (``vocab_offset``), as in the real tokenizer.""",
+        package="gemma3n",
+        processor="Gemma3nProcessor",
+        checks=(_import_timm, lambda: _needs_tf5("gemma3n")),
+        specials=(
+            "<pad>",
+            "<eos>",
+            "<bos>",
+            "<start_of_turn>",
+            "<end_of_turn>",
+            "<start_of_image>",
+            "<start_of_audio>",
+        ),
+        template=dict(_GEMMA_TEMPLATE, image="<image_soft_token>", trim=True),
+        tokenizer=dict(
+            _GEMMA_TOKENIZER,
+            tail=_GEMMA3N_TAIL,
+            extra={
+                "image_token": "<image_soft_token>",
+                "boi_token": "<start_of_image>",
+                "eoi_token": "<end_of_image>",
+                "audio_token": "<audio_soft_token>",
+                "boa_token": "<start_of_audio>",
+                "eoa_token": "<end_of_audio>",
+            },
+        ),
+        image_processor=("siglip", "SiglipImageProcessor", dict(size={"height": 32, "width": 32}, do_normalize=False)),
+        feature_extractor=("gemma3n.feature_extraction_gemma3n", "Gemma3nAudioFeatureExtractor"),
+        processor_kwargs=dict(image_seq_length=4, audio_seq_length=4),
+        model=("gemma3n", "Gemma3nConfig", "Gemma3nForConditionalGeneration"),
+        config=dict(
+            text_config=dict(
+                vocab_size=VOCAB,
+                vocab_size_per_layer_input=Tok("<end_of_image>"),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=8,
+                hidden_size_per_layer_input=8,
+                laurel_rank=4,
+                altup_num_inputs=2,
+                num_kv_shared_layers=0,
+                layer_types=["sliding_attention", "full_attention"],
+                activation_sparsity_pattern=[0.0, 0.0],
+                sliding_window=64,
+                pad_token_id=PAD,
+                bos_token_id=BOS,
+                eos_token_id=EOS,
+                max_position_embeddings=2048,
+            ),
+            vision_config=dict(
+                architecture="mobilenetv5_300m_enc",
+                hidden_size=2048,
+                vocab_size=4,
+                vocab_offset=Tok("<end_of_image>"),
+                model_args={"block_args": Lazy(_tiny_mnv5_blocks), "stem_size": 8, "msfa_output_resolution": 2},
+            ),
+            audio_config=dict(
+                vocab_size=4,
+                vocab_offset=Tok("<end_of_audio>"),
+                hidden_size=16,
+                conf_num_attention_heads=2,
+                conf_num_hidden_layers=1,
+                sscp_conv_channel_size=[4, 4],
+            ),
             vision_soft_tokens_per_image=4,
             audio_soft_tokens_per_image=4,
-            boi_token_id=tok.convert_tokens_to_ids(boi),
-            eoi_token_id=v_off,
-            image_token_id=tok.convert_tokens_to_ids(soft),
-            boa_token_id=tok.convert_tokens_to_ids(boa),
-            eoa_token_id=a_off,
-            audio_token_id=tok.convert_tokens_to_ids(asoft),
+            boi_token_id=Tok("<start_of_image>"),
+            eoi_token_id=Tok("<end_of_image>"),
+            image_token_id=Tok("<image_soft_token>"),
+            boa_token_id=Tok("<start_of_audio>"),
+            eoa_token_id=Tok("<end_of_audio>"),
+            audio_token_id=Tok("<audio_soft_token>"),
             tie_word_embeddings=False,
-        )
-        return _seeded(lambda: model_cls(config))
-
-    return Tiny(
-        family="gemma3n",
-        processor=processor,
-        make_model=make_model,
+        ),
         image_size=(32, 32),
         images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip),
+        decode=_each_image,
         vision_prefixes=("model.vision_tower.", "model.embed_vision."),
-        expanded_token=soft,
-        stand_ins=f"timm {timm.__version__} imported under the torchvision import-only stand-in",
-    )
-
-
-# --------------------------------------------------------------------------------- Llama 4, LFM2-VL
-def _llama4() -> Tiny:
-    """Llama 4: ``Llama4ImageProcessor`` is a torchvision-backend class (no PIL variant in
-    transformers 5.17.0), so this fixture builds only where torchvision imports (no CI row has it):
-    56x56 tiles, patch 14, pixel-shuffle 0.5, the real Llama 4 chat template (``<|image|>`` per image)."""
-    _has("llama4")
-    _torchvision_only("llama4", "Llama4ImageProcessor")
-    _needs_tf5("llama4")
-    proc_mod = importlib.import_module("transformers.models.llama4.processing_llama4")
-    specials = [
-        "<|begin_of_text|>",
-        "<|end_of_text|>",
-        "<|finetune_right_pad|>",
-        "<|header_start|>",
-        "<|header_end|>",
-        "<|eot|>",
-        "<|eom|>",
-        "<|python_start|>",
-        "<|python_end|>",
-        "<|image_start|>",
-        "<|image_end|>",
-        "<|image|>",
-        "<|patch|>",
-        "<|tile_x_separator|>",
-        "<|tile_y_separator|>",
-    ]
-    template = proc_mod.chat_template
-    tok = _tokenizer(specials, template=template, bos="<|begin_of_text|>", eos="<|eot|>", pad="<|finetune_right_pad|>")
-    ip = _cls("llama4.image_processing_llama4", "Llama4ImageProcessor")(size={"height": 56, "width": 56}, max_patches=4)
-    processor = proc_mod.Llama4Processor(
-        image_processor=ip, tokenizer=tok, patch_size=14, pixel_shuffle_ratio=0.5, chat_template=template
-    )
-
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    text = {
-        **_TEXT,
-        "head_dim": 8,
-        "vocab_size": len(tok),
-        "pad_token_id": ids["<|finetune_right_pad|>"],
-        "bos_token_id": ids["<|begin_of_text|>"],
-        "eos_token_id": ids["<|eot|>"],
-        "intermediate_size_mlp": 64,
-        "num_local_experts": 2,
-        "num_experts_per_tok": 1,
-        "attention_chunk_size": 64,
-        "rope_parameters": _rope5(),
-    }
-    vision = dict(
-        hidden_size=16,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=56,
-        patch_size=14,
-        vision_output_dim=32,
-        projector_input_dim=32,
-        projector_output_dim=32,
-        pixel_shuffle_ratio=0.5,
-        rope_parameters=_rope5(),
-    )
-    make_model = _maker(
-        "llama4",
-        "Llama4Config",
-        "Llama4ForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        boi_token_index=ids["<|image_start|>"],
-        eoi_token_index=ids["<|image_end|>"],
-        image_token_index=ids["<|patch|>"],
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="llama4",
-        processor=processor,
-        make_model=make_model,
-        image_size=(56, 56),
-        images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip, runs=True),
-        vision_prefixes=("model.vision_model.", "vision_model."),
-        expanded_token="<|patch|>",
-    )
-
-
-def _lfm2_vl() -> Tiny:
-    """LFM2-VL: ``Lfm2VlImageProcessor`` is a torchvision-backend class (no PIL variant in transformers
-    5.17.0), so this fixture builds only where torchvision imports (no CI row has it): 32x32, encoder
-    patch 4, downsample 2, no splitting; ChatML after ``<|startoftext|>``, ``<image>`` per image."""
-    _has("lfm2_vl")
-    _torchvision_only("lfm2_vl", "Lfm2VlImageProcessor")
-    _needs_tf5("lfm2_vl")
-    proc_cls = _cls("lfm2_vl.processing_lfm2_vl", "Lfm2VlProcessor")
-    tiles = [f"<|img_row_{r}_col_{c}|>" for r in range(1, 3) for c in range(1, 3)]
-    specials = [
-        "<|pad|>",
-        "<|startoftext|>",
-        "<|endoftext|>",
-        "<|im_start|>",
-        "<|im_end|>",
-        "<image>",
-        "<|image_start|>",
-        "<|image_end|>",
-        "<|img_thumbnail|>",
-        *tiles,
-    ]
-    template = _template(begin="<|startoftext|>", **CHATML, image="<image>")
-    tok = _tokenizer(specials, template=template, bos="<|startoftext|>", eos="<|im_end|>", pad="<|pad|>")
-    ip = _cls("lfm2_vl.image_processing_lfm2_vl", "Lfm2VlImageProcessor")(
-        encoder_patch_size=4,
-        downsample_factor=2,
-        min_image_tokens=4,
-        max_image_tokens=16,
-        do_image_splitting=False,
-        tile_size=32,
-    )
-    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
-    processor.chat_template = template
-
-    text = dict(
-        model_type="lfm2",
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        layer_types=["conv", "full_attention"],
-        tie_word_embeddings=False,
-        rope_parameters=_rope5(),
-    )
-    vision = dict(
-        model_type="siglip2_vision_model",
-        **_VIT,
-        patch_size=4,
-        num_patches=64,
-    )
-    make_model = _maker(
-        "lfm2_vl",
-        "Lfm2VlConfig",
-        "Lfm2VlForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        projector_hidden_size=32,
-        downsample_factor=2,
-        tie_word_embeddings=False,
-    )
-
-    def decode(batch: Any) -> list:
-        pv, mask = batch.get("pixel_values"), batch.get("pixel_attention_mask")
-        if pv is None:
-            return []
-        # (tiles, max patches, P*P*C) channels last, padded patches masked out
-        return _runs([decode_colour(img[m.bool()].reshape(-1, 3).T, ip) for img, m in zip(pv, mask)])
-
-    return Tiny(
-        family="lfm2_vl",
-        processor=processor,
-        make_model=make_model,
+        expanded_token="<image_soft_token>",
+        stand_ins=_timm_stand_in_note,
+    ),
+    Family(
+        name="gemma4",
+        doc="""Gemma 4: Gemma 4 image processor (PIL; patch 4, pooling 3, ``max_soft_tokens=70``, the smallest
+        allowed: each 32x32 image is resized up to the 70-token budget, 64 soft tokens here); each image
+        item ``<|image|>`` (the soft token itself), text items trimmed, left padding as the Hub's.""",
+        package="gemma4",
+        processor=_gemma4_processor_class,
+        specials=(
+            "<pad>",
+            "<eos>",
+            "<bos>",
+            "<|turn>",
+            "<turn|>",
+            *_GEMMA4,
+            "<|audio>",
+            "<audio|>",
+            "<|audio|>",
+            "<|video|>",
+        ),
+        template=dict(
+            _GEMMA_TEMPLATE,
+            turn="'<|turn>' + role + '\n'",
+            end="'<turn|>\n'",
+            image=_GEMMA4[2],
+            gen="<|turn>model\n",
+            trim=True,
+        ),
+        tokenizer=dict(
+            _GEMMA_TOKENIZER,
+            extra={
+                "image_token": _GEMMA4[2],
+                "boi_token": _GEMMA4[0],
+                "eoi_token": _GEMMA4[1],
+                "audio_token": "<|audio|>",
+                "boa_token": "<|audio>",
+                "eoa_token": "<audio|>",
+            },
+            padding_side="left",
+        ),
+        image_processor=(
+            "gemma4",
+            "Gemma4ImageProcessor",
+            dict(patch_size=4, max_soft_tokens=70, pooling_kernel_size=3),
+        ),
+        feature_extractor=("gemma4.feature_extraction_gemma4", "Gemma4AudioFeatureExtractor"),
+        video=(
+            "gemma4.video_processing_gemma4",
+            "Gemma4VideoProcessor",
+            dict(patch_size=4, max_soft_tokens=70, pooling_kernel_size=3),
+        ),
+        processor_kwargs=dict(image_seq_length=70),
+        model=("gemma4", "Gemma4Config", "Gemma4ForConditionalGeneration"),
+        config=dict(
+            text_config=dict(
+                _TEXT,
+                head_dim=8,
+                vocab_size=VOCAB,
+                pad_token_id=Tok("<pad>"),
+                eos_token_id=Tok("<eos>"),
+                bos_token_id=Tok("<bos>"),
+                num_hidden_layers=2,
+                layer_types=["sliding_attention", "full_attention"],
+                sliding_window=64,
+                vocab_size_per_layer_input=VOCAB,
+                hidden_size_per_layer_input=8,
+                global_head_dim=8,
+                rope_parameters={"sliding_attention": _rope5(), "full_attention": _rope5()},
+            ),
+            vision_config=dict(
+                **_VIT,
+                num_key_value_heads=2,
+                head_dim=8,
+                patch_size=4,
+                pooling_kernel_size=3,
+                position_embedding_size=64,
+                rope_parameters=_rope5(),
+            ),
+            audio_config=None,
+            boi_token_id=Tok(_GEMMA4[0]),
+            eoi_token_id=Tok(_GEMMA4[1]),
+            image_token_id=Tok(_GEMMA4[2]),
+            video_token_id=Tok("<|video|>"),
+            boa_token_id=Tok("<|audio>"),
+            eoa_token_index=Tok("<audio|>"),
+            audio_token_id=Tok("<|audio|>"),
+            tie_word_embeddings=False,
+        ),
         image_size=(32, 32),
         images_in_batch=_first_axis(),
-        decode=decode,
-        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
-    )
-
-
-# -------------------------------------------------------------------------------------- LLaVA-NeXT
-def _llava_next() -> Tiny:
-    """LLaVA-NeXT (LLaVA-1.6): anyres image processor (28-pixel crops, pinpoints 28x28 / 28x56 / 56x28),
-    CLIP tower. Hub templates (llava-hf/llava-v1.6-*): every image of a message first, each as
-    ``<image>\\n`` (the newline a token of its own, as in the real tokenizers)."""
-    proc_cls = _cls("llava_next.processing_llava_next", "LlavaNextProcessor")
-    specials = ["<s>", "</s>", "<pad>", "<image>"]
-    template = _template(
-        begin="<s>",
-        turn="(role | upper) + ': '",
-        end="('</s>' if message['role'] == 'assistant' else ' ')",
-        image="<image>\n",
-        images_first=True,
-        gen="ASSISTANT:",
-    )
-    tok = _tokenizer(specials, template=template, bos="<s>", eos="</s>", pad="<pad>", added=("\n",))
-    pinpoints = [[28, 28], [28, 56], [56, 28]]
-    ip = _image_processor(
-        "llava_next",
-        "LlavaNextImageProcessor",
-        size={"shortest_edge": 28},
-        crop_size={"height": 28, "width": 28},
-        image_grid_pinpoints=pinpoints,
-    )
-    processor = proc_cls(
-        image_processor=ip,
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        chat_template=template,
-        num_additional_image_tokens=1,
-    )
-    processor.chat_template = template
-
-    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-    make_model = _maker(
-        "llava_next",
-        "LlavaNextConfig",
-        "LlavaNextForConditionalGeneration",
-        text_config=text,
-        vision_config=dict(_CLIP, image_size=28, patch_size=14),
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-        image_grid_pinpoints=pinpoints,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-        tie_word_embeddings=False,
-    )
-
-    # (images, patches, 3, H, W); patch 0 = the whole image resized
-    return Tiny(
-        family="llava_next",
-        processor=processor,
-        make_model=make_model,
-        image_size=(28, 28),
-        images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip, view=lambda img: img[0]),
-        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
-        sees_cut=False,
-    )
-
-
-# ---------------------------------------------------------------------------------- LLaVA-OneVision
-def _llava_onevision() -> Tiny:
-    """LLaVA-OneVision: OneVision image processor (28x28, pinpoints 56x56), SigLIP tower. Hub template
-    (llava-hf/llava-onevision-qwen2-*-hf): ``<|im_start|>user `` + ``<image>`` per image, all first and
-    side by side, then ``\\n`` + text. A row with several images gets the multi-image treatment
-    (4 + 1 tokens each, strategy "full"), a single image the anyres one (24 tokens): not multiples."""
-    proc_cls = _cls("llava_onevision.processing_llava_onevision", "LlavaOnevisionProcessor")
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
-    template = _template(
-        turn="'<|im_start|>' + role + ' '",
-        end="'<|im_end|>\n'",
-        image="<image>",
-        images_first=True,
-        text_prefix="\n",
-        gen="<|im_start|>assistant\n",
-    )
-    tok = _tokenizer(specials, template=template, bos=None, eos="<|im_end|>", pad="<|endoftext|>")
-    pinpoints = [[56, 56]]
-    ip = _image_processor(
-        "llava_onevision",
-        "LlavaOnevisionImageProcessor",
-        size={"height": 28, "width": 28},
-        image_grid_pinpoints=pinpoints,
-    )
-    video = _video_processor("llava_onevision.video_processing_llava_onevision", "LlavaOnevisionVideoProcessor")
-    processor = _with_video(
-        proc_cls,
-        video,
-        image_processor=ip,
-        tokenizer=tok,
-        num_image_tokens=4,
-        vision_feature_select_strategy="full",
-        chat_template=template,
-        vision_aspect_ratio="anyres_max_9",
-    )
-
-    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "qwen2"})
-    make_model = _maker(
-        "llava_onevision",
-        "LlavaOnevisionConfig",
-        "LlavaOnevisionForConditionalGeneration",
-        text_config=text,
-        vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-        video_token_index=tok.convert_tokens_to_ids("<video>"),
-        image_grid_pinpoints=pinpoints,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="llava_onevision",
-        processor=processor,
-        make_model=make_model,
-        image_size=(28, 28),
-        images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip, view=lambda img: img[0]),
-        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
-    )
-
-
-# ------------------------------------------------------------------------------------------ Idefics2
-def _idefics2() -> Tiny:
-    """Idefics2: Idefics2 image processor (28x28, no splitting), ``image_seq_len=4``, perceiver resampler.
-    Hub template (HuggingFaceM4/idefics2-8b): ``User:`` + items in order, ``<image>`` per image,
-    ``<end_of_utterance>\\n``; ``Assistant:``."""
-    proc_cls = _cls("idefics2.processing_idefics2", "Idefics2Processor")
-    specials = ["<unk>", "<s>", "</s>", "<pad>", "<fake_token_around_image>", "<image>", "<end_of_utterance>"]
-    template = _template(
-        begin="<s>", turn="(role | capitalize) + ':'", end="'<end_of_utterance>\n'", image="<image>", gen="Assistant:"
-    )
-    tok = _tokenizer(
-        specials,
-        template=template,
-        bos="<s>",
-        eos="</s>",
-        pad="<pad>",
-        unk="<unk>",
-        extra={"image_token": "<image>", "image_boundary_token": "<fake_token_around_image>"},
-    )
-    ip = _image_processor(
-        "idefics2", "Idefics2ImageProcessor", do_image_splitting=False, size={"shortest_edge": 28, "longest_edge": 28}
-    )
-    processor = proc_cls(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=template)
-    processor.chat_template = template
-
-    text = _rope(
-        {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "mistral", "head_dim": 8}
-    )
-    vision = dict(
-        image_size=28,
-        patch_size=14,
-        **_VIT,
-    )
-    perceiver = dict(
-        hidden_size=32,
-        resampler_n_latents=4,
-        resampler_depth=1,
-        resampler_n_heads=2,
-        resampler_head_dim=8,
-        num_key_value_heads=1,
-    )
-    make_model = _maker(
-        "idefics2",
-        "Idefics2Config",
-        "Idefics2ForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        perceiver_config=perceiver,
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="idefics2",
-        processor=processor,
-        make_model=make_model,
+        decode=_positioned,
+        vision_prefixes=("model.vision_tower.", "model.embed_vision."),
+        expanded_token=_GEMMA4[2],
+        stand_ins="torchvision import-only stand-in while processing_gemma4 is imported",
+    ),
+    Family(
+        name="idefics2",
+        doc="""Idefics2: Idefics2 image processor (28x28, no splitting), ``image_seq_len=4``, perceiver resampler.
+        Hub template (HuggingFaceM4/idefics2-8b): ``User:`` + items in order, ``<image>`` per image,
+        ``<end_of_utterance>\\n``; ``Assistant:``.""",
+        package="idefics2",
+        processor="Idefics2Processor",
+        specials=("<unk>", "<s>", "</s>", "<pad>", "<fake_token_around_image>", "<image>", "<end_of_utterance>"),
+        template=dict(
+            begin="<s>",
+            turn="(role | capitalize) + ':'",
+            end="'<end_of_utterance>\n'",
+            image="<image>",
+            gen="Assistant:",
+        ),
+        tokenizer=dict(
+            bos="<s>",
+            eos="</s>",
+            pad="<pad>",
+            unk="<unk>",
+            extra={"image_token": "<image>", "image_boundary_token": "<fake_token_around_image>"},
+        ),
+        image_processor=(
+            "idefics2",
+            "Idefics2ImageProcessor",
+            dict(do_image_splitting=False, size={"shortest_edge": 28, "longest_edge": 28}),
+        ),
+        processor_kwargs=dict(image_seq_len=4),
+        model=("idefics2", "Idefics2Config", "Idefics2ForConditionalGeneration"),
+        config=dict(
+            text_config=Rope(dict(_TEXT_VOCAB, model_type="mistral", head_dim=8)),
+            vision_config=dict(image_size=28, patch_size=14, **_VIT),
+            perceiver_config=dict(
+                hidden_size=32,
+                resampler_n_latents=4,
+                resampler_depth=1,
+                resampler_n_heads=2,
+                resampler_head_dim=8,
+                num_key_value_heads=1,
+            ),
+            image_token_id=Tok("<image>"),
+            tie_word_embeddings=False,
+        ),
         image_size=(28, 28),
         images_in_batch=_count_slots,
-        decode=_slots(ip),
+        decode=_slots,
         vision_prefixes=("model.vision_model.", "model.connector."),
-    )
-
-
-# -------------------------------------------------------------------------------------- PaddleOCR-VL
-def _paddleocr_vl() -> Tiny:
-    """PaddleOCR-VL: its image processor (56x56, patch 14, merge 2: 4 tokens), NaViT vision, ERNIE-4.5
-    text. Hub template (PaddlePaddle/PaddleOCR-VL): ``<|begin_of_sentence|>User: `` +
-    ``<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>`` per image (all first) + texts + ``\\n``;
-    ``Assistant:\\n`` + text + ``<|end_of_sentence|>``."""
-    proc_cls = _cls("paddleocr_vl.processing_paddleocr_vl", "PaddleOCRVLProcessor")
-    start, image, end = "<|IMAGE_START|>", "<|IMAGE_PLACEHOLDER|>", "<|IMAGE_END|>"
-    specials = [
-        "<unk>",
-        "<|begin_of_sentence|>",
-        "</s>",
-        "<|end_of_sentence|>",
-        start,
-        image,
-        end,
-        "<|VIDEO_PLACEHOLDER|>",
-        "<pad>",
-    ]
-    template = _template(
-        begin="<|begin_of_sentence|>",
-        turn="('User: ' if message['role'] == 'user' else 'Assistant:\n' if message['role'] == 'assistant' else '')",
-        end="('<|end_of_sentence|>' if message['role'] == 'assistant' else '\n')",
-        image=start + image + end,
-        images_first=True,
-        gen="Assistant:\n",
-    )
-    tok = _tokenizer(
-        specials,
-        template=template,
-        bos="<|begin_of_sentence|>",
-        eos="</s>",
-        pad="<pad>",
-        unk="<unk>",
-        extra={"image_token": image},
-    )
-    ip = _image_processor(
-        "paddleocr_vl",
-        "PaddleOCRVLImageProcessor",
-        min_pixels=56 * 56,
-        max_pixels=56 * 56,
-        patch_size=14,
-        merge_size=2,
-        temporal_patch_size=1,
-    )
-    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
-    processor.chat_template = template
-
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    text = _rope(
-        {
-            **_TEXT,
-            "vocab_size": len(tok),
-            "head_dim": 8,
-            "pad_token_id": ids["<pad>"],
-            "bos_token_id": ids["<|begin_of_sentence|>"],
-            "eos_token_id": ids["</s>"],
-        },
-        mrope=[1, 1, 2],
-    )
-    vision = dict(
-        **_VIT,
-        patch_size=14,
-        spatial_merge_size=2,
-        image_size=56,
-    )
-    make_model = _maker(
-        "paddleocr_vl",
-        "PaddleOCRVLConfig",
-        "PaddleOCRVLForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids[image],
-        video_token_id=ids["<|VIDEO_PLACEHOLDER|>"],
-        vision_start_token_id=ids[start],
-        vision_end_token_id=ids[end],
-        tie_word_embeddings=False,
-    )
-
-    def decode(batch: Any) -> list:
-        pv, grid = batch.get("pixel_values"), batch.get("image_grid_thw")  # (patches, 3, P, P), a grid row per image
-        out, at = [], 0
-        for thw in [] if grid is None else grid.tolist():
-            n = thw[0] * thw[1] * thw[2]
-            out.append(decode_colour(pv[at : at + n].transpose(0, 1), ip))
-            at += n
-        return out
-
-    return Tiny(
-        family="paddleocr_vl",
-        processor=processor,
-        make_model=make_model,
+    ),
+    _idefics3(False),
+    _idefics3(True),
+    Family(
+        name="llava",
+        doc="""LLaVA-1.5: CLIP image processor (28x28), patch 14, ``num_additional_image_tokens=1`` (CLS),
+        strategy "default": 4 ``<image>`` tokens per image; ``<image>\\n`` per image.""",
+        package="llava",
+        processor="LlavaProcessor",
+        specials=_LLAVA_SPECIALS,
+        template=dict(_LLAVA_TEMPLATE, end="'</s>' if message['role'] == 'assistant' else ' '"),
+        tokenizer=dict(bos="<s>", eos="</s>", pad="<pad>"),
+        image_processor=(
+            "clip",
+            "CLIPImageProcessor",
+            dict(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
+        ),
+        processor_kwargs=dict(
+            patch_size=14,
+            vision_feature_select_strategy="default",
+            image_token="<image>",
+            num_additional_image_tokens=1,
+        ),
+        model=("llava", "LlavaConfig", "LlavaForConditionalGeneration"),
+        config=dict(
+            text_config=Rope(dict(_TEXT_VOCAB, model_type="llama")),
+            vision_config=dict(_CLIP, image_size=28, patch_size=14),
+            image_token_index=Tok("<image>"),
+            **_LLAVA_HEAD,
+        ),
+        image_size=(28, 28),
+        decode=_each_image,
+        vision_prefixes=_TORCH_TOWERS,
+    ),
+    Family(
+        name="llava_next",
+        doc="""LLaVA-NeXT (LLaVA-1.6): anyres image processor (28-pixel crops, pinpoints 28x28 / 28x56 / 56x28),
+        CLIP tower. Hub templates (llava-hf/llava-v1.6-*): every image of a message first, each as
+        ``<image>\\n`` (the newline a token of its own, as in the real tokenizers).""",
+        package="llava_next",
+        processor="LlavaNextProcessor",
+        specials=_LLAVA_SPECIALS,
+        template=dict(_LLAVA_TEMPLATE, end="('</s>' if message['role'] == 'assistant' else ' ')", images_first=True),
+        tokenizer=dict(bos="<s>", eos="</s>", pad="<pad>", added=("\n",)),
+        image_processor=(
+            "llava_next",
+            "LlavaNextImageProcessor",
+            dict(
+                size={"shortest_edge": 28},
+                crop_size={"height": 28, "width": 28},
+                image_grid_pinpoints=[[28, 28], [28, 56], [56, 28]],
+            ),
+        ),
+        processor_kwargs=dict(patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1),
+        model=("llava_next", "LlavaNextConfig", "LlavaNextForConditionalGeneration"),
+        config=dict(
+            text_config=Rope(dict(_TEXT_VOCAB, model_type="llama")),
+            vision_config=dict(_CLIP, image_size=28, patch_size=14),
+            image_token_index=Tok("<image>"),
+            image_grid_pinpoints=[[28, 28], [28, 56], [56, 28]],
+            **_LLAVA_HEAD,
+        ),
+        image_size=(28, 28),
+        images_in_batch=_first_axis(),
+        decode=_each_first_patch,  # (images, patches, 3, H, W)
+        vision_prefixes=_TORCH_TOWERS,
+        sees_cut=False,
+    ),
+    Family(
+        name="llava_onevision",
+        doc="""LLaVA-OneVision: OneVision image processor (28x28, pinpoints 56x56), SigLIP tower. Hub template
+        (llava-hf/llava-onevision-qwen2-*-hf): ``<|im_start|>user `` + ``<image>`` per image, all first and
+        side by side, then ``\\n`` + text. A row with several images gets the multi-image treatment
+        (4 + 1 tokens each, strategy "full"), a single image the anyres one (24 tokens): not multiples.""",
+        package="llava_onevision",
+        processor="LlavaOnevisionProcessor",
+        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"),
+        template=dict(
+            turn="'<|im_start|>' + role + ' '",
+            end="'<|im_end|>\n'",
+            image="<image>",
+            images_first=True,
+            text_prefix="\n",
+            gen="<|im_start|>assistant\n",
+        ),
+        tokenizer=dict(bos=None, eos="<|im_end|>", pad="<|endoftext|>"),
+        image_processor=(
+            "llava_onevision",
+            "LlavaOnevisionImageProcessor",
+            dict(size={"height": 28, "width": 28}, image_grid_pinpoints=[[56, 56]]),
+        ),
+        video=("llava_onevision.video_processing_llava_onevision", "LlavaOnevisionVideoProcessor", {}),
+        processor_kwargs=dict(
+            num_image_tokens=4, vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9"
+        ),
+        model=("llava_onevision", "LlavaOnevisionConfig", "LlavaOnevisionForConditionalGeneration"),
+        config=dict(
+            text_config=Rope(dict(_TEXT_VOCAB, model_type="qwen2")),
+            vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
+            image_token_index=Tok("<image>"),
+            video_token_index=Tok("<video>"),
+            image_grid_pinpoints=[[56, 56]],
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            tie_word_embeddings=False,
+        ),
+        image_size=(28, 28),
+        images_in_batch=_first_axis(),
+        decode=_each_first_patch,
+        vision_prefixes=_TORCH_TOWERS,
+    ),
+    _pixtral(False),
+    _pixtral(True),
+    Family(
+        name="internvl",
+        doc="""InternVL (3-hf layout): GOT-OCR2 image processor, 56-pixel tiles (a 56x56 image is one tile),
+        ``image_seq_length=4``; ChatML, each image item ``<IMG_CONTEXT>\\n``.""",
+        package="internvl",
+        processor="InternVLProcessor",
+        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"),
+        template=dict(CHATML, image="<IMG_CONTEXT>\n"),
+        tokenizer=dict(
+            bos=None,
+            eos="<|im_end|>",
+            pad="<|endoftext|>",
+            extra={
+                "start_image_token": "<img>",
+                "end_image_token": "</img>",
+                "context_image_token": "<IMG_CONTEXT>",
+                "video_token": "<video>",
+            },
+        ),
+        image_processor=("got_ocr2", "GotOcr2ImageProcessor", dict(size={"height": 56, "width": 56}, max_patches=12)),
+        video=("internvl.video_processing_internvl", "InternVLVideoProcessor", {}),
+        processor_kwargs=dict(image_seq_length=4),
+        model=("internvl", "InternVLConfig", "InternVLForConditionalGeneration"),
+        config=dict(
+            text_config=dict(_TEXT_VOCAB, head_dim=8, model_type="qwen2", rope_parameters=_rope5()),
+            vision_config=dict(**_VIT, image_size=[56, 56], patch_size=[14, 14]),
+            image_token_id=Tok("<IMG_CONTEXT>"),
+            image_seq_length=4,
+            downsample_ratio=0.5,
+            tie_word_embeddings=False,
+        ),
+        image_size=(56, 56),
+        images_in_batch=_first_axis(),
+        decode=_each_run,
+        vision_prefixes=_TORCH_TOWERS,
+        expanded_token="<IMG_CONTEXT>",
+    ),
+    Family(
+        name="paddleocr_vl",
+        doc="""PaddleOCR-VL: its image processor (56x56, patch 14, merge 2: 4 tokens), NaViT vision, ERNIE-4.5
+        text. Hub template (PaddlePaddle/PaddleOCR-VL): ``<|begin_of_sentence|>User: `` +
+        ``<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>`` per image (all first) + texts + ``\\n``;
+        ``Assistant:\\n`` + text + ``<|end_of_sentence|>``.""",
+        package="paddleocr_vl",
+        processor="PaddleOCRVLProcessor",
+        specials=(
+            "<unk>",
+            "<|begin_of_sentence|>",
+            "</s>",
+            "<|end_of_sentence|>",
+            *_PADDLE,
+            "<|VIDEO_PLACEHOLDER|>",
+            "<pad>",
+        ),
+        template=dict(
+            begin="<|begin_of_sentence|>",
+            turn="('User: ' if message['role'] == 'user' else 'Assistant:\n' if message['role'] == 'assistant' else '')",
+            end="('<|end_of_sentence|>' if message['role'] == 'assistant' else '\n')",
+            image="".join(_PADDLE),
+            images_first=True,
+            gen="Assistant:\n",
+        ),
+        tokenizer=dict(
+            bos="<|begin_of_sentence|>", eos="</s>", pad="<pad>", unk="<unk>", extra={"image_token": _PADDLE[1]}
+        ),
+        image_processor=(
+            "paddleocr_vl",
+            "PaddleOCRVLImageProcessor",
+            dict(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=1),
+        ),
+        model=("paddleocr_vl", "PaddleOCRVLConfig", "PaddleOCRVLForConditionalGeneration"),
+        config=dict(
+            text_config=Rope(
+                dict(
+                    _TEXT,
+                    vocab_size=VOCAB,
+                    head_dim=8,
+                    pad_token_id=Tok("<pad>"),
+                    bos_token_id=Tok("<|begin_of_sentence|>"),
+                    eos_token_id=Tok("</s>"),
+                ),
+                mrope=[1, 1, 2],
+            ),
+            vision_config=dict(**_VIT, patch_size=14, spatial_merge_size=2, image_size=56),
+            image_token_id=Tok(_PADDLE[1]),
+            video_token_id=Tok("<|VIDEO_PLACEHOLDER|>"),
+            vision_start_token_id=Tok(_PADDLE[0]),
+            vision_end_token_id=Tok(_PADDLE[2]),
+            tie_word_embeddings=False,
+        ),
         image_size=(56, 56),
         images_in_batch=_first_axis("image_grid_thw"),
-        decode=decode,
+        decode=_grid,  # (patches, 3, P, P), a grid row per image
         vision_prefixes=("model.visual.", "model.projector."),
-        expanded_token=image,
-    )
-
-
-# ------------------------------------------------------------------------------------- DeepSeek-OCR-2
-def _deepseek_ocr2() -> Tiny:
-    """DeepSeek-OCR-2: its image processor (PIL), SAM + Qwen2 query encoder, DeepSeek-V2 MoE text.
-    ``<image>\\n`` per image in a ``<|User|>`` / ``<|Assistant|>`` frame. The tiny vision tower emits
-    144 query tokens for small images, so the processor is set to global = 144 (size 24, patch 2,
-    downsample 1) and ``tile_size=768`` (no crops): each image is 145 ``<image>`` ids."""
-    proc_cls = _cls("deepseek_ocr2.processing_deepseek_ocr2", "DeepseekOcr2Processor")
-    bos, eos = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
-    specials = [bos, eos, "<|User|>", "<|Assistant|>", "<image>", "<pad>"]
-    template = _template(
-        begin=bos,
-        turn="('<|User|>' if message['role'] == 'user' else '<|Assistant|>')",
-        end="('" + eos + "' if message['role'] == 'assistant' else '')",
-        image="<image>\n",
-        gen="<|Assistant|>",
-    )
-    tok = _tokenizer(
-        specials, template=template, bos=bos, eos=eos, pad="<pad>", added=("\n",), extra={"image_token": "<image>"}
-    )
-    ip = _image_processor(
-        "deepseek_ocr2", "DeepseekOcr2ImageProcessor", size={"height": 24, "width": 24}, tile_size=768
-    )
-    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template, patch_size=2, downsample_ratio=1)
-    processor.chat_template = template
-
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    text = _rope(
-        dict(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=1024,
-            bos_token_id=ids[bos],
-            eos_token_id=ids[eos],
-            pad_token_id=ids["<pad>"],
-            n_routed_experts=4,
-            n_shared_experts=1,
-            mlp_layer_types=["dense", "sparse"],
-            moe_intermediate_size=16,
-            num_experts_per_tok=2,
+        expanded_token=_PADDLE[1],
+    ),
+    Family(
+        name="deepseek_ocr2",
+        doc="""DeepSeek-OCR-2: its image processor (PIL), SAM + Qwen2 query encoder, DeepSeek-V2 MoE text.
+        ``<image>\\n`` per image in a ``<|User|>`` / ``<|Assistant|>`` frame. The tiny vision tower emits
+        144 query tokens for small images, so the processor is set to global = 144 (size 24, patch 2,
+        downsample 1) and ``tile_size=768`` (no crops): each image is 145 ``<image>`` ids.""",
+        package="deepseek_ocr2",
+        processor="DeepseekOcr2Processor",
+        specials=(*_DEEPSEEK, "<|User|>", "<|Assistant|>", "<image>", "<pad>"),
+        template=dict(
+            begin=_DEEPSEEK[0],
+            turn="('<|User|>' if message['role'] == 'user' else '<|Assistant|>')",
+            end="('" + _DEEPSEEK[1] + "' if message['role'] == 'assistant' else '')",
+            image="<image>\n",
+            gen="<|Assistant|>",
+        ),
+        tokenizer=dict(
+            bos=_DEEPSEEK[0], eos=_DEEPSEEK[1], pad="<pad>", added=("\n",), extra={"image_token": "<image>"}
+        ),
+        image_processor=(
+            "deepseek_ocr2",
+            "DeepseekOcr2ImageProcessor",
+            dict(size={"height": 24, "width": 24}, tile_size=768),
+        ),
+        processor_kwargs=dict(patch_size=2, downsample_ratio=1),
+        model=("deepseek_ocr2", "DeepseekOcr2Config", "DeepseekOcr2ForConditionalGeneration"),
+        config=dict(
+            vision_config=dict(
+                sam_config=dict(
+                    hidden_size=16,
+                    output_channels=8,
+                    num_hidden_layers=1,
+                    num_attention_heads=2,
+                    num_channels=3,
+                    image_size=24,
+                    patch_size=2,
+                    window_size=4,
+                    global_attn_indexes=[0],
+                    downsample_channels=[16, 32],
+                ),
+                encoder_config=Rope(
+                    dict(
+                        hidden_size=32,
+                        intermediate_size=64,
+                        num_hidden_layers=1,
+                        num_attention_heads=2,
+                        num_key_value_heads=2,
+                        max_position_embeddings=512,
+                    )
+                ),
+            ),
+            text_config=Rope(
+                dict(
+                    vocab_size=VOCAB,
+                    hidden_size=32,
+                    intermediate_size=64,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    num_key_value_heads=4,
+                    max_position_embeddings=1024,
+                    bos_token_id=Tok(_DEEPSEEK[0]),
+                    eos_token_id=Tok(_DEEPSEEK[1]),
+                    pad_token_id=Tok("<pad>"),
+                    n_routed_experts=4,
+                    n_shared_experts=1,
+                    mlp_layer_types=["dense", "sparse"],
+                    moe_intermediate_size=16,
+                    num_experts_per_tok=2,
+                    tie_word_embeddings=False,
+                )
+            ),
+            image_token_id=Tok("<image>"),
             tie_word_embeddings=False,
-        )
-    )
-    sam = dict(
-        hidden_size=16,
-        output_channels=8,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_channels=3,
-        image_size=24,
-        patch_size=2,
-        window_size=4,
-        global_attn_indexes=[0],
-        downsample_channels=[16, 32],
-    )
-    encoder = _rope(
-        dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-        )
-    )
-    make_model = _maker(
-        "deepseek_ocr2",
-        "DeepseekOcr2Config",
-        "DeepseekOcr2ForConditionalGeneration",
-        vision_config=dict(sam_config=sam, encoder_config=encoder),
-        text_config=text,
-        image_token_id=ids["<image>"],
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="deepseek_ocr2",
-        processor=processor,
-        make_model=make_model,
+        ),
         image_size=(24, 24),
         images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip),
-        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
-    )
-
-
-# ---------------------------------------------------------------------------------------- MiniCPM-V 4.6
-def _minicpmv4_6() -> Tiny:
-    """MiniCPM-V 4.6: its image processor (PIL; 32 pixels, patch 8, no slicing), SigLIP + window merger,
-    Qwen3.5 text model (full-attention layers only here). The processor reads every marker from the
-    tokenizer; ``image_token`` is ``<|image_pad|>`` as in openbmb/MiniCPM-V-4.6's Qwen3.5 tokenizer;
-    default left padding."""
-    proc_cls = _cls("minicpmv4_6.processing_minicpmv4_6", "MiniCPMV4_6Processor")
-    marks = dict(
-        image_token="<|image_pad|>",
-        video_token="<|video_pad|>",
-        image_start_token="<image>",
-        image_end_token="</image>",
-        slice_start_token="<slice>",
-        slice_end_token="</slice>",
-        image_id_start_token="<image_id>",
-        image_id_end_token="</image_id>",
-    )
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *marks.values()]
-    template = _template(**CHATML, image="<|image_pad|>")
-    tok = _tokenizer(
-        specials, template=template, bos=None, eos="<|im_end|>", pad="<|endoftext|>", extra=marks, added=("\n",)
-    )
-    ip = _image_processor(
-        "minicpmv4_6",
-        "MiniCPMV4_6ImageProcessor",
-        scale_resolution=32,
-        max_slice_nums=1,
-        patch_size=8,
-        slice_mode=False,
-    )
-    video = _video_processor("minicpmv4_6.video_processing_minicpmv4_6", "MiniCPMV4_6VideoProcessor", slice_mode=False)
-    if not hasattr(video, "downsample_mode"):  # the generic stand-in video processor
-        video.slice_mode, video.downsample_mode = False, "16x"
-    processor = _with_video(proc_cls, video, image_processor=ip, tokenizer=tok, chat_template=template)
-
-    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
-    text = dict(
-        model_type="qwen3_5_text",
-        vocab_size=len(tok),
-        hidden_size=32,
-        head_dim=8,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        rope_parameters=_rope5(mrope_section=[1, 1, 0]),
-        tie_word_embeddings=False,
-        pad_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        layer_types=["full_attention"],
-    )
-    vision = dict(
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        image_size=32,
-        patch_size=8,
-        num_channels=3,
-    )
-    make_model = _maker(
-        "minicpmv4_6",
-        "MiniCPMV4_6Config",
-        "MiniCPMV4_6ForConditionalGeneration",
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        image_size=32,
-        insert_layer_id=0,
-        drop_vision_last_layer=False,
-        tie_word_embeddings=False,
-    )
-
-    def decode(batch: Any) -> list:
-        # NaViT packing: pixel_values (1, 3, patch, total_L), each block a (h * w * patch) stretch of the last
-        # axis; target_sizes one (h_patches, w_patches) row per block, in order
-        pv, sizes = batch.get("pixel_values"), batch.get("target_sizes")
-        out, at = [], 0
-        for h, w in [] if sizes is None else sizes.tolist():
-            n = h * w * pv.shape[2]
-            out.append(decode_colour(pv[0, :, :, at : at + n], ip))
-            at += n
-        return out
-
-    return Tiny(
-        family="minicpmv4_6",
-        processor=processor,
-        make_model=make_model,
-        image_size=(32, 32),
-        images_in_batch=_first_axis("target_sizes"),
-        decode=decode,
-        vision_prefixes=("model.vision_tower.", "model.vit_merger.", "model.merger."),
-        expanded_token="<|image_pad|>",
-    )
-
-
-# ---------------------------------------------------------------------------------------- DeepSeek-VL
-def _deepseek_vl() -> Tiny:
-    """DeepSeek-VL (v1): its image processor (PIL, 28x28), SigLIP tower, Llama text.
-    ``<image_placeholder>`` (the tokenizer's ``image_token``) per image, ``num_image_tokens=4`` copies.
-    Format: ``User: <image_placeholder>...\\n\\nAssistant: ...``."""
-    proc_cls = _cls("deepseek_vl.processing_deepseek_vl", "DeepseekVLProcessor")
-    bos, eos = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
-    specials = [bos, eos, "<image_placeholder>", "<pad>"]
-    template = _template(
-        begin=bos,
-        turn="(role | capitalize) + ': '",
-        end="('" + eos + "' if message['role'] == 'assistant' else '\n\n')",
-        image="<image_placeholder>",
-        gen="Assistant:",
-    )
-    tok = _tokenizer(
-        specials, template=template, bos=bos, eos=eos, pad="<pad>", extra={"image_token": "<image_placeholder>"}
-    )
-    ip = _image_processor("deepseek_vl", "DeepseekVLImageProcessor", size={"height": 28, "width": 28})
-    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template, num_image_tokens=4)
-    processor.chat_template = template
-
-    text = _rope({**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "llama"})
-    make_model = _maker(
-        "deepseek_vl",
-        "DeepseekVLConfig",
-        "DeepseekVLForConditionalGeneration",
-        text_config=text,
-        vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
-        image_token_id=tok.convert_tokens_to_ids("<image_placeholder>"),
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="deepseek_vl",
-        processor=processor,
-        make_model=make_model,
+        decode=_each_image,
+        vision_prefixes=_TORCH_TOWERS,
+    ),
+    Family(
+        name="deepseek_vl",
+        doc="""DeepSeek-VL (v1): its image processor (PIL, 28x28), SigLIP tower, Llama text.
+        ``<image_placeholder>`` (the tokenizer's ``image_token``) per image, ``num_image_tokens=4`` copies.
+        Format: ``User: <image_placeholder>...\\n\\nAssistant: ...``.""",
+        package="deepseek_vl",
+        processor="DeepseekVLProcessor",
+        specials=(*_DEEPSEEK, "<image_placeholder>", "<pad>"),
+        template=dict(
+            begin=_DEEPSEEK[0],
+            turn="(role | capitalize) + ': '",
+            end="('" + _DEEPSEEK[1] + "' if message['role'] == 'assistant' else '\n\n')",
+            image="<image_placeholder>",
+            gen="Assistant:",
+        ),
+        tokenizer=dict(bos=_DEEPSEEK[0], eos=_DEEPSEEK[1], pad="<pad>", extra={"image_token": "<image_placeholder>"}),
+        image_processor=("deepseek_vl", "DeepseekVLImageProcessor", dict(size={"height": 28, "width": 28})),
+        processor_kwargs=dict(num_image_tokens=4),
+        model=("deepseek_vl", "DeepseekVLConfig", "DeepseekVLForConditionalGeneration"),
+        config=dict(
+            text_config=Rope(dict(_TEXT_VOCAB, model_type="llama")),
+            vision_config=dict(_SIGLIP, image_size=28, patch_size=14),
+            image_token_id=Tok("<image_placeholder>"),
+            tie_word_embeddings=False,
+        ),
         image_size=(28, 28),
         images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip),
+        decode=_each_image,
         vision_prefixes=("model.vision_model.", "model.aligner."),
         expanded_token="<image_placeholder>",
-    )
-
-
-# ---------------------------------------------------------------------------------------- Aya Vision
-def _aya_vision() -> Tiny:
-    """Aya Vision: GOT-OCR2 image processor (PIL; 28-pixel tiles: a 28x28 image is the global tile only),
-    SigLIP tower with pixel shuffle (downsample 2), Cohere2 text. Hub template:
-    ``<|START_OF_TURN_TOKEN|><|USER_TOKEN|>`` + items in order, ``<image>`` per image, ``<|END_OF_TURN_TOKEN|>``."""
-    proc_cls = _cls("aya_vision.processing_aya_vision", "AyaVisionProcessor")
-    specials = [
-        "<PAD>",
-        "<BOS_TOKEN>",
-        "<|END_OF_TURN_TOKEN|>",
-        "<|START_OF_TURN_TOKEN|>",
-        "<|USER_TOKEN|>",
-        "<|CHATBOT_TOKEN|>",
-        "<image>",
-        "<|START_OF_IMG|>",
-        "<|END_OF_IMG|>",
-        "<|IMG_PATCH|>",
-        "<|IMG_LINE_BREAK|>",
-        "TILE",
-        "TILE_GLOBAL",
-        *[f"TILE_{i}" for i in range(1, 13)],
-    ]
-    template = _template(
-        begin="<BOS_TOKEN>",
-        turn="'<|START_OF_TURN_TOKEN|>' + ('<|USER_TOKEN|>' if role == 'user' else '<|CHATBOT_TOKEN|>')",
-        end="'<|END_OF_TURN_TOKEN|>'",
-        image="<image>",
-        gen="<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
-    )
-    tok = _tokenizer(specials, template=template, bos="<BOS_TOKEN>", eos="<|END_OF_TURN_TOKEN|>", pad="<PAD>")
-    ip = _image_processor(
-        "got_ocr2",
-        "GotOcr2ImageProcessor",
-        size={"height": 28, "width": 28},
-        crop_to_patches=True,
-        min_patches=1,
-        max_patches=12,
-    )
-    processor = proc_cls(
-        image_processor=ip, tokenizer=tok, patch_size=7, img_size=28, downsample_factor=2, chat_template=template
-    )
-    processor.chat_template = template
-
-    text = _rope(
-        {
-            **_TEXT,
-            "vocab_size": len(tok),
-            "pad_token_id": tok.pad_token_id,
-            "model_type": "cohere2",
-            "bos_token_id": tok.bos_token_id,
-            "eos_token_id": tok.eos_token_id,
-            "head_dim": 8,
-            "layer_types": ["full_attention"],
-            "sliding_window": 64,
-        }
-    )
-    make_model = _maker(
-        "aya_vision",
-        "AyaVisionConfig",
-        "AyaVisionForConditionalGeneration",
-        text_config=text,
-        vision_config=dict(_SIGLIP, image_size=28, patch_size=7),
-        downsample_factor=2,
-        image_token_index=tok.convert_tokens_to_ids("<|IMG_PATCH|>"),
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="aya_vision",
-        processor=processor,
-        make_model=make_model,
+    ),
+    Family(
+        name="minicpmv4_6",
+        doc="""MiniCPM-V 4.6: its image processor (PIL; 32 pixels, patch 8, no slicing), SigLIP + window merger,
+        Qwen3.5 text model (full-attention layers only here). The processor reads every marker from the
+        tokenizer; ``image_token`` is ``<|image_pad|>`` as in openbmb/MiniCPM-V-4.6's Qwen3.5 tokenizer;
+        default left padding.""",
+        package="minicpmv4_6",
+        processor="MiniCPMV4_6Processor",
+        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>", *_MINICPM_MARKS.values()),
+        template=dict(CHATML, image="<|image_pad|>"),
+        tokenizer=dict(bos=None, eos="<|im_end|>", pad="<|endoftext|>", extra=_MINICPM_MARKS, added=("\n",)),
+        image_processor=(
+            "minicpmv4_6",
+            "MiniCPMV4_6ImageProcessor",
+            dict(scale_resolution=32, max_slice_nums=1, patch_size=8, slice_mode=False),
+        ),
+        video=("minicpmv4_6.video_processing_minicpmv4_6", "MiniCPMV4_6VideoProcessor", dict(slice_mode=False)),
+        generic_video_attrs=dict(downsample_mode="16x", slice_mode=False),
+        model=("minicpmv4_6", "MiniCPMV4_6Config", "MiniCPMV4_6ForConditionalGeneration"),
+        config=dict(
+            text_config=dict(
+                model_type="qwen3_5_text",
+                vocab_size=VOCAB,
+                hidden_size=32,
+                head_dim=8,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=1024,
+                rope_parameters=_rope5(mrope_section=[1, 1, 0]),
+                tie_word_embeddings=False,
+                pad_token_id=Tok("<|endoftext|>"),
+                eos_token_id=Tok("<|im_end|>"),
+                layer_types=["full_attention"],
+            ),
+            vision_config=dict(
+                hidden_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=32,
+                image_size=32,
+                patch_size=8,
+                num_channels=3,
+            ),
+            image_token_id=Tok("<|image_pad|>"),
+            video_token_id=Tok("<|video_pad|>"),
+            image_size=32,
+            insert_layer_id=0,
+            drop_vision_last_layer=False,
+            tie_word_embeddings=False,
+        ),
+        image_size=(32, 32),
+        images_in_batch=_first_axis("target_sizes"),
+        decode=_navit,
+        vision_prefixes=("model.vision_tower.", "model.vit_merger.", "model.merger."),
+        expanded_token="<|image_pad|>",
+    ),
+    Family(
+        name="aya_vision",
+        doc="""Aya Vision: GOT-OCR2 image processor (PIL; 28-pixel tiles: a 28x28 image is the global tile only),
+        SigLIP tower with pixel shuffle (downsample 2), Cohere2 text. Hub template:
+        ``<|START_OF_TURN_TOKEN|><|USER_TOKEN|>`` + items in order, ``<image>`` per image, ``<|END_OF_TURN_TOKEN|>``.""",
+        package="aya_vision",
+        processor="AyaVisionProcessor",
+        specials=(
+            "<PAD>",
+            "<BOS_TOKEN>",
+            "<|END_OF_TURN_TOKEN|>",
+            "<|START_OF_TURN_TOKEN|>",
+            "<|USER_TOKEN|>",
+            "<|CHATBOT_TOKEN|>",
+            "<image>",
+            "<|START_OF_IMG|>",
+            "<|END_OF_IMG|>",
+            "<|IMG_PATCH|>",
+            "<|IMG_LINE_BREAK|>",
+            "TILE",
+            "TILE_GLOBAL",
+            *[f"TILE_{i}" for i in range(1, 13)],
+        ),
+        template=dict(
+            begin="<BOS_TOKEN>",
+            turn="'<|START_OF_TURN_TOKEN|>' + ('<|USER_TOKEN|>' if role == 'user' else '<|CHATBOT_TOKEN|>')",
+            end="'<|END_OF_TURN_TOKEN|>'",
+            image="<image>",
+            gen="<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+        ),
+        tokenizer=dict(bos="<BOS_TOKEN>", eos="<|END_OF_TURN_TOKEN|>", pad="<PAD>"),
+        image_processor=(
+            "got_ocr2",
+            "GotOcr2ImageProcessor",
+            dict(size={"height": 28, "width": 28}, crop_to_patches=True, min_patches=1, max_patches=12),
+        ),
+        processor_kwargs=dict(patch_size=7, img_size=28, downsample_factor=2),
+        model=("aya_vision", "AyaVisionConfig", "AyaVisionForConditionalGeneration"),
+        config=dict(
+            text_config=Rope(
+                dict(
+                    _TEXT_VOCAB,
+                    model_type="cohere2",
+                    bos_token_id=BOS,
+                    eos_token_id=EOS,
+                    head_dim=8,
+                    layer_types=["full_attention"],
+                    sliding_window=64,
+                )
+            ),
+            vision_config=dict(_SIGLIP, image_size=28, patch_size=7),
+            downsample_factor=2,
+            image_token_index=Tok("<|IMG_PATCH|>"),
+            tie_word_embeddings=False,
+        ),
         image_size=(28, 28),
         images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip, runs=True),
-        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+        decode=_each_run,
+        vision_prefixes=_TORCH_TOWERS,
         expanded_token="<|IMG_PATCH|>",
-    )
-
-
-# ------------------------------------------------------------------------------------------ PaliGemma
-def _paligemma() -> Tiny:
-    """PaliGemma: SigLIP image processor (PIL, 28x28), ``image_seq_length=4``, Gemma text. No Hub chat
-    template (prefix / suffix training); a minimal one: every image first as ``<image>``, then the user
-    text, then the answer. The processor inserts ``<bos>`` after the LAST ``<image>`` of each text and a
-    newline at its end."""
-    proc_cls = _cls("paligemma.processing_paligemma", "PaliGemmaProcessor")
-    specials = ["<pad>", "<eos>", "<bos>", "<image>"]
-    template = _template(
-        turn="''", end="('<eos>' if message['role'] == 'assistant' else '\n')", image="<image>", images_first=True
-    )
-    tok = _tokenizer(
-        specials,
-        template=template,
-        bos="<bos>",
-        eos="<eos>",
-        pad="<pad>",
-        added=("\n",),
-        extra={"image_token": "<image>"},
-        cls=_tokenizer_class_4x("gemma.tokenization_gemma_fast", "GemmaTokenizerFast"),
-    )
-    ip = _image_processor("siglip", "SiglipImageProcessor", size={"height": 28, "width": 28})
-    ip.image_seq_length = 4
-    processor = proc_cls(image_processor=ip, tokenizer=tok, chat_template=template)
-    processor.chat_template = template
-
-    text = _rope(
-        {**_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "model_type": "gemma", "head_dim": 8}
-    )
-    make_model = _maker(
-        "paligemma",
-        "PaliGemmaConfig",
-        "PaliGemmaForConditionalGeneration",
-        text_config=text,
-        vision_config=dict(_SIGLIP, image_size=28, patch_size=14, projection_dim=32),
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-        projection_dim=32,
-        hidden_size=32,
-        vocab_size=len(tok),
-        tie_word_embeddings=False,
-    )
-
-    return Tiny(
-        family="paligemma",
-        processor=processor,
-        make_model=make_model,
+    ),
+    Family(
+        name="paligemma",
+        doc="""PaliGemma: SigLIP image processor (PIL, 28x28), ``image_seq_length=4``, Gemma text. No Hub chat
+        template (prefix / suffix training); a minimal one: every image first as ``<image>``, then the user
+        text, then the answer. The processor inserts ``<bos>`` after the LAST ``<image>`` of each text and a
+        newline at its end.""",
+        package="paligemma",
+        processor="PaliGemmaProcessor",
+        specials=("<pad>", "<eos>", "<bos>", "<image>"),
+        template=dict(
+            turn="''", end="('<eos>' if message['role'] == 'assistant' else '\n')", image="<image>", images_first=True
+        ),
+        tokenizer=dict(
+            bos="<bos>",
+            eos="<eos>",
+            pad="<pad>",
+            added=("\n",),
+            extra={"image_token": "<image>"},
+            cls_4x=("gemma.tokenization_gemma_fast", "GemmaTokenizerFast"),
+        ),
+        image_processor=("siglip", "SiglipImageProcessor", dict(size={"height": 28, "width": 28})),
+        ip_attrs=dict(image_seq_length=4),
+        model=("paligemma", "PaliGemmaConfig", "PaliGemmaForConditionalGeneration"),
+        config=dict(
+            text_config=Rope(dict(_TEXT_VOCAB, model_type="gemma", head_dim=8)),
+            vision_config=dict(_SIGLIP, image_size=28, patch_size=14, projection_dim=32),
+            image_token_index=Tok("<image>"),
+            projection_dim=32,
+            hidden_size=32,
+            vocab_size=VOCAB,
+            tie_word_embeddings=False,
+        ),
         image_size=(28, 28),
         images_in_batch=_first_axis(),
-        decode=_each("pixel_values", ip),
-        vision_prefixes=("model.vision_tower.", "model.multi_modal_projector."),
+        decode=_each_image,
+        vision_prefixes=_TORCH_TOWERS,
         notes="transformers 5.17.0 puts a text-only row's <bos> at character 6 of a mixed batch (upstream)",
-    )
+    ),
+    Family(
+        name="llama4",
+        doc="""Llama 4: ``Llama4ImageProcessor`` is a torchvision-backend class (no PIL variant in
+        transformers 5.17.0), so this fixture builds only where torchvision imports (no CI row has it):
+        56x56 tiles, patch 14, pixel-shuffle 0.5, the real Llama 4 chat template (``<|image|>`` per image).""",
+        package="llama4",
+        processor="Llama4Processor",
+        checks=(lambda: _torchvision_only("llama4", "Llama4ImageProcessor"), lambda: _needs_tf5("llama4")),
+        specials=_LLAMA4_SPECIALS,
+        template=_upstream_template,
+        tokenizer=dict(bos="<|begin_of_text|>", eos="<|eot|>", pad="<|finetune_right_pad|>"),
+        image_processor=("llama4", "Llama4ImageProcessor", dict(size={"height": 56, "width": 56}, max_patches=4)),
+        ip_direct=True,
+        processor_kwargs=dict(patch_size=14, pixel_shuffle_ratio=0.5),
+        model=("llama4", "Llama4Config", "Llama4ForConditionalGeneration"),
+        config=dict(
+            text_config=dict(
+                _TEXT,
+                head_dim=8,
+                vocab_size=VOCAB,
+                pad_token_id=Tok("<|finetune_right_pad|>"),
+                bos_token_id=Tok("<|begin_of_text|>"),
+                eos_token_id=Tok("<|eot|>"),
+                intermediate_size_mlp=64,
+                num_local_experts=2,
+                num_experts_per_tok=1,
+                attention_chunk_size=64,
+                rope_parameters=_rope5(),
+            ),
+            vision_config=dict(
+                hidden_size=16,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                image_size=56,
+                patch_size=14,
+                vision_output_dim=32,
+                projector_input_dim=32,
+                projector_output_dim=32,
+                pixel_shuffle_ratio=0.5,
+                rope_parameters=_rope5(),
+            ),
+            boi_token_index=Tok("<|image_start|>"),
+            eoi_token_index=Tok("<|image_end|>"),
+            image_token_index=Tok("<|patch|>"),
+            tie_word_embeddings=False,
+        ),
+        image_size=(56, 56),
+        images_in_batch=_first_axis(),
+        decode=_each_run,
+        vision_prefixes=("model.vision_model.", "vision_model."),
+        expanded_token="<|patch|>",
+    ),
+    Family(
+        name="lfm2_vl",
+        doc="""LFM2-VL: ``Lfm2VlImageProcessor`` is a torchvision-backend class (no PIL variant in transformers
+        5.17.0), so this fixture builds only where torchvision imports (no CI row has it): 32x32, encoder
+        patch 4, downsample 2, no splitting; ChatML after ``<|startoftext|>``, ``<image>`` per image.""",
+        package="lfm2_vl",
+        processor="Lfm2VlProcessor",
+        checks=(lambda: _torchvision_only("lfm2_vl", "Lfm2VlImageProcessor"), lambda: _needs_tf5("lfm2_vl")),
+        specials=(
+            "<|pad|>",
+            "<|startoftext|>",
+            "<|endoftext|>",
+            "<|im_start|>",
+            "<|im_end|>",
+            "<image>",
+            "<|image_start|>",
+            "<|image_end|>",
+            "<|img_thumbnail|>",
+            *[f"<|img_row_{r}_col_{c}|>" for r in range(1, 3) for c in range(1, 3)],
+        ),
+        template=dict(CHATML, begin="<|startoftext|>", image="<image>"),
+        tokenizer=dict(bos="<|startoftext|>", eos="<|im_end|>", pad="<|pad|>"),
+        image_processor=(
+            "lfm2_vl",
+            "Lfm2VlImageProcessor",
+            dict(
+                encoder_patch_size=4,
+                downsample_factor=2,
+                min_image_tokens=4,
+                max_image_tokens=16,
+                do_image_splitting=False,
+                tile_size=32,
+            ),
+        ),
+        ip_direct=True,
+        model=("lfm2_vl", "Lfm2VlConfig", "Lfm2VlForConditionalGeneration"),
+        config=dict(
+            text_config=dict(
+                model_type="lfm2",
+                vocab_size=VOCAB,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=2048,
+                pad_token_id=PAD,
+                bos_token_id=BOS,
+                eos_token_id=EOS,
+                layer_types=["conv", "full_attention"],
+                tie_word_embeddings=False,
+                rope_parameters=_rope5(),
+            ),
+            vision_config=dict(model_type="siglip2_vision_model", **_VIT, patch_size=4, num_patches=64),
+            image_token_id=Tok("<image>"),
+            projector_hidden_size=32,
+            downsample_factor=2,
+            tie_word_embeddings=False,
+        ),
+        image_size=(32, 32),
+        images_in_batch=_first_axis(),
+        decode=_masked,
+        vision_prefixes=_TORCH_TOWERS,
+    ),
+)
 
-
+#: family name -> builder of its Tiny (Mllama: the project's own tiny model; every other family: its
+#: row of TABLE through the one builder), in the order the adapter table lists them
 FAMILIES: dict[str, Callable[[], Tiny]] = {
     "mllama": _mllama,
-    "qwen2_vl": lambda: _qwen(False),
-    "qwen2_5_vl": lambda: _qwen(True),
-    "qwen3_vl": _qwen3_vl,
-    "glm4v": lambda: _glm(False),
-    "glm46v": lambda: _glm(True),
-    "gemma3": _gemma3,
-    "gemma3n": _gemma3n,
-    "gemma4": _gemma4,
-    "idefics2": _idefics2,
-    "idefics3": lambda: _idefics3(False),
-    "smolvlm": lambda: _idefics3(True),
-    "llava": _llava,
-    "llava_next": _llava_next,
-    "llava_onevision": _llava_onevision,
-    "pixtral": _pixtral,
-    "mistral3": lambda: _pixtral(mistral3=True),
-    "internvl": _internvl,
-    "paddleocr_vl": _paddleocr_vl,
-    "deepseek_ocr2": _deepseek_ocr2,
-    "deepseek_vl": _deepseek_vl,
-    "minicpmv4_6": _minicpmv4_6,
-    "aya_vision": _aya_vision,
-    "paligemma": _paligemma,
-    "llama4": _llama4,
-    "lfm2_vl": _lfm2_vl,
+    **{fam.name: functools.partial(_build_family, fam) for fam in TABLE},
 }
 
 

@@ -30,7 +30,7 @@ _PUBLIC = {
     "signature_accepts": "engine.patching",
     "PatchCompat": "engine.compat",
     "FixRange": "engine.compat",
-    "hookimpl": "engine.hookspecs",
+    "hookimpl": "hooks",
     "ModelAdapter": "adapters",
     "Settings": "settings",
     "configure": "settings",
@@ -39,8 +39,13 @@ _PUBLIC = {
     "RowError": "errors",
     "ImageCountError": "errors",
     "ImageLoadError": "errors",
+    "VideoLoadError": "errors",
     "RowShapeError": "errors",
     "formats": "formats",
+    "prepare_inputs": "inference.prompt",
+    "prepare_prompt": "inference.prompt",
+    "PreparedPrompt": "inference.prompt",
+    "generate_answer": "inference.generation",
 }
 
 __all__ = ["__version__", *_PUBLIC]
@@ -62,4 +67,11 @@ def __dir__() -> list:
     return sorted(set(globals()) | set(_PUBLIC))
 
 
-_bootstrap.start()
+def _activate() -> None:
+    """The bootstrap's activation callback: handed over, so ``_bootstrap`` never imports the engine."""
+    from .engine.activation import _activate as activate
+
+    activate()
+
+
+_bootstrap.start(_activate)

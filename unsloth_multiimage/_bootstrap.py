@@ -26,13 +26,14 @@ from . import _env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: this module must stay cheap to import
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["TRIGGER_ROOTS", "complete", "is_disabled", "mode", "pending", "settle", "start", "third_party_plugins"]
 
 #: Top-level packages whose import completes a deferred activation: the packages that the
 #: built-in patches target (a test checks that this covers every built-in patch).
-TRIGGER_ROOTS = frozenset({"transformers", "unsloth_zoo"})
+TRIGGER_ROOTS = frozenset({"transformers", "trl", "unsloth_zoo"})
 
 _GROUP_HEADER = "[unsloth_multiimage]"
 _OWN_DISTRIBUTION = "unsloth_multiimage"
@@ -40,6 +41,7 @@ _OWN_DISTRIBUTION = "unsloth_multiimage"
 _pending = False
 _mode = "not started"
 _depth = {}  # type: dict[int, int]  # thread id -> trigger-package modules executing on it
+_activate = None  # type: Callable[[], None] | None  # the engine's activation, given to start()
 
 
 def is_disabled() -> bool:
@@ -77,8 +79,8 @@ def _run(why: str) -> None:
     _pending = False
     _mode = f"activated on {why}"
     try:
-        from .engine.activation import _activate
-
+        if _activate is None:
+            raise RuntimeError("no activation callback: start() was not called")
         _activate()
     except Exception:  # a failed activation must not fail the user's import of transformers
         import logging
@@ -212,9 +214,13 @@ class _TriggerFinder:
 _FINDER = _TriggerFinder()
 
 
-def start() -> None:
-    """Called by ``import unsloth_multiimage``: activate now, or arm the trigger."""
-    global _pending, _mode
+def start(activate: "Callable[[], None] | None" = None) -> None:
+    """Called by ``import unsloth_multiimage`` with the engine's activation (imported only when it
+    runs, so this module needs nothing above ``_env``): run it now, or arm the trigger. Without
+    ``activate``, the callback given before (re-arming)."""
+    global _pending, _mode, _activate
+    if activate is not None:
+        _activate = activate
     if is_disabled():
         _mode = f"disabled by {_env.DISABLE.name}"
         return

@@ -16,7 +16,7 @@ class Var:
 
     def __init__(self, name: str, kind: str, doc: str, setting: "str | None" = None) -> None:
         self.name = name
-        self.kind = kind  # "flag" (on/off), "names" (comma list), "int", "str"
+        self.kind = kind  # "flag" (on/off), "names" (comma list), "int", "float", "str"
         self.setting = setting
         self.doc = doc
 
@@ -47,6 +47,28 @@ def names(var: Var) -> "frozenset[str]":
     return frozenset(n.strip() for n in (os.environ.get(var.name) or "").split(",") if n.strip())
 
 
+#: The prefix every variable of the plugin has.
+PREFIX = "UNSLOTH_MULTIIMAGE_"
+
+
+def closest(
+    name: str, known: "list[str] | tuple[str, ...] | frozenset[str] | set[str]", prefix: str = ""
+) -> "str | None":
+    """The known name nearest to a misspelt ``name`` (difflib), or None when none is close; a
+    ``prefix`` all names share is left out of the comparison (it would make every name close)."""
+    import difflib  # only when a name is unknown: the bootstrap path stays os-only
+
+    tails = {k[len(prefix) :]: k for k in known if k.startswith(prefix)}
+    found = difflib.get_close_matches(name[len(prefix) :] if name.startswith(prefix) else name, sorted(tails), n=1)
+    return tails[found[0]] if found else None
+
+
+def unknown_variables() -> "list[str]":
+    """The ``UNSLOTH_MULTIIMAGE_*`` variables set in the environment that the plugin does not read."""
+    known = {var.name for var in VARIABLES}
+    return sorted(k for k in os.environ if k.startswith(PREFIX) and k not in known)
+
+
 DISABLE = Var("UNSLOTH_MULTIIMAGE_DISABLE", "flag", "the plugin does nothing (no patch, no activation)")
 DISABLE_PATCHES = Var(
     "UNSLOTH_MULTIIMAGE_DISABLE_PATCHES",
@@ -65,7 +87,10 @@ MAX_PIXELS = Var(
     "max_pixels_per_example",
 )
 STRATEGY = Var(
-    "UNSLOTH_MULTIIMAGE_STRATEGY", "str", "`native` (every image) or `grid` (one canvas per example)", "strategy"
+    "UNSLOTH_MULTIIMAGE_STRATEGY",
+    "str",
+    "`native` (every image), `grid` (one canvas per example) or `serial` (one user turn per image)",
+    "strategy",
 )
 GRID_GAP = Var("UNSLOTH_MULTIIMAGE_GRID_GAP", "int", "pixels between the cells of a grid canvas", "grid_gap")
 GRID_LABELS = Var("UNSLOTH_MULTIIMAGE_GRID_LABELS", "flag", "draw each cell's index on a grid canvas", "grid_labels")
@@ -82,6 +107,34 @@ MLLAMA_CROSS_ATTENTION = Var(
     "(every image shown before it)",
     "mllama_cross_attention",
 )
+VIDEO = Var(
+    "UNSLOTH_MULTIIMAGE_VIDEO",
+    "str",
+    "a video becomes `frames` (image parts), stays `native` (the family's video processor), or `auto`",
+    "video",
+)
+VIDEO_FPS = Var(
+    "UNSLOTH_MULTIIMAGE_VIDEO_FPS", "float", "frames a second taken from a video (`fps` sampling)", "video_fps"
+)
+VIDEO_MAX_FRAMES = Var("UNSLOTH_MULTIIMAGE_VIDEO_MAX_FRAMES", "int", "most frames one video gives", "video_max_frames")
+VIDEO_SAMPLING = Var(
+    "UNSLOTH_MULTIIMAGE_VIDEO_SAMPLING",
+    "str",
+    "`fps` (at `VIDEO_FPS`) or `uniform` (`VIDEO_MAX_FRAMES` spread over the clip)",
+    "video_sampling",
+)
+VIDEO_FRAME_LABEL = Var(
+    "UNSLOTH_MULTIIMAGE_VIDEO_FRAME_LABEL",
+    "str",
+    "text before each frame, a template with `{n}` and `{t}`, e.g. `Frame {n} at {t:.1f} s:`",
+    "video_frame_label",
+)
+VLLM_MAX_IMAGES = Var(
+    "UNSLOTH_MULTIIMAGE_VLLM_MAX_IMAGES",
+    "int",
+    "images one prompt may carry into unsloth_zoo's vLLM engine (default: `MAX_IMAGES`, else 8)",
+    "vllm_max_images",
+)
 
 #: Every variable the plugin reads, in the order the README lists them.
 VARIABLES = (
@@ -97,4 +150,10 @@ VARIABLES = (
     ALLOW_URLS,
     DECODE_THREADS,
     MLLAMA_CROSS_ATTENTION,
+    VIDEO,
+    VIDEO_FPS,
+    VIDEO_MAX_FRAMES,
+    VIDEO_SAMPLING,
+    VIDEO_FRAME_LABEL,
+    VLLM_MAX_IMAGES,
 )

@@ -1,5 +1,8 @@
 """The errors a row can raise: each a ``ValueError`` whose message names the row, what was found
-and the fix, and whose ``row`` attribute holds the row's index in its batch (None when unknown)."""
+and the fix, and whose ``row`` attribute holds the row's index in its batch (None when unknown).
+
+An error met in a collator call also says which batch row it is and what identifies the row in the
+dataset (:meth:`RowError.locate`, called once, by the collator patch)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ __all__ = [
     "RowError",
     "ImageCountError",
     "ImageLoadError",
+    "VideoLoadError",
     "RowShapeError",
     "FormatError",
     "UnknownFormatError",
@@ -20,6 +24,23 @@ class RowError(ValueError):
     def __init__(self, message: str, row: int | None = None) -> None:
         super().__init__(message)
         self.row = row
+        #: the message as raised, without the location :meth:`locate` adds
+        self.message = message
+        self.batch_size: int | None = None
+        self.identity: str | None = None
+
+    def locate(self, batch_size: int, identity: str | None) -> RowError:
+        """Say where the row is, once: its place in a batch of ``batch_size`` and what identifies it
+        in the dataset (``identity``, e.g. "its `id` is 17"); the message gains one sentence. A
+        collator sees a batch, so "row 1" alone cannot be found in a shuffled dataset."""
+        if self.row is None or self.batch_size is not None:
+            return self
+        self.batch_size, self.identity = batch_size, identity
+        where = f"row {self.row} of this batch of {batch_size}"
+        where += f": {identity}" if identity else " (it has no id, image path or text to name it by)"
+        message = str(self.args[0]) if self.args else ""
+        self.args = (f"{message.rstrip()} [{where}]",)
+        return self
 
 
 class ImageCountError(RowError):
@@ -28,6 +49,10 @@ class ImageCountError(RowError):
 
 class ImageLoadError(RowError):
     """An image of a row could not be loaded."""
+
+
+class VideoLoadError(ImageLoadError):
+    """A video of a row could not be turned into frames (unreadable, no frames, no decoder installed)."""
 
 
 class RowShapeError(RowError):

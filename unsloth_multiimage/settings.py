@@ -19,11 +19,15 @@ from . import _env
 __all__ = ["Settings", "configure", "get_settings", "reset_settings"]
 
 OnExcess = Literal["error", "keep_first", "keep_last"]
-Strategy = Literal["native", "grid"]
+Strategy = Literal["native", "grid", "serial"]
 CrossAttention = Literal["latest", "cumulative"]
+Video = Literal["auto", "frames", "native"]
+VideoSampling = Literal["fps", "uniform"]
 _ON_EXCESS = get_args(OnExcess)
 _STRATEGIES = get_args(Strategy)
 _CROSS_ATTENTION = get_args(CrossAttention)
+_VIDEO = get_args(Video)
+_VIDEO_SAMPLING = get_args(VideoSampling)
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,10 @@ class Settings:
             ``keep_last`` (dropped images take their placeholders with them; a warning names the rows).
         max_pixels_per_example: pixel budget of one example; its images are downsized
             proportionally (aspect ratios kept) to fit (None: no budget).
-        strategy: ``native`` (every image to the model) or ``grid`` (early fusion: the
-            example's images composed into one canvas, its placeholders collapsed to one).
+        strategy: ``native`` (every image to the model), ``grid`` (early fusion: the
+            example's images composed into one canvas, its placeholders collapsed to one) or
+            ``serial`` (a turn with several images split into one user turn per image, labelled
+            ``"Image i:"``, the question last: :mod:`unsloth_multiimage.rows.serial`).
         grid_gap: pixels between cells of the grid canvas.
         grid_labels: draw a small index label in each grid cell.
         allow_urls: fetch ``http(s)://`` image strings (off: a clear error, no network access).
@@ -48,6 +54,22 @@ class Settings:
             (every image shown before it in the conversation). Built by the ``mllama_processor``
             patch on the processor's output; rows with one group of images and text-only rows
             get exactly upstream's mask either way.
+        video: what a video part (``{"type": "video", ...}``, a ``videos`` column) becomes:
+            ``frames`` (decoded with PyAV and sampled into image parts, in place; every frame
+            counts as an image), ``native`` (left to the family's own video processor), or
+            ``auto`` (default: ``native`` where the model family has a video path and the
+            installed unsloth_zoo hands videos to it, else ``frames``).
+        video_fps: frames per second of video taken under ``video_sampling="fps"`` (and the rate
+            a video given as a list of frames or a folder of frame files is taken to have).
+        video_max_frames: most frames one video gives.
+        video_sampling: ``fps`` (``video_fps`` frames a second, at most ``video_max_frames``,
+            spread evenly) or ``uniform`` (``video_max_frames`` frames spread evenly over the clip).
+        video_frame_label: a text put before each frame, ``str.format`` template with ``{n}``
+            (the frame's 1-based number in its video) and ``{t}`` (its time in seconds), e.g.
+            ``"Frame {n} at {t:.1f} s:"``; None (default): no label.
+        vllm_max_images: images one prompt may carry into unsloth_zoo's vLLM engine (GRPO with
+            ``fast_inference=True``), which unsloth_zoo limits to 1; None (default): ``max_images``
+            when set, else ``DEFAULT_VLLM_MAX_IMAGES`` (8). Video frames count as images.
     """
 
     max_images: int | None = None
@@ -59,6 +81,12 @@ class Settings:
     allow_urls: bool = False
     decode_threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     mllama_cross_attention: CrossAttention = "latest"
+    video: Video = "auto"
+    video_fps: float = 2.0
+    video_max_frames: int = 16
+    video_sampling: VideoSampling = "fps"
+    video_frame_label: str | None = None
+    vllm_max_images: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
@@ -81,9 +109,35 @@ class Settings:
             raise ValueError(
                 f"mllama_cross_attention must be one of {_CROSS_ATTENTION}, got {self.mllama_cross_attention!r}"
             )
+        self._check_video()
+        if self.vllm_max_images is not None and (
+            isinstance(self.vllm_max_images, bool)
+            or not isinstance(self.vllm_max_images, int)
+            or self.vllm_max_images < 1
+        ):
+            raise ValueError(f"vllm_max_images must be a positive integer or None, got {self.vllm_max_images!r}")
+
+    def _check_video(self) -> None:
+        if self.video not in _VIDEO:
+            raise ValueError(f"video must be one of {_VIDEO}, got {self.video!r}")
+        if isinstance(self.video_fps, bool) or not isinstance(self.video_fps, (int, float)) or not self.video_fps > 0:
+            raise ValueError(f"video_fps must be a positive number, got {self.video_fps!r}")
+        frames = self.video_max_frames
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"video_max_frames must be a positive integer, got {self.video_max_frames!r}")
+        if self.video_sampling not in _VIDEO_SAMPLING:
+            raise ValueError(f"video_sampling must be one of {_VIDEO_SAMPLING}, got {self.video_sampling!r}")
+        label = self.video_frame_label
+        if label is not None:
+            try:
+                str(label).format(n=1, t=0.0)
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+                raise ValueError(
+                    f"video_frame_label must be a str.format template using {{n}} and {{t}} only, got {label!r} ({exc})"
+                ) from None
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "str": str, "flag": _env.truthy}
+_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "flag": _env.truthy}
 #: field name -> its environment variable
 _ENV = {var.setting: var for var in _env.VARIABLES if var.setting is not None}
 

@@ -9,6 +9,12 @@ from hypothesis import strategies as hst
 
 from unsloth_multiimage.engine import compat
 
+# The newest transformers the table says was tested (moves with every new matrix row), and
+# versions just past it: the tests below hold for whichever release that is.
+NEWEST = compat.compat_table()["mllama_processor"].newest_tested
+_MAJOR, _MINOR, _PATCH = (*NEWEST.release, 0, 0)[:3]
+NEXT_MINOR = f"{_MAJOR}.{_MINOR + 1}.0"
+
 # --------------------------------------------------------------------------------------
 # compat.decide over the real built-in table
 # --------------------------------------------------------------------------------------
@@ -41,19 +47,27 @@ def test_decide_transformers_5_23_has_mixed_text_only_rows_natively() -> None:
 def test_decide_transformers_newer_than_tested_is_untested() -> None:
     d = compat.decide("mllama_processor", "5.99.0")
     assert (d.state, d.applies) == ("untested", True)
-    assert "5.99.0" in d.reason and "5.24.0" in d.reason
+    assert "5.99.0" in d.reason and str(NEWEST) in d.reason
     assert "mixed_text_only_rows" not in d.fixes and "flat_images_regroup" in d.fixes
     changed = compat.decide("mllama_processor", "5.99.0", shape_problem="__call__ no longer accepts images")
     assert (changed.state, changed.applies) == ("untested", False)
-    assert "no longer accepts images" in changed.reason and "5.24.0" in changed.reason
+    assert "no longer accepts images" in changed.reason and str(NEWEST) in changed.reason
 
 
 def test_decide_shape_problem_is_ignored_inside_the_tested_range() -> None:
     # (activation refuses to wrap a missing target itself; decide only gates on versions here)
-    assert compat.decide("mllama_processor", "5.24.0", shape_problem="whatever").state == "apply"
+    assert compat.decide("mllama_processor", str(NEWEST), shape_problem="whatever").state == "apply"
 
 
-@pytest.mark.parametrize("version", ["5.25.0.dev0", "5.24.1rc1", "5.24.0.post1", "6.0.0a1"])
+@pytest.mark.parametrize(
+    "version",
+    [
+        f"{NEXT_MINOR}.dev0",
+        f"{_MAJOR}.{_MINOR}.{_PATCH + 1}rc1",
+        f"{_MAJOR}.{_MINOR}.{_PATCH}.post1",
+        f"{_MAJOR + 1}.0.0a1",
+    ],
+)
 def test_decide_prerelease_newer_than_tested_is_untested(version: str) -> None:
     d = compat.decide("mllama_processor", version)
     assert d.state == "untested" and d.applies
@@ -61,7 +75,7 @@ def test_decide_prerelease_newer_than_tested_is_untested(version: str) -> None:
 
 
 def test_decide_prerelease_of_the_newest_tested_is_in_range() -> None:
-    assert compat.decide("mllama_processor", "5.24.0rc1").state == "apply"
+    assert compat.decide("mllama_processor", f"{_MAJOR}.{_MINOR}.{_PATCH}rc1").state == "apply"
 
 
 @pytest.mark.parametrize("version", ["4.44.0", "4.45.1", "3.0.0"])

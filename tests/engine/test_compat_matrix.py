@@ -77,6 +77,22 @@ def test_matrix_rows_are_well_formed():
         assert not unknown, f"row {key!r}: expect names unknown patches {sorted(unknown)}"
 
 
+def test_rows_installed_without_dependencies_say_why():
+    """``install_no_deps`` (see noxfile.row_requirements) moves only pins of the row, lists what they
+    need instead, and the row's ``why`` says so, as it names every variable of the row's ``env``: a
+    row never silently drops a declared dependency or changes how upstream runs."""
+    for key, row in ROWS.items():
+        moved = row.get("install_no_deps", [])
+        assert set(moved) <= {d for d in VERSIONED if d in row and d != "torch"}, (key, moved)
+        if moved:
+            assert row.get("no_deps_requires"), f"row {key!r}: install_no_deps without no_deps_requires"
+            assert "--no-deps" in row["why"], f"row {key!r}: its why must say what is installed with --no-deps"
+        else:
+            assert "no_deps_requires" not in row, f"row {key!r}: no_deps_requires without install_no_deps"
+        for variable, value in row.get("env", {}).items():  # noxfile.run_row sets them for the tests
+            assert isinstance(value, str) and variable in row["why"], f"row {key!r}: env {variable} not explained"
+
+
 def test_row_pins_are_unique():
     seen = {}
     for key, row in ROWS.items():
@@ -210,7 +226,9 @@ def test_fix_names_are_one_set_in_the_table_the_patches_the_matrix_and_the_readm
     from unsloth_multiimage.engine import activation
 
     patches = {
-        p.name: p for plugin, p in activation._load().patches if plugin in {"mllama_processor", "unsloth_collator"}
+        p.name: p
+        for plugin, p in activation._load().patches
+        if plugin in {"mllama_processor", "unsloth_collator", "trl_vision_inputs", "vllm_image_limit"}
     }
     table = compat.compat_table()
     assert set(patches) == set(table), "a built-in patch without a compat entry, or an entry without a patch"

@@ -92,3 +92,62 @@ def test_disable_patches_blocks_a_whole_plugin_by_entry_point_name(
     assert call(mod) == UNPATCHED and "__call__" not in mod.SubCollator.__dict__
     # The other plugins are unaffected.
     assert records["mllama_processor"].loaded and records["unsloth_collator"].loaded
+
+
+# --------------------------------------------------------------------------------------
+# Misspelt names warn (once), naming the closest valid one
+# --------------------------------------------------------------------------------------
+
+
+def _plugin_warnings(record: list) -> list[str]:
+    return [str(w.message) for w in record if str(w.message).startswith("unsloth_multiimage:")]
+
+
+def test_a_misspelt_name_in_disable_patches_warns_once_naming_the_closest(
+    fake: FakeSites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vlm = fake.make("1.2.0")
+    monkeypatch.setattr(activation, "_warned_names", set())
+    monkeypatch.setenv(_env.DISABLE_PATCHES.name, "fakevlm_colector")  # a typo of COLLATOR_PATCH
+    with pytest.warns(UserWarning) as record:
+        activation.activate()
+        activation.status()
+    [message] = _plugin_warnings(record.list)
+    assert "'fakevlm_colector', which is no patch or plugin" in message
+    assert f"did you mean {COLLATOR_PATCH!r}?" in message
+    assert call(vlm.import_target())["patched_by"] == COLLATOR_PATCH  # the typo blocked nothing
+    activation._reset_for_tests()  # a reload of the plugins does not warn a second time
+    import warnings
+
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        activation.activate()
+    assert not _plugin_warnings(again)
+
+
+def test_an_unknown_variable_warns_once_naming_the_closest(fake: FakeSites, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.make("1.2.0")
+    monkeypatch.setattr(activation, "_warned_names", set())
+    monkeypatch.setenv("UNSLOTH_MULTIIMAGE_MAX_IMAGE", "2")
+    monkeypatch.setenv("UNSLOTH_MULTIIMAGE_QQQQ", "1")
+    with pytest.warns(UserWarning) as record:
+        activation.activate()
+        activation.activate()
+    messages = _plugin_warnings(record.list)
+    assert len(messages) == 2, messages
+    assert "UNSLOTH_MULTIIMAGE_MAX_IMAGE is not a variable the plugin reads" in messages[0]
+    assert "did you mean UNSLOTH_MULTIIMAGE_MAX_IMAGES?" in messages[0]
+    assert "UNSLOTH_MULTIIMAGE_QQQQ" in messages[1] and _env.STRATEGY.name in messages[1]  # nothing close: the list
+
+
+def test_known_names_do_not_warn(fake: FakeSites, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    fake.make("1.2.0")
+    monkeypatch.setattr(activation, "_warned_names", set())
+    monkeypatch.setenv(_env.DISABLE_PATCHES.name, COLLATOR_PATCH)
+    monkeypatch.setenv(_env.MAX_IMAGES.name, "3")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        activation.activate()
+    assert not _plugin_warnings(record)

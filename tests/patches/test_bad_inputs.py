@@ -60,10 +60,12 @@ BAD_FOR_COLLATOR = {
     "missing-path": ("/nonexistent/cat.png", r"row 1, image 1: no such image file"),
     "int": (7, r"row 1, image 1 is a int, not an image"),
     "url": ("https://example.com/cat.png", r"row 1, image 1 is a URL"),
-    "0x0": ("0x0", r"row 1, image 1 is 0x0 pixels"),
-    "1xN": ("1x28", r"row 1, image 1 is 1x28 pixels"),
+    "0x0": ("0x0", r"row 1, image 1 is 0x0 pixels: an image with no pixels"),
     "float-out-of-range": ("F", r"row 1, image 1 is a floating-point image"),
-    "dict-without-bytes-or-path": ({"bytes": None, "path": None}, r"row 1, image 1 is a dict without"),
+    "dict-without-bytes-or-path": (
+        {"bytes": None, "path": None},
+        r"row 1, image 1 is a dict whose 'bytes' and 'path' are both None",
+    ),
 }
 
 
@@ -77,14 +79,41 @@ def test_bad_images_through_the_collator_name_the_row(name, where, tiny, collato
     obj, message = BAD_FOR_COLLATOR[name]
     if obj == "0x0":
         obj = solid(size=(0, 0))
-    elif obj == "1x28":
-        obj = solid(size=(1, 28))
     elif obj == "F":
         obj = Image.fromarray(np.full((28, 28), 3.0, dtype=np.float32))
     images = [tiny.make_tile_image(1, 0), obj]
     bad = {"messages": chat(2), "images": images} if where == "column" else {"messages": chat(2, filled=images)}
     with pytest.raises(ValueError, match=message):
         collator([good_row(tiny, 0), bad, good_row(tiny, 2)])
+
+
+@needs_zoo
+def test_a_tiny_image_is_enlarged_and_collates_as_upstream_does(tiny, collator, unpatched, monkeypatch, caplog):
+    """Upstream trains on a 1x1 image (Mllama); the plugin sends it enlarged to 4x4, nearest
+    neighbour (read right by every release), and says so once: the same tensors as upstream's,
+    on the raw image and on the enlarged one."""
+    import torch
+
+    from unsloth_multiimage.rows import decode
+
+    monkeypatch.setattr(decode, "_enlarged_logged", __import__("threading").Event())
+    caplog.set_level("WARNING", logger="unsloth_multiimage")
+    one = Image.new("RGB", (1, 1), (200, 30, 90))
+    rows = [{"messages": chat(1), "images": [one]}]  # one row: old releases pad a batch differently (fixed)
+    patched = collator(rows)
+    collator(rows)
+    said = [r.getMessage() for r in caplog.records if "enlarged to 4x4" in r.getMessage()]
+    assert len(said) == 1 and "row 0, image 0 is 1x1 pixels" in said[0]
+    with unpatched():
+        enlarged = collator([{"messages": chat(1), "images": [one.resize((4, 4), Image.Resampling.NEAREST)]}])
+        try:
+            raw = collator(rows)
+        except ValueError:  # transformers 4.46 reads a 1-pixel side as the channel axis: only 4x4 trains there
+            raw = None
+    for upstream in (raw, enlarged) if raw is not None else (enlarged,):
+        assert set(patched) == set(upstream)
+        for key, value in patched.items():
+            assert torch.equal(value, upstream[key]), key
 
 
 @needs_zoo
@@ -216,6 +245,15 @@ def _shapes(tiny):
             r"row 1 has no chat: none of `messages`, `conversations`",
         ),
         "not-a-row": ("describe the image", r"row 1 is a str .*, not a row"),
+        "messages-empty": ({"messages": [], "images": []}, r"row 1's `messages` is an empty list"),
+        "prompt-empty": (
+            {"prompt": [], "completion": [{"role": "assistant", "content": "red"}], "images": []},
+            r"row 1's `prompt` is an empty list",
+        ),
+        "first-content-empty": (
+            {"messages": [{"role": "user", "content": []}, turn], "images": img},
+            r"row 1, `messages` turn 0 has an empty content list",
+        ),
         "nested-images": (
             {"messages": [turn], "images": [img + img]},
             r"row 1's `images` is a nested list: position 0 holds a list of 2 item\(s\)",
@@ -250,6 +288,9 @@ def _shapes(tiny):
         "part-not-a-dict",
         "no-chat",
         "not-a-row",
+        "messages-empty",
+        "prompt-empty",
+        "first-content-empty",
         "nested-images",
         "nested-part",
         "llava-row",
@@ -262,6 +303,27 @@ def test_row_shapes_upstream_cannot_read_are_named_before_it_runs(name, tiny, co
     with pytest.raises(ValueError, match=message) as info:
         collator([good_row(tiny, 0), row, good_row(tiny, 2)])
     assert type(info.value).__module__ == "unsloth_multiimage.errors"
+
+
+@needs_zoo
+@pytest.mark.parametrize(
+    ("extra", "image", "identity"),
+    [
+        ({"id": "s17", "idx": 3}, 7, r"its `id` is 's17'"),
+        ({"index": 41}, 7, r"its `index` is 41"),
+        ({}, "/nonexistent/cat-0-1.png", r"its first image is '/nonexistent/cat-0-1.png'"),
+        ({}, 7, r"its text starts 'describe the image'"),
+    ],
+    ids=["id", "index", "image-path", "text"],
+)
+def test_an_error_names_the_row_in_its_batch_and_in_the_dataset(extra, image, identity, tiny, collator):
+    """A collator sees a batch: "row 1" alone cannot be found in a shuffled dataset, so the error
+    also says what identifies the row there (its id, else its first image path, else its text)."""
+    bad = {"messages": chat(1), "images": [image], **extra}
+    with pytest.raises(ValueError, match=rf"row 1, image 0\b.*\[row 1 of this batch of 3: {identity}\]$") as info:
+        collator([good_row(tiny, 0), bad, good_row(tiny, 2)])
+    assert str(info.value).count("[row 1 of this batch") == 1  # said once
+    assert info.value.row == 1 and info.value.batch_size == 3
 
 
 @needs_zoo
@@ -325,3 +387,14 @@ def test_every_test_the_bad_inputs_table_names_exists():
         for m in re.findall(r"^def (test_[a-z0-9_]+)", f.read_text(), re.M)
     }
     assert named and named <= defined, sorted(named - defined)
+
+
+def test_an_upstream_failure_names_the_family_and_says_its_reason_once():
+    """What the plugin lets through and the family's own processor refuses is named with the
+    family and upstream's reason, its final period not doubled by the fix that follows."""
+    from unsloth_multiimage.patches.unsloth_collator import failure
+
+    exc = ValueError("height:4 or width:4 must be larger than factor:28.")
+    message = str(failure(1, exc, "2025.3.9", "qwen2_vl"))
+    assert "the chat template or the qwen2_vl processor) fails on it with ValueError: height:4" in message
+    assert "factor:28. Fix: compare row 1" in message and ".." not in message

@@ -15,7 +15,8 @@ import unsloth_multiimage
 from unsloth_multiimage import _env
 from unsloth_multiimage.engine.decision import Decision
 from unsloth_multiimage.patches.cross_attention import cumulative_cross_attention_mask, real_tiles
-from unsloth_multiimage.patches.mllama_processor import cross_attention_report, make_wrapper
+from unsloth_multiimage.patches.mllama_processor import make_wrapper
+from unsloth_multiimage.tools.doctor import cross_attention_report
 
 from conftest import TRANSFORMERS, UNSLOTH_ZOO, patches_off
 
@@ -344,7 +345,7 @@ def test_the_real_collator_hands_the_model_the_cumulative_mask(tiny, processor, 
 
 
 def test_a_training_step_with_the_cumulative_mask(tiny, processor, model, cumulative):
-    from unsloth_multiimage.tools.demo import SimpleCollator
+    from unsloth_multiimage.demo.training import SimpleCollator
 
     batch = SimpleCollator(processor)(_multi_turn_rows(tiny))
     tokens = processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][2])

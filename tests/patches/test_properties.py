@@ -2,7 +2,7 @@
 slot in placeholder order (with the cross-attention mask switching on at its token), or a
 ValueError names a row that really is bad. Nothing else is allowed.
 
-Images encode (row, index) in their pixels (tiny_mllama.make_tile_image / decode_tile), so a
+Images encode (row, index) in their pixels (tests/tiles.py: make_tile_image / decode_tile), so a
 shifted, dropped, duplicated or swapped image is caught in the tensors the model would see.
 
 Example counts: ``UMI_HYPOTHESIS_PROFILE=ci-full`` (set by the default CI session) runs 2,000

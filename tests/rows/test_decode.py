@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -37,7 +38,8 @@ def chat(n_images: int) -> list:
         (42, r"row 3, image 1 is a int, not an image"),
         (3.5, r"row 3, image 1 is a float, not an image"),
         (object(), r"row 3, image 1 is a object, not an image"),
-        ({"bytes": None, "path": None}, r"row 3, image 1 is a dict without 'bytes' or 'path'"),
+        ({"bytes": None, "path": None}, r"row 3, image 1 is a dict whose 'bytes' and 'path' are both None\."),
+        ({"bytes": None}, r"row 3, image 1 is a dict whose 'bytes' is None\."),
         ({"type": "image"}, r"row 3, image 1 is a dict without 'bytes' or 'path'"),
         ("data:image/png;base64,iVBORw0KGgo=", r"row 3, image 1 cannot be decoded from a data: URI of 8 bytes"),
         ("data:image/png;base64,@@@", r"row 3, image 1 is a data URI whose base64 data is invalid"),
@@ -54,6 +56,7 @@ def chat(n_images: int) -> list:
         "float",
         "object",
         "dict-empty",
+        "dict-bytes-none",
         "dict-part",
         "data-uri-truncated",
         "data-uri-bad-base64",
@@ -96,15 +99,40 @@ def test_a_directory_is_not_an_image_file(tmp_path):
         load_image(str(tmp_path), 1, 0)
 
 
-@pytest.mark.parametrize("size", [(0, 0), (0, 28), (28, 0), (1, 28), (28, 1), (1, 1), (28, 3), (3, 28), (1, 1000)])
-def test_degenerate_sizes_raise_naming_the_row(size):
+@pytest.mark.parametrize("size", [(0, 0), (0, 28), (28, 0)])
+def test_images_without_pixels_raise_naming_the_row(size):
     img = solid(size=size)
     assert needs_decoding(img)
-    with pytest.raises(ImageLoadError, match=rf"row 2, image 0 is {size[0]}x{size[1]} pixels"):
+    with pytest.raises(ImageLoadError, match=rf"row 2, image 0 is {size[0]}x{size[1]} pixels: an image with no pixels"):
         load_image(img, 2, 0)
-    if 0 not in size:  # the same from an encoded file
-        with pytest.raises(ImageLoadError, match=rf"row 2, image 0 is {size[0]}x{size[1]} pixels"):
-            load_image(png_bytes(img), 2, 0)
+
+
+@pytest.mark.parametrize(
+    ("size", "enlarged"),
+    [
+        ((1, 28), (4, 28)),
+        ((28, 1), (28, 4)),
+        ((1, 1), (4, 4)),
+        ((28, 3), (28, 4)),
+        ((3, 28), (4, 28)),
+        ((2, 9), (4, 9)),
+    ],
+)
+def test_small_sides_are_enlarged_nearest_neighbour_and_said_once(size, enlarged, monkeypatch, caplog):
+    from unsloth_multiimage.rows import decode
+
+    monkeypatch.setattr(decode, "_enlarged_logged", threading.Event())
+    caplog.set_level("WARNING", logger="unsloth_multiimage")
+    img = Image.new("RGB", size)
+    img.putdata([((7 * i) % 256, (13 * i) % 256, 99) for i in range(size[0] * size[1])])
+    assert needs_decoding(img)
+    for source in (img, png_bytes(img), png_bytes(img)):  # the same from an encoded file
+        out = load_image(source, 2, 0)
+        assert out.size == enlarged and out.mode == "RGB"
+        # Nearest neighbour: every pixel is a copy of one of the original's, in the same order.
+        assert out.resize(size, Image.Resampling.NEAREST).tobytes() == img.tobytes()
+    said = [r.getMessage() for r in caplog.records if "enlarged to" in r.getMessage()]
+    assert len(said) == 1 and f"row 2, image 0 is {size[0]}x{size[1]} pixels; enlarged to" in said[0]
 
 
 def test_the_smallest_accepted_size_loads():
@@ -176,7 +204,6 @@ def test_grey_and_rgba_arrays():
         (np.zeros((3, 6, 3), dtype=np.uint8), r"both its first and last axes could be the channels"),
         (np.zeros((6, 5, 2), dtype=np.uint8), r"not an image"),
         (np.zeros((2, 6, 5, 3), dtype=np.uint8), r"not an image"),
-        (np.zeros((6, 2), dtype=np.uint8), r"6x2 pixels|2x6 pixels"),
     ],
 )
 def test_arrays_that_have_no_unambiguous_image_raise_naming_the_row(obj, message):

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from PIL import Image
+
+pytest.importorskip("PIL", reason="Pillow is not installed: the image policies resize and compose PIL images")
+from PIL import Image  # noqa: E402
 
 from unsloth_multiimage import configure, reset_settings
 from unsloth_multiimage.errors import ImageCountError
@@ -19,6 +21,7 @@ from unsloth_multiimage.rows.decode import MIN_SIDE
 from unsloth_multiimage.rows.grid import cell_boxes, compose_grid, grid_layout
 from unsloth_multiimage.rows.plan import RowPlan, plan_row
 from unsloth_multiimage.rows.policy import apply_policies, budget_sizes, cap_indices
+from unsloth_multiimage.rows.serial import needs_serial
 from unsloth_multiimage.settings import Settings
 
 from conftest import UNSLOTH_ZOO, upstream_pc_failure
@@ -555,7 +558,7 @@ def rows(draw):
     cap=st.one_of(st.none(), st.integers(1, 5)),
     on_excess=st.sampled_from(["keep_first", "keep_last"]),
     budget=st.one_of(st.none(), st.integers(1, 400)),
-    strategy=st.sampled_from(["native", "grid"]),
+    strategy=st.sampled_from(["native", "grid", "serial"]),
     gap=st.integers(0, 3),
     labels=st.booleans(),
 )
@@ -601,6 +604,11 @@ def test_property_plans_and_examples_stay_consistent(batch, cap, on_excess, budg
                 assert sum(w * h for w, h in expected) <= budget
         else:
             assert all(a is b for a, b in zip(plan.images, kept))
+        if strategy == "serial":  # one image per message, the images' order unchanged
+            assert all(len(image_parts([m])) <= 1 for m in messages_of(out))
+            if not needs_serial(example) and len(kept) == len(images):
+                assert out is example or budget is not None
+            continue
         if len(kept) == len(images) and (
             budget is None or budget_sizes([i.size for i in images], budget) == [i.size for i in images]
         ):

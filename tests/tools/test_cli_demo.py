@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_data_answers_need_several_images_and_words_are_known(tiny):
+    from unsloth_multiimage.demo import demo_data
     from unsloth_multiimage.rows.plan import plan_row
-    from unsloth_multiimage.tools import demo_data
 
     rows = demo_data.make_rows(16, seed=3)
     again = demo_data.make_rows(16, seed=3)
@@ -59,6 +59,10 @@ def test_demo_trains_and_the_loss_falls():
     assert last < first
     m = re.search(r"images sent to the model: (\d+) of (\d+)", proc.stdout)
     assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0, proc.stdout
+    # after training: held-out multi-image questions answered through prepare_inputs + generate
+    answered = r"    ([23]) images: '.+' -> '.*' \(expected 'the (?:first|second|third)': (?:right|wrong)\)"
+    answers = re.findall(answered, proc.stdout)
+    assert len(answers) == 3, proc.stdout
     assert "demo OK" in proc.stdout
 
 
@@ -103,9 +107,9 @@ def _check_heatmap(png: Path, meta: dict, expected) -> None:
 
 @pytest.mark.parametrize("row", [0, 3])  # a column row; a multi-turn row (images in two turns)
 def test_preview_png_matches_the_mask_tensor(tmp_path, processor, tiny, row):
+    from unsloth_multiimage.demo import demo_data
+    from unsloth_multiimage.demo.training import SimpleCollator
     from unsloth_multiimage.rows.plan import plan_row
-    from unsloth_multiimage.tools import demo_data
-    from unsloth_multiimage.tools.demo import SimpleCollator
     from unsloth_multiimage.tools.preview import render_preview
 
     example = demo_data.make_rows(8, seed=0)[row]
@@ -124,7 +128,7 @@ def test_preview_cli_on_a_jsonl_row(tmp_path):
     pytest.importorskip("transformers")
     from PIL import Image
 
-    from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.demo import demo_data
 
     path = demo_data.to_jsonl(tmp_path / "d.jsonl", demo_data.make_rows(4, seed=1), tmp_path / "img")
     out = tmp_path / "preview.png"
@@ -135,7 +139,7 @@ def test_preview_cli_on_a_jsonl_row(tmp_path):
 
 
 def test_preview_grid(tmp_path, processor):
-    from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.demo import demo_data
     from unsloth_multiimage.tools.preview import render_preview
 
     meta = render_preview(demo_data.make_rows(2)[0], processor, tmp_path / "g.png", strategy="grid")
@@ -144,9 +148,9 @@ def test_preview_grid(tmp_path, processor):
 
 def test_preview_draws_the_cumulative_mask_when_configured(tmp_path, processor):
     import unsloth_multiimage
+    from unsloth_multiimage.demo import demo_data
+    from unsloth_multiimage.demo.training import SimpleCollator
     from unsloth_multiimage.patches.cross_attention import cumulative_cross_attention_mask
-    from unsloth_multiimage.tools import demo_data
-    from unsloth_multiimage.tools.demo import SimpleCollator
     from unsloth_multiimage.tools.preview import render_preview
 
     example = demo_data.make_rows(8, seed=0)[3]  # multi_turn: an image in turn one, the others with the question

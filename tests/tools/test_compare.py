@@ -12,7 +12,7 @@ from helpers import run_cli
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = re.compile(
     r"^compare: first_image=([\d.]+)% grid=([\d.]+)% every_image=([\d.]+)% every_image_cumulative=([\d.]+)% "
-    r"\(chance ([\d.]+)%, (\d+) held-out rows\)$"
+    r"serial=([\d.]+)% \(chance ([\d.]+)%, (\d+) held-out rows\)$"
 )
 
 
@@ -20,7 +20,7 @@ SUMMARY = re.compile(
 
 
 def test_task_rows_need_both_images_and_use_known_words(tiny):
-    from unsloth_multiimage.tools import compare_data
+    from unsloth_multiimage.demo import compare_data
 
     rows = compare_data.make_rows(30, seed=4)
     assert [r["messages"] for r in rows] == [r["messages"] for r in compare_data.make_rows(30, seed=4)]
@@ -41,8 +41,8 @@ def test_task_rows_need_both_images_and_use_known_words(tiny):
 
 
 def test_answer_spans_find_the_last_answer(tiny, processor):
-    from unsloth_multiimage.tools import compare, compare_data
-    from unsloth_multiimage.tools.demo import SimpleCollator
+    from unsloth_multiimage.demo import compare, compare_data
+    from unsloth_multiimage.demo.training import SimpleCollator
 
     rows = [compare_data.with_answer(r, a) for r, a in zip(compare_data.make_rows(3, seed=0), ["red", "white", "blue"])]
     batch = SimpleCollator(processor)(rows)
@@ -67,15 +67,23 @@ def test_compare_runs_every_arm_and_plots(tmp_path):
     lines = out.strip().splitlines()
     m = SUMMARY.match(lines[-1])
     assert m, lines[-1]
-    values = [float(v) for v in m.groups()[:5]]
-    assert all(0 <= v <= 100 for v in values) and abs(values[4] - 100 / 6) < 0.1 and m.group(6) == "24"
-    for arm in ("first_image", "grid", "every_image", "every_image_cumulative"):
+    values = [float(v) for v in m.groups()[:6]]
+    assert all(0 <= v <= 100 for v in values) and abs(values[5] - 100 / 6) < 0.1 and m.group(7) == "24"
+    for arm in ("first_image", "grid", "every_image", "every_image_cumulative", "serial"):
         assert re.search(rf"^{arm}\s+[\d.]+%\s+[\d.]+%\s+[\d.]+%", out, re.M), out
+    # beside the likelihood accuracy: exact match by generation (prepare_inputs + generate)
+    assert re.search(r"^arm\s+accuracy\s+generated\s", out, re.M), out
     assert "UnslothVisionDataCollator" in out or "the fallback: unsloth_zoo cannot be imported" in out
     assert "the cross-attention layer is last" in out
     # the arms got what their settings say: 1 image slot per row, 1 grid canvas, 2 images
     slots = dict(re.findall(r"^  (\w+)\s+[\d.]+%.*?([\d.]+) image slot", out, re.M))
-    assert slots == {"first_image": "1.0", "grid": "1.0", "every_image": "2.0", "every_image_cumulative": "2.0"}, out
+    assert slots == {
+        "first_image": "1.0",
+        "grid": "1.0",
+        "every_image": "2.0",
+        "every_image_cumulative": "2.0",
+        "serial": "2.0",
+    }, out
     with Image.open(png) as img:
         img.verify()
     with Image.open(png) as img:
@@ -86,7 +94,7 @@ def test_compare_with_a_local_model_and_a_dataset(tiny, processor, tmp_path):
     """--model PATH and --dataset FILE (a foreign layout): candidates are the held-out answers."""
     import json
 
-    from unsloth_multiimage.tools import compare_data, demo_data
+    from unsloth_multiimage.demo import compare_data, demo_data
 
     model = tiny.build_model(processor, seed=0)
     model.save_pretrained(tmp_path / "model")

@@ -1,16 +1,17 @@
-"""unsloth_multiimage.tools.dataset_io: reading and writing JSONL, JSON, Parquet and save_to_disk folders."""
+"""unsloth_multiimage.formats.files: reading and writing JSONL, JSON, Parquet and save_to_disk folders."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
 
 import pytest
 
-import unsloth_multiimage.tools.dataset_io as io_
+import unsloth_multiimage.formats.files as io_
 from unsloth_multiimage import formats
-from unsloth_multiimage.tools.dataset_io import DatasetIOError, count_rows, read_rows, write_rows
+from unsloth_multiimage.formats.files import DatasetIOError, count_rows, read_rows, write_rows
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x01"
 ROWS = [
@@ -25,6 +26,12 @@ JSON_ROWS = [
     {"id": 0, "image": ["a/1.jpg", "a/2.jpg"], "conversations": [{"from": "human", "value": "<image>\n<image>\nQ"}]},
     {"id": 1, "conversations": [{"from": "human", "value": "only text ✓"}]},
 ]
+
+
+needs_pyarrow = pytest.mark.skipif(
+    importlib.util.find_spec("pyarrow") is None,
+    reason="pyarrow is not installed: Parquet files cannot be read or written",
+)
 
 
 def _lines(path, *lines):
@@ -117,6 +124,7 @@ def test_json_writers_name_row_and_key_of_bytes_and_leave_nothing(tmp_path, name
     assert path.read_text() == "old" and os.listdir(tmp_path) == [name]
 
 
+@needs_pyarrow
 def test_parquet_round_trip_keeps_bytes_and_streams_batches(tmp_path, monkeypatch):
     path = tmp_path / "d.parquet"
     assert write_rows(path, iter(ROWS * 3)) == 6
@@ -138,6 +146,7 @@ def test_parquet_with_schema_streams(tmp_path, monkeypatch):
         write_rows(path, ROWS + [ROWS[0], {"id": "not an int"}], schema=schema)
 
 
+@needs_pyarrow
 def test_parquet_type_conflict_names_row(tmp_path):
     path = tmp_path / "bad.parquet"
     rows = [{"images": ["a.png"]}, {"images": ["b.png"]}, {"images": [{"bytes": PNG, "path": None}]}]
@@ -146,6 +155,7 @@ def test_parquet_type_conflict_names_row(tmp_path):
     assert not path.exists() and os.listdir(tmp_path) == []
 
 
+@needs_pyarrow
 def test_bad_parquet_file(tmp_path):
     path = tmp_path / "x.parquet"
     path.write_bytes(b"not parquet")
@@ -187,6 +197,7 @@ def test_save_to_disk_folders(tmp_path):
 # ---------------------------------------------------------------------------------- with formats
 
 
+@needs_pyarrow
 def test_read_convert_write_read(tmp_path):
     src = tmp_path / "llava.jsonl"
     write_rows(src, JSON_ROWS)

@@ -23,7 +23,7 @@ def _table(out: str) -> dict[int, list[str]]:
 
 @pytest.fixture
 def demo_jsonl(tmp_path):
-    from unsloth_multiimage.tools import demo_data
+    from unsloth_multiimage.demo import demo_data
 
     return Path(demo_data.to_jsonl(tmp_path / "d.jsonl", demo_data.make_rows(4, seed=0), tmp_path / "img"))
 

@@ -44,6 +44,12 @@ class ModelAdapter:
             processor's class and its bases, most derived first; no transformers import).
         count_in_ids: optional ``count_in_ids(processor, ids) -> int``: images represented in
             one row of ``input_ids`` after processing (used to catch truncation).
+        image_lengths: optional ``image_lengths(processor, outputs) -> [n, ...] | None``: how many
+            ids of the placeholder's token each image of the batch expanded to, in placeholder
+            order across the batch, read off the processor's outputs (LLaVA-NeXT: from
+            ``image_sizes``). When it answers, the truncation check counts the images whose ids
+            all survive by these lengths instead of ``count_in_ids``, so placeholders a chat
+            template writes side by side (one run of ids) still count one image each.
         multi_image: whether the model takes several images per row; when False the collator
             refuses a row with more than one image (naming it, suggesting the grid strategy).
         nesting: how the processor wants a batch's images: ``"per_row"`` (one list per text,
@@ -57,16 +63,30 @@ class ModelAdapter:
         placeholder_attr: a processor attribute that holds the placeholder where the family
             reads it off its tokenizer (``"image_token"``); when it is a non-empty string on the
             processor it replaces ``placeholder`` (see :func:`resolve`), else ``placeholder`` stands.
+        native_video: the family's processor takes videos itself (a ``video_processor``, ``videos=``);
+            under ``configure(video="auto")`` its video parts are then left to it (on releases of
+            unsloth_zoo that hand videos to the processor), else they become frames.
+        row_inputs: processor outputs the model's forward needs, batch-first (one entry per text
+            row), that TRL's GRPO passes do not carry by themselves (Mllama: ``pixel_values``,
+            ``aspect_ratio_ids``, ``aspect_ratio_mask``, ``cross_attention_mask``); the TRL patches
+            carry them to every forward, row by row.
+        token_inputs: those of ``row_inputs`` laid out per token (``(batch, seq_len, ...)``): built
+            for the prompt by the processor, extended over the completion tokens by the TRL patches
+            (each completion token sees what the last prompt token sees).
     """
 
     name: str
     placeholder: str
     processor_classes: tuple[str, ...] = ()
     count_in_ids: Callable[[Any, Any], int] | None = None
+    image_lengths: Callable[[Any, Any], list[int] | None] | None = None
     multi_image: bool = True
     nesting: Nesting | None = None
     image_row_first: bool = False
     placeholder_attr: str | None = None
+    native_video: bool = False
+    row_inputs: tuple[str, ...] = ()
+    token_inputs: tuple[str, ...] = ()
 
 
 def resolve(adapter: ModelAdapter, processor: Any) -> ModelAdapter:

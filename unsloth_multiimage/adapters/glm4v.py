@@ -46,4 +46,5 @@ ADAPTER = ModelAdapter(
     placeholder=PLACEHOLDER,
     count_in_ids=count_images,
     multi_image=True,
+    native_video=True,
 )

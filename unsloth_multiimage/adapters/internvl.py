@@ -32,4 +32,5 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     placeholder_attr="image_token",
+    native_video=True,
 )

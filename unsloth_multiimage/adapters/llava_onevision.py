@@ -40,4 +40,5 @@ ADAPTER = ModelAdapter(
     placeholder=IMAGE_TOKEN,
     count_in_ids=count_images,
     multi_image=True,
+    native_video=True,
 )

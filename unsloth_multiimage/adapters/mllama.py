@@ -20,4 +20,6 @@ ADAPTER = ModelAdapter(
     placeholder=IMAGE_TOKEN,
     count_in_ids=_count,
     multi_image=True,
+    row_inputs=("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask"),
+    token_inputs=("cross_attention_mask",),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.hookspecs import hookimpl
+from ..hooks import hookimpl
 from . import (
     ModelAdapter,
     aya_vision,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,37 @@ def _load() -> LoadedPlugins:
     if _state.loaded is None or blocked != _state.blocked:
         _state.blocked = blocked
         _state.loaded = load_plugins(blocked=blocked)
+        _warn_unknown_names(_state.loaded, blocked)
     return _state.loaded
+
+
+_warned_names: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned_names:
+        _warned_names.add(key)
+        # warnings, not logging: the library logger has no output unless the application sets one up.
+        warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def _warn_unknown_names(loaded: LoadedPlugins, blocked: frozenset[str]) -> None:
+    """A misspelt variable or patch name would be ignored silently: warn once per name, naming
+    the closest valid one."""
+    valid = [var.name for var in _env.VARIABLES]
+    for name in _env.unknown_variables():
+        near = _env.closest(name, valid, prefix=_env.PREFIX)
+        hint = f"; did you mean {near}?" if near else f"; the plugin reads: {', '.join(valid)}"
+        _warn_once(f"var:{name}", f"unsloth_multiimage: {name} is not a variable the plugin reads (ignored){hint}")
+    known = {r.name for r in loaded.records} | {patch.name for _, patch in loaded.patches}
+    for name in sorted(blocked - known):
+        near = _env.closest(name, known)
+        hint = f"did you mean {near!r}?" if near else f"known names: {', '.join(sorted(known))}"
+        _warn_once(
+            f"patch:{name}",
+            f"unsloth_multiimage: {_env.DISABLE_PATCHES.name} names {name!r}, which is no patch or plugin "
+            f"(nothing blocked by it); {hint}",
+        )
 
 
 def _compat_entry(patch: Patch) -> Any:

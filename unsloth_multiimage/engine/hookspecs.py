@@ -16,16 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pluggy
+from ..hooks import PROJECT_NAME, hookimpl, hookspec
 
 if TYPE_CHECKING:
     from ..adapters import ModelAdapter
     from .patching import Patch
 
-PROJECT_NAME = "unsloth_multiimage"
-
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+# The markers live one floor down (``unsloth_multiimage.hooks``); re-exported for existing imports.
+__all__ = ["PROJECT_NAME", "PatchSpecs", "hookimpl", "hookspec"]
 
 
 class PatchSpecs:

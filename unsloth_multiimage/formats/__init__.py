@@ -29,6 +29,10 @@ Conversion rules (the same for every format):
 * A row with images but no placeholder at all (no tag, no image part) gets every image at the
   start of its first user turn (the_cauldron's convention). Any other disagreement between the
   number of placeholders and the number of images raises :class:`ImageTagMismatchError`.
+* No image is dropped: a row whose images have no turn to go into (an empty chat) or sit in a
+  column its format does not read (``image`` beside a ``messages`` chat) raises
+  :class:`FormatError` naming the row; an empty chat is read by the layout its keys name
+  (``conversations: []`` with an ``image`` is LLaVA, see :func:`detect`).
 * Roles: ``human`` -> ``user``; ``gpt``, ``bot``, ``model`` -> ``assistant``; others unchanged.
   Messages keep only ``role`` and ``content``; parts only ``type`` and ``text``.
 * Images keep the type they came in (path, ``{"bytes", "path"}`` dict, PIL, bytes) with two
@@ -67,6 +71,7 @@ from ..rows.layouts import FORMATS, describe, detect
 from .convert import DEFAULT_IMAGE_TAGS, resolve_image, resolve_paths, to_messages
 from .dataset import consumed_columns, convert_dataset
 from .inverse import from_messages
+from .preference import to_grpo_prompt, to_preference
 
 __all__ = [
     "FORMATS",
@@ -76,6 +81,8 @@ __all__ = [
     "ImageTagMismatchError",
     "detect",
     "to_messages",
+    "to_grpo_prompt",
+    "to_preference",
     "from_messages",
     "describe",
     "consumed_columns",

@@ -17,14 +17,27 @@ from ..errors import FormatError, ImageTagMismatchError, UnknownFormatError
 from ..rows.chat import IMAGE_PART_TYPES, column_entries, has_column, part_payload, rewrite_image_parts
 from ..rows.decode import data_uri_bytes, file_uri_path
 from ..rows.layouts import CHAT_KEYS, DEFAULT_IMAGE_TAGS, FORMATS, chat_of, describe, detect, is_message_list
+from ..rows.video import VIDEO_PART_TYPES, video_payload
 
-__all__ = ["DEFAULT_IMAGE_TAGS", "to_messages", "is_relative_path", "resolve_image", "resolve_paths"]
+__all__ = [
+    "DEFAULT_IMAGE_TAGS",
+    "DEFAULT_VIDEO_TAGS",
+    "to_messages",
+    "is_relative_path",
+    "resolve_image",
+    "resolve_paths",
+]
 
 logger = logging.getLogger("unsloth_multiimage")
 
 
 _ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
 _SLOT = ("slot",)  # a bare image placeholder while a row is being assembled
+_VSLOT = ("vslot",)  # a bare video placeholder
+#: The strings that stand for a video in the text of LLaVA-Video / ShareGPT4Video / LLaMA-Factory rows.
+DEFAULT_VIDEO_TAGS = ("<video>",)
+#: Columns that hold a row's videos (LLaVA-Video: ``video``; LLaMA-Factory and the messages layout: ``videos``).
+_VIDEO_COLUMNS = ("video", "videos")
 
 
 def is_relative_path(text: str) -> bool:
@@ -138,15 +151,15 @@ def _tag_pattern(tags: tuple[str, ...]) -> re.Pattern | None:
     return re.compile("(" + "|".join(map(re.escape, tags)) + ")") if tags else None
 
 
-def _split(text: str, tags: tuple[str, ...], strip_newline: bool) -> list:
-    """Text and slot segments of a string holding image tags."""
-    pattern = _tag_pattern(tags)
+def _split(text: str, tags: tuple[str, ...], strip_newline: bool, video_tags: tuple[str, ...] = ()) -> list:
+    """Text and slot segments of a string holding image (and video) tags."""
+    pattern = _tag_pattern(tags + video_tags)
     if pattern is None:
         return [("text", text)]
     out: list = []
     for i, piece in enumerate(pattern.split(text)):
         if i % 2:
-            out.append(_SLOT)
+            out.append(_VSLOT if piece in video_tags else _SLOT)
             continue
         if i and strip_newline and piece.startswith("\n"):
             piece = piece[1:]
@@ -172,6 +185,7 @@ class _Row:
     tags: tuple[str, ...]
     strip_newline: bool
     image_root: Any
+    video_tags: tuple[str, ...] = ()
 
     def error(self, cls: type, found: str, fix: str) -> FormatError:
         return cls(f"unsloth_multiimage: {self.where} ({self.fmt} format) {found}. Fix: {fix}.")
@@ -181,7 +195,7 @@ class _Row:
         if content is None:
             return []
         if isinstance(content, str):
-            return _split(content, self.tags, self.strip_newline)
+            return _split(content, self.tags, self.strip_newline, self.video_tags)
         if not isinstance(content, (list, tuple)):
             raise self.error(
                 FormatError,
@@ -193,7 +207,12 @@ class _Row:
             kind = part.get("type") if isinstance(part, Mapping) else None
             if kind == "text":
                 text = part.get("text") or ""
-                out.extend(_split(text, self.tags, self.strip_newline) if split_parts else [("text", text)])
+                out.extend(
+                    _split(text, self.tags, self.strip_newline, self.video_tags) if split_parts else [("text", text)]
+                )
+            elif kind in VIDEO_PART_TYPES:
+                payload = video_payload(part)
+                out.append(_VSLOT if payload is None else ("video", payload))
             elif kind in IMAGE_PART_TYPES:
                 payload = part_payload(part)
                 if payload is None:
@@ -271,15 +290,24 @@ def _turns(example: Mapping, fmt: str, row: _Row) -> tuple[list, list, str, tupl
     return turns, _column(example.get("images"), row.where, fmt, "images"), "images", (key, "images")
 
 
-def _assemble(turns: list, column: list, image_key: str, row: _Row) -> tuple[dict, list]:
-    """Turn segments into output chats and the images list in placeholder order."""
+def _assemble(
+    turns: list, column: list, image_key: str, row: _Row, videos: Sequence[Any] = (), video_key: str = "videos"
+) -> tuple[dict, list, list]:
+    """Turn segments into output chats and the images and videos lists in placeholder order."""
     split_parts = not any(
         isinstance(c, (list, tuple)) and any(isinstance(p, Mapping) and p.get("type") in IMAGE_PART_TYPES for p in c)
         for _, _, c in turns
     )
     segmented = [(key, role, row.segments(content, split_parts)) for key, role, content in turns]
+    segmented = _place_videos(segmented, list(videos), video_key, row)
     n_slots = sum(seg is _SLOT for *_, segs in segmented for seg in segs)
     n_embedded = sum(seg[0] == "image" for *_, segs in segmented for seg in segs)
+    if not turns and column:
+        raise row.error(
+            FormatError,
+            f"has an empty chat but {len(column)} image(s) in `{image_key}`: they have no turn to go into",
+            "give the row its conversation, or remove the row (with its images) from the dataset",
+        )
     if n_slots == 0 and n_embedded == 0 and column:
         first_user = next((i for i, (_, role, _) in enumerate(segmented) if role == "user"), None)
         if first_user is None:
@@ -307,9 +335,10 @@ def _assemble(turns: list, column: list, image_key: str, row: _Row) -> tuple[dic
             f"parts){embedded} but {len(column)} image(s) in `{image_key}`",
             fix,
         )
-    fill = iter(column)
+    fill, video_fill = iter(column), iter(videos)
     chats: dict[str, list] = {}
     images: list = []
+    out_videos: list = []
     for key, role, segs in segmented:
         content = []
         for seg in segs:
@@ -317,10 +346,71 @@ def _assemble(turns: list, column: list, image_key: str, row: _Row) -> tuple[dic
                 if seg[1]:
                     content.append({"type": "text", "text": seg[1]})
                 continue
+            if seg is _VSLOT or seg[0] == "video":
+                found = next(video_fill) if seg is _VSLOT else seg[1]
+                out_videos.append(
+                    [resolve_image(f, row.image_root) for f in found]  # a video given as its frames
+                    if isinstance(found, (list, tuple))
+                    else resolve_image(found, row.image_root)
+                )
+                content.append({"type": "video", "text": None})
+                continue
             images.append(resolve_image(next(fill) if seg is _SLOT else seg[1], row.image_root))
             content.append({"type": "image", "text": None})
         chats.setdefault(key, []).append({"role": role, "content": content})
-    return chats, images
+    return chats, images, out_videos
+
+
+def _place_videos(segmented: list, videos: list, video_key: str, row: _Row) -> list:
+    """Check the video slots against the row's videos; with no video tag or part at all, every
+    video goes to the start of the first user turn (as images do)."""
+    n_slots = sum(seg is _VSLOT for *_, segs in segmented for seg in segs)
+    if n_slots == len(videos):
+        return segmented
+    n_embedded = sum(seg[0] == "video" for *_, segs in segmented for seg in segs)
+    first_user = next((i for i, (_, role, _) in enumerate(segmented) if role == "user"), None)
+    if n_slots == 0 and n_embedded == 0 and first_user is not None:
+        key, role, segs = segmented[first_user]
+        return [*segmented[:first_user], (key, role, [_VSLOT] * len(videos) + segs), *segmented[first_user + 1 :]]
+    tags = " / ".join(row.video_tags) or "none"
+    raise row.error(
+        ImageTagMismatchError,
+        f"has {n_slots} video placeholder(s) (tags {tags} or bare video parts) but {len(videos)} video(s) in "
+        f"`{video_key}`",
+        "give every video exactly one video tag (or bare video part), in order",
+    )
+
+
+def _video_column(example: Mapping, row: _Row) -> tuple[list, str | None]:
+    """``(videos, column key)`` of a row: its ``video`` (LLaVA-Video) or ``videos`` column."""
+    found = [k for k in _VIDEO_COLUMNS if example.get(k) is not None]
+    if len(found) > 1:
+        raise row.error(FormatError, "has both `video` and `videos`", "keep one of the two columns")
+    if not found:
+        return [], None
+    return _column(example[found[0]], row.where, row.fmt, found[0]), found[0]
+
+
+#: Columns that hold a row's images in one layout or another.
+_IMAGE_COLUMNS = ("image", "images")
+
+
+def _refuse_stray_images(example: Mapping, consumed: Sequence[str], row: _Row, index: int | None) -> None:
+    """Raise when an image column the row's format does not read holds images: it would be
+    passed through as a stray column and its images never reach the chat (nothing dropped silently)."""
+    for key in _IMAGE_COLUMNS:
+        value = example.get(key)
+        if key in consumed or value is None or (isinstance(value, (list, tuple)) and not value):
+            continue
+        n = len(value) if isinstance(value, (list, tuple)) else 1
+        exc = row.error(
+            FormatError,
+            f"has {n} image(s) in `{key}`, a column the {row.fmt} format does not read (converting would drop them)",
+            f"move them into the column the {row.fmt} format reads, with one image tag each, or pass the format "
+            f"the row is really in (format=...)",
+        )
+        exc.row = index
+        raise exc
 
 
 def to_messages(
@@ -333,6 +423,7 @@ def to_messages(
     image_root: str | os.PathLike | None = None,
     image_tags: Sequence[str] = DEFAULT_IMAGE_TAGS,
     strip_tag_newline: bool = True,
+    video_tags: Sequence[str] = DEFAULT_VIDEO_TAGS,
 ) -> dict[str, Any]:
     """Convert one row to the messages layout (see the module docstring for the rules).
 
@@ -344,10 +435,13 @@ def to_messages(
         image_root: folder that relative image paths are relative to.
         image_tags: the strings that stand for an image in text; ``()`` converts none.
         strip_tag_newline: drop one ``"\\n"`` directly after each tag.
+        video_tags: the strings that stand for a video in text (LLaVA-Video's ``<video>``); each becomes a
+            bare ``{"type": "video"}`` part taking the next entry of the row's ``video``/``videos`` column.
 
     Returns:
         The row's other columns plus ``messages`` (``prompt``/``completion`` for
-        ``prompt_completion``) and ``images`` (``[]`` for a text-only row).
+        ``prompt_completion``) and ``images`` (``[]`` for a text-only row), and ``videos`` when the
+        row has a video column or a video.
 
     Raises:
         UnknownFormatError: the row matches no format (or ``format`` is not a format name).
@@ -373,14 +467,17 @@ def to_messages(
             f"unsloth_multiimage: {where} {found}. Fix: {describe('unknown')} Known formats: {', '.join(FORMATS)}.",
             row=index,
         )
-    state = _Row(where, fmt, tuple(image_tags), strip_tag_newline, image_root)
+    state = _Row(where, fmt, tuple(image_tags), strip_tag_newline, image_root, tuple(video_tags))
     try:
         turns, column, image_key, consumed = _turns(example, fmt, state)
-        chats, images = _assemble(turns, column, image_key, state)
+        videos, video_key = _video_column(example, state)
+        chats, images, out_videos = _assemble(turns, column, image_key, state, videos, video_key or "videos")
     except FormatError as exc:
         exc.row = index  # the helpers name the row in the message only
         raise
-    out = {k: v for k, v in example.items() if k not in consumed}
+    _refuse_stray_images(example, consumed, state, index)
+    has_video_column = any(k in example for k in _VIDEO_COLUMNS)
+    out = {k: v for k, v in example.items() if k not in consumed and k not in _VIDEO_COLUMNS}
     if fmt == "prompt_completion":
         out["prompt"] = chats.get("prompt", [])
         if example.get("completion") is not None:
@@ -388,4 +485,6 @@ def to_messages(
     else:
         out["messages"] = chats.get("messages", [])
     out["images"] = images
+    if out_videos or has_video_column:
+        out["videos"] = out_videos
     return out

@@ -28,7 +28,8 @@ def consumed_columns(example: Mapping[str, Any], format: str = "auto") -> list[s
         keys = (key, "image", "images") if fmt == "llava" else (key, "images")
     else:
         keys = ()
-    return [k for k in keys if k is not None and k in example]
+    keys += ("video", "videos") if fmt in FORMATS else ()  # to_messages writes a row's videos to `videos`
+    return [k for k in dict.fromkeys(keys) if k is not None and k in example]
 
 
 def _convert_batch(batch: Any, indices: list[int], *, schema: Any, **options: Any) -> Any:
@@ -71,6 +72,11 @@ def _output_features(features: Mapping, first: Mapping, fmt: str, removed: Seque
     out = {k: v for k, v in features.items() if k not in removed}
     out.update({k: chat for k in out_keys})
     out["images"] = [image]
+    video_keys = [k for k in ("video", "videos") if k in features]
+    if video_keys:  # paths (or {"bytes", "path"} dicts), as the source column stores them
+        video = features[video_keys[0]]
+        video = _element(video)  # a list feature's item (a plain feature is its own item)
+        out["videos"] = [Value("string") if _is_null(video) else video]
     return Features(out)
 
 
@@ -110,15 +116,21 @@ def convert_dataset(
     removed; image features (e.g. ``Image()``) carry over to the new ``images`` column.
 
     Args:
-        dataset: a ``Dataset``, ``IterableDataset`` or ``DatasetDict`` (every split), or an iterable of rows.
+        dataset: a ``Dataset``, ``IterableDataset`` or ``DatasetDict`` (every split), an iterable of
+            rows, or the path of a dataset file or ``save_to_disk`` folder, read by the dataset
+            service (:mod:`~unsloth_multiimage.formats.source`, whose default ``image_root`` applies).
         format: a name from :data:`FORMATS`, or ``"auto"``.
         image_root, image_tags, strip_tag_newline: as for :func:`to_messages`.
         num_proc: worker processes for ``Dataset.map``.
         **map_kwargs: passed on to ``map`` (e.g. ``batch_size``, ``desc``).
 
     Returns:
-        The converted dataset (a list for an iterable of rows).
+        The converted dataset (a list for an iterable of rows or a file).
     """
+    if isinstance(dataset, (str, os.PathLike)):
+        from .source import image_root_of, load_source
+
+        dataset, image_root = load_source(dataset), image_root_of(dataset, image_root)
     options: dict[str, Any] = {
         "image_root": image_root,
         "image_tags": tuple(image_tags),

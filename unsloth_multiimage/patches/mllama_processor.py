@@ -30,7 +30,7 @@ untouched. How it fits the compat table, and why:
   ``truncation_check`` are needed on every release, and a release newer than the newest tested
   one takes the newest tested one's fixes); a test pins that, so a table edit that makes the
   patch native somewhere must decide what the setting does there. In all these cases
-  :func:`cross_attention_report` (printed by ``doctor``) says that the mask stays upstream's.
+  ``unsloth-multiimage doctor`` says that the mask stays upstream's.
 """
 
 from __future__ import annotations
@@ -38,13 +38,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _env
 from ..adapters import id_list
-from ..engine.decision import Decision, State, StrEnum
-from ..engine.hookspecs import hookimpl
+from ..engine.decision import Decision, StrEnum
 from ..engine.patching import Patch, signature_accepts
 from ..errors import ImageCountError
-from .cross_attention import CUMULATIVE, LATEST, cumulative_cross_attention_mask
+from ..hooks import hookimpl
+from .cross_attention import CUMULATIVE, cumulative_cross_attention_mask
 
 MODULE = "transformers.models.mllama.processing_mllama"
 PATCH_NAME = "mllama_processor"
@@ -232,12 +231,20 @@ def _check_truncation(
         if found < expected:
             positions = [p for p, t in enumerate(ids) if t == image_id]
             needed = len(ids) - positions[0] if left else positions[-1] + 1
-            raise ImageCountError(
-                f"unsloth_multiimage: sample {i} loses {expected - found} of its {expected} {IMAGE_TOKEN} token(s) to "
-                f"truncation at max_length={max_length} (its text is {len(ids)} tokens; the image tokens need at least "
-                f"{needed}). Fix: raise max_length (max_seq_length in Unsloth/TRL) to at least {len(ids)}, or shorten "
-                f"sample {i}; its images cannot be matched to their tokens."
-            ) from cause
+            raise truncation_error(i, expected - found, expected, max_length, len(ids), needed) from cause
+
+
+def truncation_error(
+    sample: int, lost: int, expected: int, max_length: int, length: int, needed: int
+) -> ImageCountError:
+    """The error for a sample whose ``<|image|>`` tokens truncation cuts (also what the token report
+    of ``doctor --max-seq-length`` quotes, before training)."""
+    return ImageCountError(
+        f"unsloth_multiimage: sample {sample} loses {lost} of its {expected} {IMAGE_TOKEN} token(s) to "
+        f"truncation at max_length={max_length} (its text is {length} tokens; the image tokens need at least "
+        f"{needed}). Fix: raise max_length (max_seq_length in Unsloth/TRL) to at least {length}, or shorten "
+        f"sample {sample}; its images cannot be matched to their tokens."
+    )
 
 
 def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, kw: dict) -> Any:
@@ -298,37 +305,4 @@ def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, k
     return BatchFeature(data=merged, tensor_type=requested)
 
 
-def cross_attention_report() -> str:
-    """One line on the ``mllama_cross_attention`` setting and whether it acts (``doctor`` prints it)."""
-    from ..settings import get_settings
-
-    try:
-        mode = get_settings().mllama_cross_attention
-    except ValueError as exc:
-        return f"mllama_cross_attention: INVALID ({exc})"
-    if mode == LATEST:
-        return "mllama_cross_attention: latest (upstream's mask: a text token attends the latest group of images before it)"
-    from ..engine import activation
-
-    st = next((s for s in activation.status() if s.name == PATCH_NAME), None)
-    if st is not None and (st.applied or st.decision == State.PENDING):
-        when = "applied" if st.applied else "applied when transformers' Mllama module is imported"
-        return (
-            f"mllama_cross_attention: cumulative (every text token attends every image before it; built by the "
-            f"{PATCH_NAME} patch, {when})"
-        )
-    if st is not None:
-        why = f"{st.decision}: {st.reason}"
-    elif activation.is_disabled():
-        why = f"the plugin is off ({_env.DISABLE.name}=1)"
-    elif any(r.name == PATCH_NAME and r.blocked for r in activation.plugin_records()):
-        why = f"blocked by {_env.DISABLE_PATCHES.name}"
-    else:
-        why = "the patch is not loaded"
-    return (
-        f"mllama_cross_attention: cumulative requested, but the {PATCH_NAME} patch is not applied ({why}); "
-        f"the mask stays upstream's (latest)"
-    )
-
-
-__all__ = ["Fix", "umi_patches", "make_wrapper", "nest_images", "with_cumulative_mask", "cross_attention_report"]
+__all__ = ["Fix", "umi_patches", "make_wrapper", "nest_images", "with_cumulative_mask"]

@@ -23,16 +23,18 @@ from typing import Any
 
 from ..adapters import AdapterLookup
 from ..engine.decision import Decision
-from ..engine.hookspecs import hookimpl
 from ..engine.patching import Patch, signature_accepts
 from ..errors import RowError, RowShapeError
+from ..hooks import hookimpl
+from ..rows import serial
 from ..rows.chat import messages_of
+from ..rows.identity import row_identity
 from ..rows.pipeline import PreparedRow, format_rows, prepare_batch
 from ..rows.plan import RowPlan
 from ..settings import get_settings
 from . import pc_cross_attention
 from .zoo_proxy import BatchImages, ProcessorProxy
-from .zoo_release import Fix, PcFix, for_upstream, is_pc_row, pc_path_problem, resizer
+from .zoo_release import Fix, PcFix, for_upstream, is_pc_row, pc_path_problem, resizer, takes_native_video
 
 __all__ = ["Fix", "PcFix", "umi_patches", "make_wrapper", "render_row", "process_row"]
 
@@ -80,14 +82,16 @@ def make_pc_extract_wrapper(decision: Decision) -> Callable:
     return wrapper
 
 
-def failure(row: int | None, exc: BaseException, version: str | None) -> RowError:
+def failure(row: int | None, exc: BaseException, version: str | None, family: str | None = None) -> RowError:
     """The row-named error for a failure inside upstream code (its chat template, its processor or
-    the collator itself) on a row the plugin's own checks let through."""
+    the collator itself) on a row the plugin's own checks let through; ``family`` names the model
+    family whose processor it is (what it cannot take is its own rule, said in its message)."""
     where = f"row {row}" if row is not None else "this batch"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    processor = f"the {family} processor" if family else "the processor"
+    text = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""  # said once: ". Fix:" follows
     return RowError(
         f"unsloth_multiimage: {where} cannot be collated: the plugin's checks pass, but upstream code "
-        f"(unsloth_zoo {version}, the chat template or the processor) fails on it with {type(exc).__name__}"
+        f"(unsloth_zoo {version}, the chat template or {processor}) fails on it with {type(exc).__name__}"
         f"{': ' + text[:300] if text else ''}. Fix: compare {where} with the layout your chat template expects "
         f"(`unsloth-multiimage doctor --dataset FILE` checks every row), or leave it out.",
         row=row,
@@ -115,6 +119,21 @@ def process_row(processor: Any, text: str, images: Sequence[Any], row: int, deci
         raise
     except Exception as exc:
         raise failure(row, exc, decision.version) from exc
+
+
+def check_serial_template(processor: Any, prepared: Sequence[PreparedRow], family: str | None) -> None:
+    """Under ``strategy="serial"``: the first row with consecutive user turns raises when the
+    processor's chat template cannot render them (probed once per template)."""
+    rows = [p.row for p in prepared if serial.consecutive_turns(p.example)]
+    if not rows:
+        return
+    owner = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
+    key = f"{type(owner).__name__}:{getattr(owner, 'chat_template', None)}"
+    why = serial.template_refusal(
+        lambda chat: owner.apply_chat_template(chat, tokenize=False, add_generation_prompt=False), key
+    )
+    if why is not None:
+        raise serial.serial_template_error(rows[0], family or type(processor).__name__, why)
 
 
 def pc_row_error(row: int, problem: str) -> RowShapeError:
@@ -191,13 +210,29 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
         examples = list(args[0])
         if not examples:
             return wrapped(*args, **kwargs)
+        try:
+            return collate_batch(wrapped, instance, examples)
+        except RowError as exc:
+            # The one place a row error learns where its row is: batch position and dataset identity.
+            if exc.row is not None and 0 <= exc.row < len(examples):
+                exc.locate(len(examples), row_identity(examples[exc.row]))
+            raise
+
+    def collate_batch(wrapped: Callable, instance: Any, examples: list) -> Any:
         formatting = getattr(instance, "formatting_func", None)
         examples = format_rows(examples, formatting)
         adapter = adapters(instance.processor)
         single = adapter.name if adapter is not None and not adapter.multi_image else None
+        settings = get_settings()
         prepared = prepare_batch(
-            examples, get_settings(), single_image_family=single, after_decode=_pre_resize(instance)
+            examples,
+            settings,
+            single_image_family=single,
+            after_decode=_pre_resize(instance),
+            native_video=takes_native_video(decision, adapter),
         )
+        if settings.strategy == "serial":
+            check_serial_template(instance.processor, prepared, adapter.name if adapter is not None else None)
         _check_layouts([p.example for p in prepared], decision)
         with _swap_lock:
             if formatting is not None:
@@ -234,6 +269,7 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
         exc: BaseException,
     ) -> RowError:
         """The row that fails alone (upstream's own exception named), or a batch-level error."""
+        family = getattr(adapter, "name", None)
         if len(prepared) > 1:
             for p in prepared:
                 try:
@@ -243,8 +279,8 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
                 except Exception as inner:  # the first row that fails on its own is the bad one
                     if _image_less_batch(inner, [p]):
                         continue  # a text-only row alone
-                    return failure(p.row, inner, decision.version)
-            return failure(None, exc, decision.version)
-        return failure(0, exc, decision.version)
+                    return failure(p.row, inner, decision.version, family)
+            return failure(None, exc, decision.version, family)
+        return failure(0, exc, decision.version, family)
 
     return wrapper

@@ -15,7 +15,7 @@ from typing import Any
 
 import wrapt
 
-from ..adapters import ModelAdapter
+from ..adapters import ModelAdapter, id_list, token_id
 from ..errors import ImageCountError
 from ..rows.plan import RowPlan, check_rendered_counts
 from .zoo_release import resizer
@@ -51,15 +51,25 @@ class BatchImages:
         # (a prompt/completion batch encodes its completions on their own).
         self.outputs: list[Any] = []
 
-    def check_truncation(self, processor: Any, out: Any, aligned: list[list], max_length: Any) -> None:
-        """Raise naming the first row whose images lost their tokens in ``input_ids`` (truncation)."""
-        count = self.adapter.count_in_ids if self.adapter is not None else None
+    def check_truncation(
+        self, processor: Any, out: Any, aligned: list[list], max_length: Any, truncation: Any = None
+    ) -> None:
+        """Raise naming the first row whose images lost their tokens in ``input_ids`` to truncation.
+
+        Only when truncation was in force (``truncation`` on and a ``max_length``): without it
+        nothing can be cut, and a count that comes out short is the counter's, not the row's.
+        """
+        adapter = self.adapter
         ids = out.get("input_ids") if hasattr(out, "get") else None
-        if count is None or ids is None or len(ids) != len(aligned):
+        if adapter is None or ids is None or len(ids) != len(aligned) or not _truncates(max_length, truncation):
             return
-        for plan, row_ids, images in zip(self.plans, ids, aligned):
+        counts = _counts_by_length(adapter, processor, out, ids, aligned)
+        if counts is None:
+            if adapter.count_in_ids is None:
+                return
+            counts = [adapter.count_in_ids(processor, row_ids) for row_ids in ids]
+        for plan, found, images in zip(self.plans, counts, aligned):
             row = plan.row
-            found = count(processor, row_ids)
             if found < len(images):
                 raise ImageCountError(
                     f"unsloth_multiimage: row {row} has {len(images)} image(s) but only {found} survive in its "
@@ -104,6 +114,41 @@ class BatchImages:
             resize = resize or resizer(self.collator)  # the images are decoded already
             out.append(resize(list(plan.images)))
         return out
+
+
+def _truncates(max_length: Any, truncation: Any) -> bool:
+    """Whether a processor call with these arguments can cut ``input_ids``: transformers truncates
+    to a ``max_length`` unless ``truncation`` is off (None with a ``max_length`` means longest_first)."""
+    return max_length is not None and truncation not in (False, "do_not_truncate")
+
+
+def _counts_by_length(
+    adapter: ModelAdapter, processor: Any, out: Any, ids: Any, aligned: list[list]
+) -> list[int] | None:
+    """The complete images of each row, counted by the length each image expands to
+    (``ModelAdapter.image_lengths``), or None when the adapter cannot say."""
+    if adapter.image_lengths is None:
+        return None
+    lengths = adapter.image_lengths(processor, out)
+    if lengths is None or len(lengths) != sum(len(row) for row in aligned):
+        return None
+    token = token_id(processor, "image_token_id", adapter.placeholder, "image_token")
+    side = getattr(getattr(processor, "tokenizer", processor), "truncation_side", "right")
+    counts, start = [], 0
+    for row_ids, images in zip(ids, aligned):
+        mine = list(lengths[start : start + len(images)])
+        start += len(images)
+        kept = id_list(row_ids).count(token)
+        if side == "left":
+            mine.reverse()  # a left cut removes the first images: count from the last
+        complete = 0
+        for length in mine:
+            if kept < length:
+                break
+            kept -= length
+            complete += 1
+        counts.append(complete)
+    return counts
 
 
 def _needs_image_row_first(batch: BatchImages, aligned: list[list]) -> bool:
@@ -177,7 +222,7 @@ class ProcessorProxy(wrapt.ObjectProxy):
                 out = _call_image_row_first(self.__wrapped__, kwargs, aligned, batch)
             if out is None:
                 out = self.__wrapped__(*args, **kwargs)
-            batch.check_truncation(self.__wrapped__, out, aligned, kwargs.get("max_length"))
+            batch.check_truncation(self.__wrapped__, out, aligned, kwargs.get("max_length"), kwargs.get("truncation"))
             batch.outputs.append(out)
             return out
         out = self.__wrapped__(*args, **kwargs)

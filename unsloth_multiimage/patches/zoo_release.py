@@ -28,7 +28,16 @@ from ..rows.chat import (
 )
 from ..rows.pipeline import PreparedRow
 
-__all__ = ["Fix", "for_upstream", "installed_decision", "resizer", "upstream_problems", "pc_path_problem"]
+__all__ = [
+    "Fix",
+    "collator_adds_special_tokens",
+    "for_upstream",
+    "takes_native_video",
+    "installed_decision",
+    "resizer",
+    "upstream_problems",
+    "pc_path_problem",
+]
 
 DISTRIBUTION = "unsloth_zoo"
 
@@ -58,6 +67,8 @@ CONTENT_BESIDE_COLUMN = (2025, 3, 11)  # a content row in a batch with column ro
 TYPED_VISION_PARTS = (2025, 8, 1)  # content parts are images by their type (before: any part with an `image` key)
 CONTENT_BYTES = (2025, 12, 4)  # bytes and {"bytes"/"path"} dicts embedded in the messages
 COLUMN_DECODING = (2026, 9, 8)  # str / bytes / dict entries of the images column are decoded
+NO_SPECIAL_TOKENS = (2025, 3, 11)  # the processor is called with add_special_tokens=False (before: a second BOS)
+NATIVE_VIDEO = (2025, 9, 14)  # video parts are read and handed to the processor as `videos=` (not in 2025.9.3)
 _COLUMN_DECODED_TYPES = (str, bytes, bytearray, Mapping)
 
 
@@ -67,6 +78,18 @@ def _release(decision: Decision) -> tuple[int, ...]:
         return tuple(int(p) for p in (decision.version or "").split(".")[:3])
     except ValueError:
         return (9999,)
+
+
+def takes_native_video(decision: Decision, adapter: Any) -> bool:
+    """Whether this release hands video parts to the processor and the family's adapter says its
+    processor takes videos (``video="auto"`` then leaves them alone)."""
+    return bool(adapter is not None and getattr(adapter, "native_video", False)) and _release(decision) >= NATIVE_VIDEO
+
+
+def collator_adds_special_tokens(decision: Decision) -> bool:
+    """True when this release's collator lets the tokenizer add its special tokens to the rendered
+    chat (up to 2025.3.9: the chat template's BOS and the tokenizer's, twice)."""
+    return _release(decision) < NO_SPECIAL_TOKENS
 
 
 def installed_decision(patch: str = "unsloth_collator") -> Decision:

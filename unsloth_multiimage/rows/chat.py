@@ -31,6 +31,7 @@ __all__ = [
     "is_pc_row",
     "messages_of",
     "part_payload",
+    "rewrite_contents",
     "rewrite_image_parts",
     "without_none_keys",
 ]
@@ -157,6 +158,12 @@ def _with_contents(example: Any, fn: Callable[[Sequence[Any]], list]) -> Any:
     for key, chat in chat_sides(example):
         out[key] = messages(chat)
     return out
+
+
+def rewrite_contents(example: Any, fn: Callable[[Sequence[Any]], list]) -> Any:
+    """A copy of ``example`` whose list contents are ``fn(content)``, message by message in reading
+    order (only the chat lists are copied; every other key of the row is kept as it is)."""
+    return _with_contents(example, fn)
 
 
 def rewrite_image_parts(example: Any, fn: PartFn) -> Any:

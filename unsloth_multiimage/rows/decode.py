@@ -15,8 +15,10 @@ processor would read it, minus its silent failures:
 - 16-bit and 32-bit integer images (``I;16*``, ``I``) are scaled to 8 bits (``v / 257``):
   the processors clip them to white;
 - float images (``F``) with values in [0, 1] are scaled by 255; other ranges raise (ambiguous);
-- an image with a side under :data:`MIN_SIDE` pixels raises (0x0 fails deep in the processor;
-  a 1- or 3-pixel-high image is read channels-first by transformers 4.x: silently garbage).
+- an image with a side under :data:`MIN_SIDE` pixels (but not empty) is enlarged, nearest
+  neighbour, to :data:`MIN_SIDE` on that side (logged once per process): a 1- or 3-pixel-high
+  image is read channels-first by transformers 4.x (silently garbage), and every processor
+  resizes anyway; an image with no pixels (a side of 0) raises: no image processor can take it.
 
 Every failure raises :class:`ImageLoadError` (a ``ValueError``) naming the row and the image.
 
@@ -31,8 +33,10 @@ dtypes, value ranges and shapes raise.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
@@ -50,10 +54,12 @@ __all__ = [
     "MAX_URL_BYTES",
 ]
 
-#: Smallest width/height accepted (see the module docstring).
+#: Smallest width/height sent on: smaller sides are enlarged to it (see the module docstring).
 MIN_SIDE = 4
 #: Most bytes read from one opted-in URL.
 MAX_URL_BYTES = 64 * 1024 * 1024
+
+logger = logging.getLogger("unsloth_multiimage")
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -114,9 +120,14 @@ def load_image(
         elif path is not None:
             obj = path
         else:
+            held = [k for k in ("bytes", "path") if k in obj]
+            found = (
+                f"a dict whose {' and '.join(repr(k) for k in held)} {'are both' if len(held) == 2 else 'is'} None"
+                if held
+                else f"a dict without 'bytes' or 'path' (keys: {sorted(map(str, obj))})"
+            )
             raise ImageLoadError(
-                f"unsloth_multiimage: {_where(row, index)} is a dict without 'bytes' or 'path' (keys: "
-                f"{sorted(map(str, obj))}). Fix: store the image bytes or a local file path.",
+                f"unsloth_multiimage: {_where(row, index)} is {found}. Fix: store the image bytes or a local file path.",
                 row=row,
             )
     if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -179,7 +190,7 @@ def load_image(
         with opener() as fh:
             image = Image.open(fh)
             if header_only:
-                _check_size(image, row, index)
+                _refuse_empty(image, row, index)
                 return image
             image.load()
     except Image.DecompressionBombError as exc:
@@ -204,15 +215,41 @@ def _pil_reason(exc: BaseException) -> str:
     return re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
 
 
-def _check_size(image: Any, row: int, index: int) -> None:
+def _refuse_empty(image: Any, row: int, index: int) -> None:
     width, height = image.size
-    if min(width, height) < MIN_SIDE:
+    if not (width and height):
         raise ImageLoadError(
-            f"unsloth_multiimage: {_where(row, index)} is {width}x{height} pixels; images need at least "
-            f"{MIN_SIDE} pixels per side (an empty image fails in the processor and a 1- or 3-pixel-high one is "
-            f"misread by some transformers releases). Fix: remove that image (and its placeholder) or fix it.",
+            f"unsloth_multiimage: {_where(row, index)} is {width}x{height} pixels: an image with no pixels, which "
+            f"no image processor can take. Fix: remove that image (and its placeholder).",
             row=row,
         )
+
+
+_enlarged_logged = threading.Event()
+
+
+def _enlarge_small(image: Any, row: int, index: int) -> Any:
+    """``image`` with every side under :data:`MIN_SIDE` enlarged to it, nearest neighbour (pixels
+    copied, none invented); said once per process. Upstream trains on such an image on the
+    releases whose processors read it right; the enlarged one is read right by every release."""
+    from PIL import Image
+
+    width, height = image.size
+    if min(width, height) >= MIN_SIDE:
+        return image
+    size = (max(width, MIN_SIDE), max(height, MIN_SIDE))
+    if not _enlarged_logged.is_set():
+        _enlarged_logged.set()
+        logger.warning(
+            "unsloth_multiimage: %s is %dx%d pixels; enlarged to %dx%d (nearest neighbour), the smallest size every "
+            "transformers release reads right (a 1- or 3-pixel side is misread as the channel axis by some); "
+            "said once, other images this small are enlarged the same way",
+            _where(row, index),
+            width,
+            height,
+            *size,
+        )
+    return image.resize(size, Image.Resampling.NEAREST)
 
 
 def file_uri_path(uri: str) -> str | None:
@@ -257,7 +294,8 @@ def _normalise(image: Any, row: int, index: int) -> Any:
                 f"Fix: re-save the image without EXIF orientation.",
                 row=row,
             ) from exc
-    _check_size(image, row, index)
+    _refuse_empty(image, row, index)
+    image = _enlarge_small(image, row, index)
     mode = image.mode
     if mode == "RGB":
         return image

@@ -78,17 +78,21 @@ def detect(example: Any) -> str:
     Rules, first match wins:
 
     1. ``texts`` is a non-empty list of dicts with ``user``/``assistant``: ``"cauldron"``.
-    2. The chat (``messages``, else ``conversations``, else ``conversation``) holds
+    2. The chat is an empty list: the layout its keys name (``image`` or ``conversations``:
+       ``"llava"``; ``conversation``: ``"mantis"``; else ``"messages"``), so that its images are
+       read from the column that layout keeps them in (and an empty chat with images is refused).
+    3. The chat (``messages``, else ``conversations``, else ``conversation``) holds
        ``{"from", "value"}`` turns: ``"llava"`` (LLaMA-Factory's from/value sharegpt too).
-    3. Role/content turns with an ``image_url`` part anywhere: ``"openai"``.
-    4. Role/content turns with a string content and no image part: ``"llamafactory"`` under
+    4. Role/content turns with an ``image_url`` part anywhere: ``"openai"``.
+    5. Role/content turns with a string content and no image part: ``"llamafactory"`` under
        ``messages``, ``"mantis"`` under ``conversation(s)``. Text-only string chats land here too
        (harmless: converting them only wraps the strings into text parts).
-    5. Role/content turns with list contents (string text turns beside image parts included), or
-       an empty chat: ``"messages"``.
+    6. Role/content turns with list contents (string text turns beside image parts included):
+       ``"messages"``.
        OpenAI rows without images are ``"messages"``: the two layouts coincide.
-    6. ``prompt`` is a list of role/content turns: ``"prompt_completion"`` (prompt-only rows
+    7. ``prompt`` is a list of role/content turns: ``"prompt_completion"`` (prompt-only rows
        too). String prompts (TRL's standard, non-conversational layout) are ``"unknown"``.
+    8. ``texts`` is an empty list: ``"cauldron"``.
 
     Returns:
         One of :data:`FORMATS` or ``"unknown"`` (anything that is not a mapping is unknown).
@@ -107,7 +111,7 @@ def detect(example: Any) -> str:
     if chat is not None:
         turns = [m for m in chat if isinstance(m, Mapping)]
         if not turns:
-            return MESSAGES if not chat else UNKNOWN
+            return _empty_chat_layout(example, key) if not chat else UNKNOWN
         if turns[0].get("from") is not None or turns[0].get("value") is not None:
             return LLAVA
         if turns[0].get("role") is None and turns[0].get("content") is None:
@@ -119,7 +123,20 @@ def detect(example: Any) -> str:
         return MESSAGES
     if is_message_list(example.get("prompt")) and example.get("prompt"):
         return PROMPT_COMPLETION
+    if isinstance(texts, (list, tuple)) and not texts:
+        return CAULDRON  # an empty `texts`: still the_cauldron's key (its images then have no chat)
     return UNKNOWN
+
+
+def _empty_chat_layout(example: Mapping, key: str | None) -> str:
+    """The layout of a row whose chat is an empty list: named by its keys, since there is no turn
+    to read (a LLaVA row with ``conversations: []`` and an ``image`` is LLaVA, not ``messages``,
+    so that converting it reads ``image`` and refuses the row instead of dropping its images)."""
+    if example.get("image") is not None or key == "conversations":
+        return LLAVA
+    if key == "conversation":
+        return MANTIS
+    return MESSAGES
 
 
 def describe(fmt: str) -> str:

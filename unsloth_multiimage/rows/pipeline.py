@@ -1,10 +1,13 @@
 """The one row pipeline: what happens to a batch's rows before any upstream code sees them.
 
 Stages, each over the whole batch before the next (so the first bad row of a stage is the one
-named): **shape** (:func:`~unsloth_multiimage.rows.shape.check_row`) -> **plan** (every image
+named): **shape** (:func:`~unsloth_multiimage.rows.shape.check_row`) -> **video** (each video
+part decoded and sampled into frames as image parts, :func:`~unsloth_multiimage.rows.video.expand_videos`,
+unless the family takes the video natively) -> **plan** (every image
 of the row in placeholder order, :func:`~unsloth_multiimage.rows.plan.plan_row`) -> **reject**
 what can never reach the model (an image in a prompt/completion row's completion) -> **cap**
-(``max_images``, before decoding, so dropped images are never loaded) -> **decode** (paths,
+(``max_images``, before decoding, so dropped images are never loaded) and **serial** (one turn
+per image, which needs no pixels) -> **decode** (paths,
 bytes, dicts, arrays, odd modes; on a small thread pool) -> **budget / grid** -> **fit** (a
 family that takes one image per row).
 
@@ -22,12 +25,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ImageCountError
-from ..settings import Settings, get_settings
+from ..settings import Settings, Strategy, get_settings
 from .chat import image_parts, is_chat
 from .decode import load_image, needs_decoding
 from .plan import RowPlan, plan_row
 from .policy import apply_policies
 from .shape import check_formatted, check_row
+from .video import expand_videos, frames_mode, has_videos
 
 __all__ = ["PreparedRow", "prepare_batch", "format_rows"]
 
@@ -72,6 +76,7 @@ def prepare_batch(
     first_row: int = 0,
     headers_only: bool = False,
     after_decode: Callable[[RowPlan, Any], Any] | None = None,
+    native_video: bool = False,
 ) -> list[PreparedRow]:
     """Run every stage of the pipeline over a batch (see the module docstring).
 
@@ -88,6 +93,8 @@ def prepare_batch(
             right after an image is loaded (the collator resizes there the way its release
             would, so that work runs in parallel too); only when no later stage changes pixels
             (no pixel budget, no grid).
+        native_video: the model family and the installed release take video parts themselves;
+            under ``video="auto"`` they are then left alone (``video="frames"`` decodes them anyway).
 
     Raises:
         RowError: the first bad row of the first stage that finds one (a ``ValueError`` naming it).
@@ -95,12 +102,16 @@ def prepare_batch(
     settings = settings or get_settings()
     for row, example in enumerate(examples, first_row):
         check_row(example, row)
+    if frames_mode(settings, native_video):
+        examples = _expand_batch(examples, settings, first_row)
     plans = [plan_row(example, row) for row, example in enumerate(examples, first_row)]
     _reject_completion_images(examples, plans)
     given = [len(p.images) for p in plans]
-    # The cap first, so images it drops are never loaded; then decode; then budget and grid.
-    capped, plans = apply_policies(examples, plans, replace(settings, max_pixels_per_example=None, strategy="native"))
-    pixels_final = settings.max_pixels_per_example is None and settings.strategy == "native"
+    # The cap (and serial, which needs no pixels) first, so images the cap drops are never loaded
+    # and a dry run sees the serial turns; then decode; then budget and grid.
+    early: Strategy = "serial" if settings.strategy == "serial" else "native"
+    capped, plans = apply_policies(examples, plans, replace(settings, max_pixels_per_example=None, strategy=early))
+    pixels_final = settings.max_pixels_per_example is None and settings.strategy != "grid"
     hook = after_decode if pixels_final and not headers_only else None
     plans, decoded = _decode_batch(plans, settings, headers_only, hook)
     if headers_only:
@@ -110,6 +121,20 @@ def prepare_batch(
     if single_image_family is not None:
         _reject_multi_image(plans, single_image_family, settings)
     return [PreparedRow(p.row, e, p, g, d) for e, p, g, d in zip(final, plans, given, decoded)]
+
+
+def _expand_batch(examples: Sequence[Any], settings: Settings, first_row: int) -> list:
+    """Every row's videos as frames (:func:`~unsloth_multiimage.rows.video.expand_videos`); rows with
+    videos are decoded on the decoding pool (PyAV releases the GIL), the first failure raised in order."""
+    todo = [(row, example) for row, example in enumerate(examples, first_row) if has_videos(example)]
+    if not todo:
+        return list(examples)
+    if settings.decode_threads > 1 and len(todo) > 1:
+        done = list(_pool(settings.decode_threads).map(lambda t: expand_videos(t[1], t[0], settings), todo))
+    else:
+        done = [expand_videos(example, row, settings) for row, example in todo]
+    by_row = {row: new for (row, _), new in zip(todo, done)}
+    return [by_row.get(row, example) for row, example in enumerate(examples, first_row)]
 
 
 def _reject_completion_images(examples: Sequence[Any], plans: Sequence[RowPlan]) -> None:

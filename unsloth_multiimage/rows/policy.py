@@ -13,7 +13,9 @@
    (a row can only stay above the budget when sides are held at 1 px);
 3. **strategy** ``grid`` (early fusion): a row with two or more images gets them composed into
    one canvas (:func:`unsloth_multiimage.grid.compose_grid`); its image placeholders collapse to
-   one, at the first image's position.
+   one, at the first image's position; strategy ``serial``: every message holding two or more
+   images is split into one turn per image (:func:`unsloth_multiimage.rows.serial.serialise`;
+   needs no pixels, so it also runs before decoding).
 
 The cap works on any image payload (paths, bytes, dicts, PIL images), so a caller may run it
 alone before decoding (``dataclasses.replace(settings, max_pixels_per_example=None,
@@ -48,6 +50,7 @@ from .chat import (
 )
 from .decode import MIN_SIDE
 from .plan import RowPlan, plan_row
+from .serial import needs_serial, serialise
 
 __all__ = ["apply_policies", "cap_indices", "budget_sizes"]
 
@@ -231,14 +234,16 @@ def _apply_row(example: Any, plan: RowPlan, settings: Settings) -> tuple[Any, Ro
 
         _pil_images(images, plan.row, 'strategy="grid"')
         images = [compose_grid(images, gap=settings.grid_gap, labels=settings.grid_labels)]
-    if not capped and not grid and all(a is b for a, b in zip(images, plan.images)):
+    # A plain column row (no placeholders to split at) with several images cannot be serialised.
+    serial = settings.strategy == "serial" and (needs_serial(example) or (plan.placeholders != n and len(images) >= 2))
+    if not capped and not grid and not serial and all(a is b for a, b in zip(images, plan.images)):
         return example, plan, None
 
     if plan.placeholders != n:
         # Only a plain column row can get here (images.plan_row): its images cannot be paired with
         # placeholders, so only a change that keeps the count (the pixel budget) is possible.
-        if capped or grid:
-            what = f"max_images={settings.max_images}" if capped else 'strategy="grid"'
+        if capped or grid or serial:
+            what = f"max_images={settings.max_images}" if capped else f'strategy="{settings.strategy}"'
             raise ImageCountError(
                 f"unsloth_multiimage: row {plan.row} has {n} image(s) in its `images` column but {plan.placeholders} "
                 f'{{"type": "image"}} part(s) in its messages, so {what} cannot tell which placeholder goes with which '
@@ -247,6 +252,8 @@ def _apply_row(example: Any, plan: RowPlan, settings: Settings) -> tuple[Any, Ro
         new_example = {**example, "images": _column_entries(example, plan, images)}
     else:
         new_example = _rebuild(example, plan, keep, images, grid)
+        if serial:
+            new_example = serialise(new_example)
     return new_example, _replan(new_example, plan, images), n if capped else None
 
 

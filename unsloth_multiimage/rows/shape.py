@@ -54,6 +54,13 @@ def _check_turns(example: Any, key: str, chat: Any, row: int) -> None:
             f'[{{"role": "user", "content": ...}}, {{"role": "assistant", "content": ...}}].',
             row=row,
         )
+    if not chat and key != "completion":
+        raise RowShapeError(
+            f"unsloth_multiimage: row {row}'s `{key}` is an empty list: the row has no turn to train on. "
+            f"Fix: give the row its conversation, or leave it out "
+            f"of the dataset.",
+            row=row,
+        )
     for t, turn in enumerate(chat):
         if not isinstance(turn, Mapping):
             raise RowShapeError(
@@ -71,6 +78,13 @@ def _check_turns(example: Any, key: str, chat: Any, row: int) -> None:
         content = turn["content"]
         if content is None or isinstance(content, str):
             continue
+        if t == 0 and not content:
+            # unsloth_zoo reads the first turn's first part (``content[0]``): an IndexError.
+            raise RowShapeError(
+                f"unsloth_multiimage: row {row}, `{key}` turn 0 has an empty content list. Fix: give it its "
+                f'parts (e.g. [{{"type": "text", "text": ...}}]), or drop the turn.',
+                row=row,
+            )
         if not isinstance(content, (list, tuple)):
             raise RowShapeError(
                 f"unsloth_multiimage: row {row}, `{key}` turn {t} has a content that is a {_kind(content)}. Fix: "

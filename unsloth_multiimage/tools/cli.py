@@ -1,10 +1,9 @@
-"""Command line: ``unsloth-multiimage doctor | convert | demo | preview`` (also ``python -m unsloth_multiimage``)."""
+"""Command line: ``unsloth-multiimage doctor | convert | demo | preview | ask`` (also ``python -m unsloth_multiimage``)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -34,9 +33,9 @@ def _progress(total: int | None, desc: str) -> Iterator[Callable[[int], Any] | N
 def _doctor(args: argparse.Namespace) -> int:
     processor = None
     if args.model and not args.dataset:
-        from .doctor import _processor
+        from .common import load_processor
 
-        processor = _processor(args.model)[0]
+        processor = load_processor(args.model)[0]
     print(doctor_report(import_targets=not args.no_import, processor=processor))
     if not args.dataset:
         return 0
@@ -61,7 +60,32 @@ def _doctor(args: argparse.Namespace) -> int:
     print()
     print(format_dataset_check(check))
     bad = check.refused is not None or any(r.verdict == "error" for r in check.reports)
+    if args.max_seq_length is not None:
+        bad = _token_report(args, limit) or bad
     return 1 if bad else 0
+
+
+def _token_report(args: argparse.Namespace, limit: int | None) -> bool:
+    """``doctor --dataset FILE --max-seq-length N``: True when training would fail on a row."""
+    from .doctor import check_tokens, format_token_check
+
+    try:
+        with _progress(limit, "counting tokens") as progress:
+            tokens = check_tokens(
+                args.dataset,
+                args.max_seq_length,
+                limit=limit,
+                num_proc=args.num_proc,
+                model=args.model,
+                image_root=args.image_root,
+                progress=progress,
+            )
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"\nToken report: {args.dataset}\ncannot count the tokens: {exc}")
+        return True
+    print()
+    print(format_token_check(tokens))
+    return bool(tokens.report.cut)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -91,9 +115,28 @@ def _formats() -> list[str]:
     return ["auto", *FORMATS]
 
 
+def _version() -> str:
+    from .._version import __version__
+
+    return __version__
+
+
+def setup_logging(verbose: bool) -> None:
+    """The CLI's logging: the plugin's warnings (with ``-v`` its info lines too); other libraries'
+    known noise hidden (:mod:`~unsloth_multiimage.tools.noise`) unless ``-v``."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not verbose:
+        from .noise import quiet_known_noise
+
+        quiet_known_noise()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unsloth-multiimage", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the plugin does")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what the plugin does, and all other libraries' lines"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("doctor", help="versions, plugins, each patch's decision; --dataset dry-runs rows")
@@ -106,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", help="folder of a local checkpoint whose processor renders the rows")
     p.add_argument("--image-root", help="folder relative image paths are read from (default: the dataset's folder)")
     p.add_argument("--format", default="auto", choices=_formats(), help="the rows' layout (default: detected)")
+    p.add_argument(
+        "--max-seq-length",
+        type=int,
+        help="with --dataset: count each row's tokens, name the rows this length would cut, say what fits",
+    )
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("convert", help="convert a LLaVA / Mantis / LLaMA-Factory / cauldron / OpenAI dataset")
@@ -126,9 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--compare",
         action="store_true",
-        help="train the same model 4 ways (first_image, grid, every_image, every_image_cumulative) and compare held-out accuracy",
+        help="train the same model 5 ways (first_image, grid, every_image, every_image_cumulative, serial) and compare held-out accuracy",
     )
-    p.add_argument("--arms", help="with --compare: comma-separated arms to run (default: all four)")
+    p.add_argument("--arms", help="with --compare: comma-separated arms to run (default: all five)")
     p.add_argument("--plot", metavar="FILE", help="with --compare: write a PNG of the loss curves and the accuracies")
     p.add_argument(
         "--dataset",
@@ -147,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="cross-last",
         help="with --compare, tiny model: cross-attention as the last layer (default: isolates the mask) or self/cross/self (the real checkpoints' pattern)",
     )
-    p.set_defaults(func=lambda a: _lazy("demo", a))
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("preview", help="write a PNG of what the model sees for one row")
     p.add_argument("--dataset", help="JSON/JSONL file (default: the demo data)")
@@ -160,16 +208,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=get_args(CrossAttention),
         help="the Llama 3.2 Vision mask to draw (default: the mllama_cross_attention setting in force)",
     )
-    p.set_defaults(func=lambda a: _lazy("preview", a))
+    p.set_defaults(func=_preview)
+
+    from . import ask  # cheap: its heavy imports run in ask.run
+
+    p = sub.add_parser("ask", help="ask a local checkpoint a multi-image question, the prompt shaped as in training")
+    ask.add_arguments(p)
+    p.set_defaults(func=ask.run)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    setup_logging(args.verbose)
     return int(args.func(args) or 0)
 
 
-def _lazy(name: str, args: argparse.Namespace) -> int:
-    module = importlib.import_module(f"unsloth_multiimage.tools.{name}")
-    return int(module.run(args) or 0)
+def _demo(args: argparse.Namespace) -> int:
+    # The demo harness is the CLI's to import (the runtime and the other commands never do).
+    if args.compare:
+        from ..demo import compare
+
+        return int(compare.run(args) or 0)
+    from ..demo import demo
+
+    return int(demo.run(args) or 0)
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from . import preview
+
+    if args.dataset:
+        return int(preview.run(args) or 0)
+    from ..demo.demo_data import make_rows  # no dataset: the demo's synthetic rows
+
+    return int(preview.run(args, default_rows=make_rows(n=max(16, args.row + 1), seed=0)) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

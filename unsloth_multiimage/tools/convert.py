@@ -1,8 +1,9 @@
 """``unsloth-multiimage convert IN OUT``: a dataset file in a public layout to the messages layout.
 
 Reads JSON Lines, JSON, Parquet or a ``save_to_disk`` folder; writes ``.jsonl``, ``.json``,
-``.parquet``, or a ``save_to_disk`` folder (an OUT without a suffix). Each row goes through
-:func:`unsloth_multiimage.formats.to_messages` (the layout detected per row, or ``--format``).
+``.parquet``, or a ``save_to_disk`` folder (an OUT without a suffix), with the user's umask. The
+rows come from the dataset service (:mod:`unsloth_multiimage.formats.source`: the default image
+root, the convert-or-not rule, the worker pool), like every other command's.
 A row that cannot be converted is never dropped silently: without ``--skip-bad`` nothing is
 written and every bad row is listed; with it, the good rows are written and the bad ones listed.
 """
@@ -10,9 +11,8 @@ written and every bad row is listed; with it, the good rows are written and the 
 from __future__ import annotations
 
 import collections
-import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,31 +37,6 @@ def _is_relative_path(image: Any) -> bool:
     return isinstance(path, str) and is_relative_path(path)
 
 
-def _convert_one(item: tuple[int, Any], fmt: str, image_root: str | None) -> tuple[int, str, Any, str | None]:
-    from .. import formats
-    from ..errors import RowError
-
-    row, example = item
-    layout = formats.detect(example) if fmt == "auto" else fmt
-    try:
-        return row, layout, formats.to_messages(example, row=row, format=layout, image_root=image_root), None
-    except RowError as exc:
-        return row, layout, None, str(exc)
-
-
-def _converted(
-    rows: Iterable[Any], fmt: str, image_root: str | None, num_proc: int
-) -> Iterator[tuple[int, str, Any, str | None]]:
-    work = functools.partial(_convert_one, fmt=fmt, image_root=image_root)
-    if num_proc <= 1:
-        yield from map(work, enumerate(rows))
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
-        yield from pool.imap(work, enumerate(rows), chunksize=256)
-
-
 def convert_file(
     source: str,
     target: str,
@@ -73,18 +48,19 @@ def convert_file(
     progress: Callable[[int], None] | None = None,
 ) -> ConvertResult:
     """Convert ``source`` into ``target`` (see the module docstring). Returns what was done."""
-    from .dataset_io import read_rows, write_rows
+    from ..formats.files import write_rows
+    from ..formats.source import prepare_rows
 
     result = ConvertResult()
     good: list[Any] = []
-    for row, layout, converted, error in _converted(read_rows(source), fmt, image_root, num_proc):
+    for prepared in prepare_rows(source, format=fmt, image_root=image_root, num_proc=num_proc):
         result.rows += 1
-        result.formats[layout] += 1
-        if error is not None:
-            result.errors.append((row, error))
+        result.formats[prepared.layout] += 1
+        if prepared.row is None:
+            result.errors.append((prepared.index, prepared.error or "cannot be converted"))
         else:
-            result.relative_paths += sum(_is_relative_path(img) for img in converted.get("images") or [])
-            good.append(converted)
+            result.relative_paths += sum(_is_relative_path(img) for img in prepared.row.get("images") or [])
+            good.append(prepared.row)
         if progress:
             progress(1)
     if result.errors and not skip_bad:

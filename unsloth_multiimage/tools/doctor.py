@@ -10,38 +10,98 @@ collator cannot read (LLaVA, Mantis, the_cauldron...) are reported as refused, t
 
 from __future__ import annotations
 
+import collections
 import importlib
 import itertools
 import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import _env
 from ..engine import activation, compat
+from .common import load_processor
 from .text_table import table
 
-__all__ = ["doctor_report", "check_dataset", "DatasetCheck", "read_dataset_rows"]
+__all__ = ["doctor_report", "check_dataset", "DatasetCheck", "check_tokens", "TokenCheck"]
 
 logger = logging.getLogger("unsloth_multiimage")
 
 _DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "trl", "unsloth", "unsloth_zoo", "wrapt", "pluggy")
 _SHOWN_ERRORS = 50
+# Targets doctor leaves to the training script: TRL's trainers (slow to import; patched when the
+# script imports them) and unsloth_zoo's vLLM module (it needs peft, and vLLM to do anything); the
+# vLLM limit is read from its source instead (vllm_image_limit.limit_report).
+_NOT_IMPORTED = ("trl.", "unsloth_zoo.vllm_utils")
 
 
-def _import_targets() -> None:
-    """Import each patch target that is installed, so the decisions are final, not pending."""
+def _import_targets() -> dict[str, str]:
+    """Import each patch target that is installed, so the decisions are final, not pending.
+    Returns module -> why its import failed (shown with the patch it leaves pending)."""
+    failed: dict[str, str] = {}
     for st in activation.status():
         if st.decision != "pending":
             continue
         module = st.target.split(":")[0]
+        if module in failed or module.startswith(_NOT_IMPORTED):
+            continue
         try:
             importlib.import_module(module)
         except Exception as exc:  # e.g. unsloth_zoo refusing to start without a GPU
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            failed[module] = f"{type(exc).__name__}: {first}".rstrip(": ")
             logger.info("doctor: cannot import %s: %s", module, exc)
+    return failed
+
+
+#: Decisions that leave a patch off where the user may want it on.
+_NOT_APPLIED = ("pending", "unsupported", "untested", "lost", "inactive", "error", "blocked")
+
+
+def _native_when_imported(st: Any) -> bool:
+    try:
+        return str(compat.decide(st.name, st.installed_version).state) == "native"
+    except (KeyError, ValueError):  # a third-party patch without a built-in compat entry
+        return False
+
+
+def patch_fix(st: Any, import_error: str | None = None, imported: bool = True) -> str | None:
+    """The one line that fixes a patch left off (``st``: a :class:`~unsloth_multiimage.PatchStatus`),
+    or None when it is applied or off by design (native, absent, disabled)."""
+    if st.applied or str(st.decision) not in _NOT_APPLIED:
+        return None
+    module = st.target.split(":")[0]
+    dist = st.distribution or module.split(".")[0]
+    decision = str(st.decision)
+    if decision == "pending" and _native_when_imported(st):
+        return None  # upstream does it all on this version: nothing will be patched, nothing to fix
+    if decision == "pending" and import_error is None:
+        if imported:
+            return None  # its module imported, so the patch applied; nothing to fix
+        return f"applied when {module} is imported: nothing to do (doctor without --no-import imports it)"
+    if decision == "pending" and module.startswith("unsloth_zoo"):
+        return (
+            f"`import {module}` fails here ({import_error}): `import unsloth` before unsloth_zoo (GPU), or set "
+            f"UNSLOTH_ZOO_DISABLE_GPU_INIT=1 before importing it (CPU, the collator only)"
+        )
+    if decision == "pending":
+        return f"`import {module}` fails here ({import_error}): install what it needs, then it is patched on import"
+    if decision == "blocked":
+        return f"remove {st.name!r} from {_env.DISABLE_PATCHES.name}"
+    if decision in ("unsupported", "untested"):
+        try:
+            supported = str(compat.compat_table()[st.name].supported)
+        except KeyError:
+            supported = "the range its plugin declares"
+        return f"install a {dist} release the patch supports ({supported}): pip install '{dist}{supported}'"
+    if decision == "lost":
+        return "call unsloth_multiimage.activate() again after reloading the patched module"
+    if decision == "inactive":
+        return "call unsloth_multiimage.activate()"
+    return f"see the plugin's error with `unsloth-multiimage -v doctor`; fix or uninstall the plugin of {st.name}"
 
 
 def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
@@ -51,8 +111,7 @@ def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
     from ..adapters.table import BUILTIN_ADAPTERS
     from ..settings import get_settings
 
-    if import_targets:
-        _import_targets()
+    failed = _import_targets() if import_targets else {}
     out = [f"unsloth-multiimage {__version__}", ""]
     versions = [("python", platform.python_version())]
     versions += [(d, compat.installed_version(d) or "not installed") for d in _DISTRIBUTIONS]
@@ -71,22 +130,60 @@ def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
         for s in activation.status()
     ]
     out += ["Patches", table(patches, ("patch", "version", "decision", "applied", "why")), ""]
+    fixes = [
+        (st, fix)
+        for st in activation.status()
+        if (fix := patch_fix(st, failed.get(st.target.split(":")[0]), imported=import_targets)) is not None
+    ]
+    lines = [f"  {st.name} ({st.decision}): {st.reason}\n    Fix: {fix}" for st, fix in fixes]
+    lines += [
+        f"  {r.name} (blocked): the plugin is not loaded, so none of its patches is applied\n"
+        f"    Fix: remove {r.name!r} from {_env.DISABLE_PATCHES.name}"
+        for r in activation.plugin_records()
+        if r.blocked
+    ]
+    if lines:
+        out += ["Patches not applied, and the fix", *lines, ""]
     try:
         settings = get_settings()
         shown = ", ".join(f"{k}={v!r}" for k, v in vars(settings).items())
     except ValueError as exc:
         shown = f"INVALID: {exc}"
     out += [f"Settings: {shown}", ""]
-    from ..patches.mllama_processor import cross_attention_report
-
     out += [cross_attention_report(), ""]
+    from ..patches.vllm_image_limit import limit_report
+
+    out += [*limit_report(), ""]
+    from ..patches import zoo_release
+    from ..rows.video import frames_mode
+
+    zoo = zoo_release.installed_decision()
+    try:
+        current = get_settings()
+    except ValueError:  # shown as INVALID above
+        current = None
+
+    def video_path(adapter: Any) -> str:
+        """What a video part becomes under the video setting in force, on the installed release."""
+        if current is None:
+            return "?"
+        return "frames" if frames_mode(current, zoo_release.takes_native_video(zoo, adapter)) else "native"
+
+    videos = {a.name: video_path(a) for a in BUILTIN_ADAPTERS}
     adapters = [
-        (a.name, a.placeholder, ", ".join(a.processor_classes), "yes" if a.multi_image else "no", a.nesting or "-")
+        (
+            a.name,
+            a.placeholder,
+            ", ".join(a.processor_classes),
+            "yes" if a.multi_image else "no",
+            a.nesting or "-",
+            videos[a.name],
+        )
         for a in BUILTIN_ADAPTERS
     ]
     out += [
         "Model adapters (built in)",
-        table(adapters, ("adapter", "placeholder", "processors", "several images", "nesting")),
+        table(adapters, ("adapter", "placeholder", "processors", "several images", "nesting", "videos")),
     ]
     if processor is not None:
         found = activation.find_adapter(processor)
@@ -105,6 +202,38 @@ def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
     return "\n".join(out)
 
 
+def cross_attention_report() -> str:
+    """One line on the ``mllama_cross_attention`` setting and whether it acts, from ``status()``."""
+    from ..settings import get_settings
+
+    try:
+        mode = get_settings().mllama_cross_attention
+    except ValueError as exc:
+        return f"mllama_cross_attention: INVALID ({exc})"
+    if mode == "latest":
+        return "mllama_cross_attention: latest (upstream's mask: a text token attends the latest group of images before it)"
+    name = "mllama_processor"  # the patch that builds the cumulative mask
+    st = next((s for s in activation.status() if s.name == name), None)
+    if st is not None and (st.applied or st.decision == "pending"):
+        when = "applied" if st.applied else "applied when transformers' Mllama module is imported"
+        return (
+            f"mllama_cross_attention: cumulative (every text token attends every image before it; built by the "
+            f"{name} patch, {when})"
+        )
+    if st is not None:
+        why = f"{st.decision}: {st.reason}"
+    elif activation.is_disabled():
+        why = f"the plugin is off ({_env.DISABLE.name}=1)"
+    elif any(r.name == name and r.blocked for r in activation.plugin_records()):
+        why = f"blocked by {_env.DISABLE_PATCHES.name}"
+    else:
+        why = "the patch is not loaded"
+    return (
+        f"mllama_cross_attention: cumulative requested, but the {name} patch is not applied ({why}); "
+        f"the mask stays upstream's (latest)"
+    )
+
+
 # ------------------------------------------------------------------------------------------ --dataset
 
 
@@ -120,94 +249,34 @@ class DatasetCheck:
     processor_note: str
 
 
-def _processor(model: str | None) -> tuple[Any | None, str]:
-    """The processor that renders the rows: the user's checkpoint, else the tiny Llama-3.2-Vision one."""
-    try:
-        from .tiny_mllama import processor_of
-
-        processor = processor_of(model)
-    except ImportError as exc:
-        return None, f"no processor ({exc}): placeholders are not checked in the rendered text"
-    if model is not None:
-        return processor, f"the processor of {model}"
-    return processor, "the tiny offline Llama-3.2-Vision processor (--model PATH: yours)"
-
-
-def _prepare(example: Any, row: int, fmt: str, image_root: str) -> Any:
-    """The row as the check sees it: converted when its layout needs it, relative paths resolved."""
-    from .. import formats
-
-    if fmt not in ("messages", "prompt_completion"):  # the collator reads those as they are
-        return formats.to_messages(example, row=row, format=fmt, image_root=image_root)
-    return formats.resolve_paths(example, image_root, only_missing=True)
-
-
-def read_dataset_rows(path: str, *, limit: int | None = None, image_root: str | None = None) -> list:
-    """The first ``limit`` rows of a dataset file as the collator should get them: rows in a layout
-    it cannot read converted (:func:`unsloth_multiimage.formats.to_messages`), and relative image
-    paths that do not exist from the working directory read from ``image_root`` (default: the
-    file's folder). Raises a row-named ``ValueError`` for a row that cannot be converted."""
-    from .. import formats
-    from .dataset_io import read_rows
-
-    root = image_root or os.path.dirname(os.path.abspath(os.fspath(path)))
-    out = []
-    for row, example in enumerate(read_rows(path, limit=limit)):
-        fmt = formats.detect(example)
-        if fmt in ("messages", "prompt_completion") or not _refused(example):
-            out.append(formats.resolve_paths(example, root, only_missing=True))
-        else:
-            out.append(_prepare(example, row, fmt, root))
-    return out
-
-
-def _refused(example: Any) -> bool:
-    """True when the collator's shape check refuses the row as it is."""
-    from ..errors import RowError
-    from ..rows.shape import check_row
-
-    try:
-        check_row(example, 0)
-    except RowError:
-        return True
-    return False
-
-
 _worker: Any = None
 
 
 def _init_worker(model: str | None, mode: str) -> None:
+    """Pool initializer: each worker builds its own dry run (a processor does not travel well)."""
     global _worker
     from .dry_run import DryRun
 
-    _worker = DryRun(_processor(model)[0], mode=mode)  # type: ignore[arg-type]
+    _worker = DryRun(load_processor(model)[0], mode=mode)  # type: ignore[arg-type]
 
 
-def _check_chunk(args: tuple[list[tuple[int, Any]], str, str]) -> list:
-    chunk, fmt, image_root = args
-    return [_check_one(_worker, example, row, fmt, image_root) for row, example in chunk]
-
-
-def _check_one(dry: Any, example: Any, row: int, fmt: str, image_root: str) -> Any:
-    from ..errors import RowError
+def _check_item(item: tuple[int, Any], fmt: str, image_root: str | None) -> tuple[Any, str, tuple[str, ...]]:
+    """``(report, layout, missing paths)`` of one ``(index, row)``: the row as the dataset service
+    prepares it for every command, then the dry run."""
+    from ..formats.source import prepare
     from .dry_run import RowReport
 
-    try:
-        prepared = _prepare(example, row, fmt, image_root)
-    except RowError as exc:
-        return RowReport(row, "?", None, None, None, "error", str(exc))
-    return dry.check(prepared, row)
+    index, example = item
+    prepared = prepare(example, index, format=fmt, image_root=image_root)
+    if prepared.row is None:
+        return RowReport(index, "?", None, None, None, "error", prepared.error or ""), prepared.layout, ()
+    return _worker.check(prepared.row, index), prepared.layout, prepared.missing
 
 
-def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[tuple[int, Any]]]:
-    chunk: list[tuple[int, Any]] = []
-    for row, example in enumerate(rows):
-        chunk.append((row, example))
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _layouts(counts: collections.Counter[str]) -> str:
+    if len(counts) <= 1:
+        return next(iter(counts), "unknown")
+    return ", ".join(f"{name} ({n})" for name, n in counts.most_common())
 
 
 def check_dataset(
@@ -221,49 +290,43 @@ def check_dataset(
     fmt: str = "auto",
     progress: Callable[[int], None] | None = None,
 ) -> DatasetCheck:
-    """Dry-run the rows of a dataset file (the first ``limit``, or all with None).
+    """Dry-run the rows of a dataset (the first ``limit``, or all with None), each prepared by the
+    dataset service (:mod:`unsloth_multiimage.formats.source`: its default image root, its
+    convert-or-not rule, its worker pool)."""
+    import functools
 
-    Relative image paths are read from ``image_root`` (default: the dataset file's folder) when
-    they do not exist from the working directory.
-    """
-    from .. import formats
-    from .dataset_io import read_rows
+    from ..formats import resolve_paths
+    from ..formats.source import PathReport, image_root_of, layout_of, needs_conversion, read_source, worker_map
     from .dry_run import DryRun
 
-    path = os.fspath(path)
-    root = image_root or os.path.dirname(os.path.abspath(path))
-    source = read_rows(path)  # read once: the first row decides the layout, then every row is checked
-    first = next(source, None)
-    layout = formats.detect(first) if fmt == "auto" and first is not None else fmt
+    global _worker
+    root = image_root_of(path, image_root)
     mode = "full" if decode else "headers"
-    processor, note = _processor(model)
+    processor, note = load_processor(model)
     dry = DryRun(processor, mode=mode)  # type: ignore[arg-type]
+    rows = read_source(path, limit=limit)
+    first = next(rows, None)
     refused = None
-    if first is not None and layout not in ("messages", "prompt_completion"):
-        as_it_is = dry.check(formats.resolve_paths(first, root, only_missing=True), 0)
-        if as_it_is.verdict == "error":
-            refused = as_it_is.note  # what the collator says of the first row as it is
-        else:
-            layout = "messages"  # the collator reads these rows as they are: check them so
+    if first is not None and needs_conversion(layout_of(first, fmt)):
+        as_it_is = dry.check(first if root is None else resolve_paths(first, root, only_missing=True), 0)
+        refused = as_it_is.note if as_it_is.verdict == "error" else None  # what the collator says of it as it is
     start = time.perf_counter()
-    rows = itertools.islice(itertools.chain([] if first is None else [first], source), limit)
+    items = enumerate(itertools.chain([] if first is None else [first], rows))
+    work = functools.partial(_check_item, fmt=fmt, image_root=root)
+    if num_proc <= 1:
+        _worker = dry
+    init, initargs = (_init_worker, (model, mode)) if num_proc > 1 else (None, ())
     reports: list = []
-    if num_proc > 1:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with context.Pool(num_proc, initializer=_init_worker, initargs=(model, mode)) as pool:
-            jobs = ((chunk, layout, root) for chunk in _chunks(rows, 256))
-            for done in pool.imap(_check_chunk, jobs):
-                reports.extend(done)
-                if progress:
-                    progress(len(done))
-    else:
-        for row, example in enumerate(rows):
-            reports.append(_check_one(dry, example, row, layout, root))
-            if progress:
-                progress(1)
-    return DatasetCheck(path, layout, reports, time.perf_counter() - start, refused, note)
+    layouts: collections.Counter[str] = collections.Counter()
+    paths = PathReport(root)
+    for report, layout, missing in worker_map(work, items, num_proc, initializer=init, initargs=initargs):
+        reports.append(report)
+        layouts[layout] += 1
+        paths.add(missing)
+        if progress:
+            progress(1)
+    paths.warn()
+    return DatasetCheck(os.fspath(path), _layouts(layouts), reports, time.perf_counter() - start, refused, note)
 
 
 def format_dataset_check(check: DatasetCheck, table_rows: int = 200) -> str:
@@ -288,6 +351,127 @@ def format_dataset_check(check: DatasetCheck, table_rows: int = 200) -> str:
             out.append(f"row {r.row}: {r.note}")
         if len(errors) > _SHOWN_ERRORS:
             out.append(f"... and {len(errors) - _SHOWN_ERRORS} more error(s)")
+    sent = [r.sent for r in check.reports if r.sent is not None]
+    if sent:
+        from ..patches.vllm_image_limit import rollout_limit_line
+
+        out.append(rollout_limit_line(max(sent)))
     rate = n / check.seconds if check.seconds > 0 else float("inf")
     out.append(f"checked {n} row(s) in {check.seconds:.1f} s ({rate:,.0f} rows/s)")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ --max-seq-length
+
+
+@dataclass
+class TokenCheck:
+    """What ``doctor --dataset FILE --max-seq-length N`` found (:mod:`unsloth_multiimage.measure.tokens`)."""
+
+    path: str
+    report: Any  # measure.tokens.TokenReport
+    seconds: float
+    processor_note: str
+
+
+_token_counter: Any = None
+
+
+def _init_token_worker(model: str | None) -> None:
+    global _token_counter
+    from ..measure.tokens import TokenCounter
+
+    _token_counter = TokenCounter(load_processor(model)[0])
+
+
+def _count_item(item: tuple[int, Any], image_root: str | None) -> Any:
+    """The token count of one ``(index, row)``, the row prepared by the dataset service."""
+    from ..formats.source import prepare
+    from ..measure.tokens import RowTokens
+
+    index, example = item
+    prepared = prepare(example, index, image_root=image_root)
+    if prepared.row is None:
+        return RowTokens(index, error=prepared.error)
+    return _token_counter.count_row(prepared.row, index)
+
+
+def check_tokens(
+    path: str,
+    max_seq_length: int,
+    *,
+    limit: int | None = 20,
+    num_proc: int = 1,
+    model: str | None = None,
+    image_root: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TokenCheck:
+    """Count the tokens of the rows of a dataset file (the first ``limit``, or all with None) with the
+    processor of ``model`` (default: the tiny Llama-3.2-Vision one), and check them against
+    ``max_seq_length``: :func:`unsloth_multiimage.measure.tokens.summarise`."""
+    import functools
+
+    from ..formats.source import image_root_of, read_source, worker_map
+    from ..measure.tokens import TokenCounter, summarise
+
+    global _token_counter
+    root = image_root_of(path, image_root)
+    processor, note = load_processor(model)
+    if processor is None:
+        raise ImportError(note)
+    counter = TokenCounter(processor)
+    if num_proc <= 1:
+        _token_counter = counter
+    init, initargs = (_init_token_worker, (model,)) if num_proc > 1 else (None, ())
+    start = time.perf_counter()
+    counted: list = []
+    items = enumerate(read_source(path, limit=limit))
+    for done in worker_map(
+        functools.partial(_count_item, image_root=root), items, num_proc, initializer=init, initargs=initargs
+    ):
+        counted.append(done)
+        if progress:
+            progress(1)
+    report = summarise(counted, max_seq_length, counter)
+    return TokenCheck(os.fspath(path), report, time.perf_counter() - start, note)
+
+
+def format_token_check(check: TokenCheck, table_rows: int = 50) -> str:
+    """The token report: per row (a small check), percentiles, the rows cut, what would fit."""
+    r = check.report
+    counted = [t for t in r.rows if t.error is None]
+    out = [
+        f"Token report: {check.path} ({len(r.rows)} row(s); max_seq_length={r.max_seq_length}; {check.processor_note})",
+        f"image tokens: {r.method}",
+    ]
+    if len(r.rows) <= table_rows:
+        shown = [
+            (str(t.row), "-", "-", "-", "-", "error: see the dataset check")
+            if t.error is not None
+            else (
+                str(t.row),
+                str(t.text),
+                str(t.image),
+                str(t.total),
+                str(t.image_end),
+                "CUT (training raises)"
+                if t.image_end > r.max_seq_length
+                else ("text cut" if t.total > r.max_seq_length else "fits"),
+            )
+            for t in r.rows
+        ]
+        out.append(table(shown, ("row", "text", "image", "total", "image end", "at max_seq_length")))
+    out.append(f"lengths of {len(counted)} counted row(s): p50 {r.p50}, p95 {r.p95}, max {r.p100}")
+    out.append(
+        f"{len(r.cut)} row(s) whose image tokens max_seq_length={r.max_seq_length} cuts (training raises); "
+        f"{len(r.truncated)} more whose text it cuts (silently: the end of the answer is not trained)"
+    )
+    for t in r.cut[:_SHOWN_ERRORS]:
+        out.append(r.cut_message(t))
+    if len(r.cut) > _SHOWN_ERRORS:
+        out.append(f"... and {len(r.cut) - _SHOWN_ERRORS} more")
+    for s in r.suggestions:
+        out.append(f"would fit: {s}")
+    rate = len(r.rows) / check.seconds if check.seconds > 0 else float("inf")
+    out.append(f"counted {len(r.rows)} row(s) in {check.seconds:.1f} s ({rate:,.0f} rows/s)")
     return "\n".join(out)

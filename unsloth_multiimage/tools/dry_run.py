@@ -69,6 +69,36 @@ def _layout(prepared: PreparedRow) -> str:
     return "column" if plan.column else "content"
 
 
+def _video_note(
+    example: Any, prepared: PreparedRow, settings: Settings, native: bool, adapter: Any
+) -> tuple[str, bool]:
+    """``(note, framed)``: what happens to the row's videos (the frames sent as images, or the video
+    left to the processor), and whether they became frames."""
+    from ..rows import video
+    from ..rows.chat import chat_sides
+    from ..rows.plan import plan_row
+
+    if not video.has_videos(example):
+        return "", False
+    n = sum(len(video.video_parts(m)) for _key, m in chat_sides(example))
+    family = adapter.name if adapter is not None else "this"
+    if not video.frames_mode(settings, native):
+        if native:
+            return (
+                f"video: {n} video(s) left to the {family} processor (video={settings.video!r}; native video is "
+                f"not verified on CPU)",
+                False,
+            )
+        return (
+            f"video: {n} video(s) left to the processor (video={settings.video!r}), but the {family} processor or "
+            f'this unsloth_zoo release has no video path: configure(video="frames") sends them as frames',
+            False,
+        )
+    frames = prepared.given - len(plan_row(example, prepared.row).images)
+    how = "one storyboard canvas per video" if settings.strategy == "grid" else "frames"
+    return f"video: {n} video(s) -> {frames} image(s) as {how} (video={settings.video!r})", True
+
+
 class DryRun:
     """Checks rows as the patched collator of the installed release would.
 
@@ -110,11 +140,21 @@ class DryRun:
         settings = (
             self.settings
             if self.mode == "full"
-            else dataclasses.replace(self.settings, max_pixels_per_example=None, strategy="native")
+            else dataclasses.replace(
+                self.settings,
+                max_pixels_per_example=None,
+                strategy="serial" if self.settings.strategy == "serial" else "native",  # serial needs no pixels
+            )
         )
+        native = self._release.takes_native_video(self.zoo, self.adapter)
         try:
             [prepared] = prepare_batch(
-                [example], settings, single_image_family=single, first_row=row, headers_only=self.mode == "headers"
+                [example],
+                settings,
+                single_image_family=single,
+                first_row=row,
+                headers_only=self.mode == "headers",
+                native_video=native,
             )
         except RowError as exc:
             return RowReport(row, "?", None, None, None, "error", str(exc))
@@ -137,7 +177,11 @@ class DryRun:
             )
         nesting = self.adapter.nesting if self.adapter is not None else None
         notes = self._release.upstream_problems(prepared, self.zoo, self.pc_zoo, nesting)
-        verdict: Verdict = "fixed" if notes else "ok"
+        videos, framed = _video_note(example, prepared, settings, native, self.adapter)
+        # Frames where the release would hand the video to a processor without a video path: fixed.
+        verdict: Verdict = "fixed" if notes or (framed and not native) else "ok"
+        if videos:
+            notes.append(videos)
         if n != prepared.given:
             notes.append(f"policy: {prepared.given} -> {n} image(s)")
         return RowReport(row, layout, prepared.given, n, tokens, verdict, "; ".join(notes))
@@ -167,7 +211,15 @@ def format_report(reports: Sequence[RowReport], title: str) -> str:
     out = [title, text_table(rows, headers), "", verdict_counts(reports)]
     for r in reports:
         if r.verdict == "error":
-            out.append(textwrap.fill(f"row {r.row}: {r.note}", width=110, subsequent_indent="    "))
+            out.append(
+                textwrap.fill(
+                    f"row {r.row}: {r.note}",
+                    width=110,
+                    subsequent_indent="    ",
+                    break_on_hyphens=False,
+                    break_long_words=False,
+                )
+            )
     return "\n".join(out)
 
 

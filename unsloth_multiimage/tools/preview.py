@@ -117,7 +117,7 @@ def render_preview(
     from PIL import Image, ImageDraw
 
     from ..settings import get_settings, overriding
-    from .demo import prepare_rows, starts_with_bos
+    from .common import prepare_rows, starts_with_bos
 
     out_path = os.fspath(out_path)
     settings = replace(get_settings(), strategy=cast("Strategy", strategy))
@@ -165,7 +165,7 @@ def render_preview(
     wrap = 100
     lines = []
     for raw in _marked_text(text, token).split("\n"):
-        lines.extend(textwrap.wrap(raw, width=wrap, break_long_words=True, replace_whitespace=False) or [""])
+        lines.extend(textwrap.wrap(raw, width=wrap, break_long_words=True, break_on_hyphens=False, replace_whitespace=False) or [""])
     text_w = max((_text_size(font, ln)[0] for ln in lines), default=0)
 
     # Panel 3: the heat map.
@@ -258,7 +258,9 @@ def render_preview(
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, default_rows: list[Any] | None = None) -> int:
+    """``preview``: the PNG of row ``args.row`` of ``args.dataset`` (else of ``default_rows``, the
+    demo data the CLI passes)."""
     from ..errors import RowError
 
     dataset = getattr(args, "dataset", None)
@@ -266,22 +268,26 @@ def run(args: argparse.Namespace) -> int:
     strategy = getattr(args, "strategy", "native")
     out = getattr(args, "out", None) or "preview.png"
     if dataset:
-        from .doctor import read_dataset_rows
+        from ..formats.source import prepare_rows  # the dataset service every command reads through
 
         try:
-            rows = read_dataset_rows(dataset, limit=row + 1)
+            prepared = list(prepare_rows(dataset, limit=row + 1))
         except (OSError, ValueError) as exc:
             print(f"preview: cannot read {dataset}: {exc}")
             return 1
-        source = dataset
+        if row < len(prepared) and prepared[row].row is None:
+            print(f"preview: row {row} of {dataset} cannot be converted:\n  {prepared[row].error}")
+            return 1
+        rows, source = [p.row for p in prepared], dataset
+    elif default_rows is not None:
+        rows, source = default_rows, "the demo data"
     else:
-        from .demo_data import make_rows
-
-        rows, source = make_rows(n=max(16, row + 1), seed=0), "the demo data"
+        print("preview: give --dataset FILE")
+        return 1
     if not 0 <= row < len(rows):
         print(f"preview: row {row} is out of range ({source} has {len(rows)} row(s) read)")
         return 1
-    from .tiny_mllama import processor_of
+    from .tiny_processor import processor_of
 
     processor = processor_of(getattr(args, "model", None))
     try:

@@ -28,7 +28,6 @@ Every word is in ``tiny_mllama.WORDS`` (no [UNK]). Deterministic in ``seed``. Ne
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,7 +38,7 @@ __all__ = [
     "LOOK",
     "answer_of",
     "image_groups",
-    "load_dataset_rows",
+    "as_chat",
     "make_image",
     "make_row",
     "make_rows",
@@ -178,17 +177,10 @@ def row_kind(row: Mapping) -> str:
     return "later_turn" if image_groups(row) >= 2 else "same_turn"
 
 
-def load_dataset_rows(path: str) -> list[dict]:
-    """Every row of ``path`` (jsonl, json, parquet, a save_to_disk folder) in the messages layout."""
-    from .. import formats
-    from .dataset_io import read_rows
-
-    root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    rows = []
-    for i, raw in enumerate(read_rows(path)):
-        row = formats.to_messages(raw, row=i, image_root=root)
-        if "messages" not in row and "prompt" in row:  # prompt/completion: one chat
-            row = {**row, "messages": list(row.pop("prompt")) + list(row.pop("completion", None) or [])}
-        answer_of(row)  # raises for a row without a final answer
-        rows.append(row)
-    return rows
+def as_chat(row: dict) -> dict:
+    """A prepared row (:mod:`unsloth_multiimage.formats.source`) as one chat: a prompt/completion
+    row's two lists joined into ``messages``. Raises for a row without a final answer."""
+    if "messages" not in row and "prompt" in row:
+        row = {**row, "messages": list(row.pop("prompt")) + list(row.pop("completion", None) or [])}
+    answer_of(row)
+    return row

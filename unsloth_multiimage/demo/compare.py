@@ -1,4 +1,4 @@
-"""``unsloth-multiimage demo --compare``: the same model, data, seed and steps, four ways of giving it the images.
+"""``unsloth-multiimage demo --compare``: the same model, data, seed and steps, five ways of giving it the images.
 
 Arms (each one a plugin setting, run through the plugin's real code paths):
 
@@ -12,11 +12,14 @@ grid                     early fusion, one canvas per row at the first image's p
 every_image              every image, Mllama's own (``latest``) cross-attention mask
 every_image_cumulative   every image, ``configure(mllama_cross_attention="cumulative")``: each
                          text token attends every image shown before it
+serial                   one user turn per image (``configure(strategy="serial")``: "Image i:"
+                         labels, the question in the last turn) with the cumulative mask (with
+                         the ``latest`` one the question would see only the last image)
 ======================== ======================================================================
 
 Each arm: a fresh model (same weights for every arm: same seed, or the same ``--model`` folder),
 the REAL ``UnslothVisionDataCollator`` when ``unsloth_zoo`` can be imported (else the minimal
-collator of :mod:`~unsloth_multiimage.tools.demo`, and the output says so), which runs the row
+collator of :mod:`~unsloth_multiimage.demo.training`, and the output says so), which runs the row
 pipeline (:func:`~unsloth_multiimage.rows.pipeline.prepare_batch`: cap, grid) and calls the patched
 ``MllamaProcessor`` (which builds the chosen mask). The loss is on the last assistant answer's
 tokens only (the collator's labels are replaced), so every arm learns exactly the same thing.
@@ -29,8 +32,12 @@ of one another, "yes" / "yes it is", favour the shorter one). Accuracy is given 
 split into **same-turn** rows (the images form one group of consecutive ``<|image|>`` tokens: both
 masks are the same there) and **later-turn** rows (an image comes before the question's group: an
 earlier turn, or text between images; the latest-group mask hides it from the question).
+Beside it, **generated**: the same held-out rows answered by greedy generation through
+:func:`unsloth_multiimage.generate_answer` (the prompt shaped as the arm's training rows), exact
+match of the first ``k`` generated tokens with the answer (``k`` its length: the loss does not
+teach the model to close its turn).
 
-Data: the synthetic task of :mod:`~unsloth_multiimage.tools.compare_data` (6 colour words, chance
+Data: the synthetic task of :mod:`~unsloth_multiimage.demo.compare_data` (6 colour words, chance
 1/6), or ``--dataset FILE`` (any layout :func:`unsloth_multiimage.formats.to_messages` reads; each
 row must end with an assistant answer): ``--eval-rows N`` rows are held out (a seeded shuffle),
 the rest are the training rows; the candidates of every held-out row are the distinct answers of
@@ -54,12 +61,14 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..settings import overriding
-from .compare_data import answer_of, load_dataset_rows, row_kind, with_answer
-from .compare_report import loss_head, loss_tail, plot, summary_line, table
+from .answers import generated_exact
+from .compare_data import answer_of, as_chat, row_kind, with_answer
+from .compare_report import ArmResult, loss_head, loss_tail, plot, summary_line, table
+from .training import collator_description, load_zoo_collator, make_collator
 
 __all__ = [
     "ARMS",
@@ -75,7 +84,7 @@ __all__ = [
 
 logger = logging.getLogger("unsloth_multiimage")
 
-ARMS = ("first_image", "grid", "every_image", "every_image_cumulative")
+ARMS = ("first_image", "grid", "every_image", "every_image_cumulative", "serial")
 
 #: The plugin settings of each arm (every other policy at its default).
 ARM_SETTINGS: dict[str, dict[str, Any]] = {
@@ -83,6 +92,7 @@ ARM_SETTINGS: dict[str, dict[str, Any]] = {
     "grid": {"strategy": "grid"},
     "every_image": {},
     "every_image_cumulative": {"mllama_cross_attention": "cumulative"},
+    "serial": {"strategy": "serial", "mllama_cross_attention": "cumulative"},
 }
 _ARM_DEFAULTS = {"max_images": None, "on_excess": "error", "strategy": "native", "mllama_cross_attention": "latest"}
 
@@ -122,24 +132,6 @@ class CompareConfig:
     dataset: str | None = None
     plot: str | None = None
     threads: int | None = None  # None: 1 for the tiny model on the CPU (fastest on a few shared cores)
-
-
-@dataclass
-class ArmResult:
-    arm: str
-    accuracy: float = float("nan")
-    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (correct, rows)
-    losses: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    images_per_row: float = 0.0
-    error: str | None = None
-    traceback: str | None = None
-
-    def kind_accuracy(self, kind: str) -> float | None:
-        correct, n = self.by_kind.get(kind, (0, 0))
-        return 100.0 * correct / n if n else None
 
 
 # ------------------------------------------------------------------------------------------ labels
@@ -216,12 +208,8 @@ class _Quiet:
 
 
 def _collator(model: Any, processor: Any, zoo_cls: Any) -> Callable:
-    from .demo import SimpleCollator
-
-    if zoo_cls is not None:
-        # resize="max": images as they are (the default "min" would shrink the grid canvas to one tile).
-        return zoo_cls(model, processor, resize="max")
-    return SimpleCollator(processor)
+    # resize="max": images as they are (the default "min" would shrink the grid canvas to one tile).
+    return make_collator(model, processor, zoo_cls, resize="max")
 
 
 def _to(batch: Mapping, device: str) -> dict:
@@ -229,11 +217,11 @@ def _to(batch: Mapping, device: str) -> dict:
 
 
 def _check_mask(arm: str, batch: Mapping, processor: Any) -> None:
-    """The cumulative arm's batches must hold cumulative masks (the patch built them)."""
+    """The cumulative arms' batches must hold cumulative masks (the patch built them)."""
     from ..patches.cross_attention import cumulative_cross_attention_mask
 
     cam = batch.get("cross_attention_mask")
-    if arm != "every_image_cumulative" or cam is None:
+    if ARM_SETTINGS[arm].get("mllama_cross_attention") != "cumulative" or cam is None:
         return
     want = cumulative_cross_attention_mask(batch["input_ids"], processor.image_token_id, cam)
     if not bool((want == cam).all()):
@@ -323,6 +311,9 @@ def run_arm(
                         best = max(range(n), key=lambda j: scores[at + j])
                         correct.append(candidates[k][best] == answer_of(eval_rows[k]))
                         at += n
+            # the same held-out rows answered by generation, the prompt shaped as in training
+            exact = generated_exact(model, env.processor, eval_rows, [answer_of(r) for r in eval_rows])
+            result.generated_accuracy = 100.0 * sum(exact) / max(1, len(exact))
             result.eval_seconds = time.perf_counter() - t1
             result.accuracy = 100.0 * sum(correct) / max(1, len(correct))
             for ok, row in zip(correct, eval_rows):
@@ -356,16 +347,8 @@ class _Env:
 def _make_env(cfg: CompareConfig, progress: Callable[[str, int, int, float], None]) -> _Env:
     import torch
 
-    from .demo import load_zoo_collator
-
     zoo_cls, zoo_why = load_zoo_collator()
-    if zoo_cls is not None:
-        collator_desc = f"the real UnslothVisionDataCollator ({zoo_why}), patched by unsloth_multiimage"
-    else:
-        collator_desc = (
-            f"a minimal chat-template collator + the patched MllamaProcessor, the fallback: unsloth_zoo "
-            f'cannot be imported ({zoo_why}); `pip install "unsloth-multiimage[demo]"` installs it'
-        )
+    collator_desc = collator_description(zoo_cls, zoo_why)
     if cfg.model_path is None:
         from . import tiny_mllama
 
@@ -426,7 +409,13 @@ def _data(cfg: CompareConfig) -> tuple[list[dict], list[dict], list[list[str]], 
         held = compare_data.make_rows(n_eval, seed=2 * cfg.seed + 1, later_turn_share=share, colours_per_image=k)
         desc = f'synthetic "{compare_data.QUESTION}" ({len(compare_data.PALETTE)} colour words)'
         return train, held, [list(r["candidates"]) for r in held], desc
-    rows = load_dataset_rows(cfg.dataset)
+    from ..formats.source import prepare_rows  # the dataset service every command reads through
+
+    rows = []
+    for prepared in prepare_rows(cfg.dataset):
+        if prepared.row is None:
+            raise ValueError(prepared.error)
+        rows.append(as_chat(prepared.row))
     n_eval = cfg.eval_rows if cfg.eval_rows is not None else min(300, max(1, len(rows) // 5))
     if not 0 < n_eval < len(rows):
         raise ValueError(f"--eval-rows must be between 1 and {len(rows) - 1} for {cfg.dataset} ({len(rows)} rows)")

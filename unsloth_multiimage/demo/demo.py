@@ -1,23 +1,24 @@
 """``unsloth-multiimage demo``: fine-tune a Llama-3.2-Vision-shaped model on multi-image rows.
 
-Offline and CPU-friendly: the tiny model and processor of :mod:`unsloth_multiimage.tiny_mllama`
+Offline and CPU-friendly: the tiny model and processor of :mod:`unsloth_multiimage.demo.tiny_mllama`
 (or local weights with ``--model PATH``), the synthetic dataset of
-:mod:`unsloth_multiimage.demo_data`, and the REAL ``UnslothVisionDataCollator`` when
+:mod:`unsloth_multiimage.demo.demo_data`, and the REAL ``UnslothVisionDataCollator`` when
 ``unsloth_zoo`` can be imported (else a minimal collator that renders the chat template and
 calls the patched ``MllamaProcessor`` with one image list per row). Training is a plain torch
 loop (AdamW), so it runs the same on every transformers release from 4.46 to 5.x without
 ``accelerate``.
 
 Exit code 0 when every step ran, every image of every row reached the model (native
-strategy) and the loss went down; 1 otherwise, with the reason.
+strategy) and the loss went down; 1 otherwise, with the reason. After training, a few held-out
+multi-image questions are answered by generation (:mod:`unsloth_multiimage.inference`: the prompt
+shaped as the training rows) and printed beside the expected answers.
 
-``demo --compare`` trains the same model four ways (first image only, grid, every image, every
-image with the cumulative cross-attention mask) and compares held-out accuracy:
-:mod:`unsloth_multiimage.tools.compare`.
+``demo --compare`` trains the same model five ways (first image only, grid, every image, every
+image with the cumulative cross-attention mask, one turn per image) and compares held-out accuracy:
+:mod:`unsloth_multiimage.demo.compare` (the CLI dispatches ``--compare`` there).
 
 The ``demo`` extra (``pip install "unsloth-multiimage[demo]"``) installs ``unsloth_zoo``, so the
-demo runs the real collator; ``UNSLOTH_ZOO_DISABLE_GPU_INIT=1`` is set before ``unsloth_zoo`` is
-imported (its package ``__init__`` refuses to start on a CPU-only machine otherwise).
+demo runs the real collator (:mod:`unsloth_multiimage.demo.training`).
 """
 
 from __future__ import annotations
@@ -25,109 +26,13 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 logger = logging.getLogger("unsloth_multiimage")
 
-__all__ = ["run", "load_zoo_collator", "SimpleCollator", "prepare_rows", "render_chat", "build_model_and_processor"]
-
-
-def load_zoo_collator() -> tuple[Any | None, str]:
-    """``(UnslothVisionDataCollator class or None, why)``; never raises."""
-    # The demo needs the collator only: skip unsloth_zoo's device init, which refuses to start
-    # on a CPU-only machine (and, on a GPU, without `unsloth` installed and imported first).
-    os.environ.setdefault("UNSLOTH_ZOO_DISABLE_GPU_INIT", "1")
-    try:
-        import unsloth_zoo.vision_utils as vision_utils
-    except Exception as exc:  # ImportError, or a zoo release refusing to start without a GPU
-        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    cls = getattr(vision_utils, "UnslothVisionDataCollator", None)
-    if cls is None:
-        return None, "unsloth_zoo.vision_utils has no UnslothVisionDataCollator"
-    return cls, "unsloth_zoo " + _version("unsloth_zoo")
-
-
-def _version(dist: str) -> str:
-    from ..engine.compat import installed_version
-
-    return installed_version(dist) or "?"
-
-
-class SimpleCollator:
-    """A minimal vision collator: per-row images (plan_row + decode + policies), the processor's
-    chat template, one image list per row to the processor, labels = input ids with padding and
-    image tokens ignored. What the plugin's per-row logic makes possible without Unsloth."""
-
-    def __init__(self, processor: Any, ignore_index: int = -100) -> None:
-        self.processor = processor
-        self.ignore_index = ignore_index
-
-    def __call__(self, examples: Sequence[Any]) -> Any:
-        examples, plans, texts = prepare_rows(examples, self.processor)
-        images = [[_rgb(img) for img in p.images] for p in plans]
-        kwargs: dict[str, Any] = {
-            "text": texts,
-            "return_tensors": "pt",
-            "padding": True,
-            "add_special_tokens": not starts_with_bos(self.processor, texts),
-        }
-        if any(images):
-            kwargs["images"] = images
-        batch = self.processor(**kwargs)
-        labels = batch["input_ids"].clone()
-        labels[batch["attention_mask"] == 0] = self.ignore_index
-        image_id = getattr(self.processor, "image_token_id", None)
-        if image_id is not None:
-            labels[labels == image_id] = self.ignore_index
-        batch["labels"] = labels
-        return batch
-
-
-def prepare_rows(examples: Sequence[Any], processor: Any, settings: Any | None = None) -> tuple[list, list, list[str]]:
-    """The row pipeline on ``examples`` (:func:`unsloth_multiimage.rows.pipeline.prepare_batch`:
-    the settings in force unless ``settings`` is given), then each chat rendered.
-    Returns ``(examples, plans, texts)`` after the policies."""
-    from ..rows.pipeline import prepare_batch
-
-    prepared = prepare_batch(examples, settings)
-    rows = [p.example for p in prepared]
-    return rows, [p.plan for p in prepared], [render_chat(processor, e) for e in rows]
-
-
-def starts_with_bos(processor: Any, texts: Sequence[str]) -> bool:
-    """True when the chat template already wrote the BOS token (then the tokenizer must not add one)."""
-    bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
-    return isinstance(bos, str) and bool(bos) and all(t.startswith(bos) for t in texts)
-
-
-def _rgb(img: Any) -> Any:
-    return img.convert("RGB") if getattr(img, "mode", "RGB") != "RGB" else img
-
-
-def render_chat(processor: Any, example: Any) -> str:
-    """The chat of ``example`` rendered by the processor's chat template (no generation prompt)."""
-    from ..rows.chat import messages_of
-
-    messages = messages_of(example)
-    template_owner = (
-        processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
-    )
-    return template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
-
-
-def build_model_and_processor(model_path: str | None, seed: int) -> tuple[Any, Any, str]:
-    from . import tiny_mllama
-
-    processor = tiny_mllama.processor_of(model_path)
-    if model_path is None:
-        return tiny_mllama.build_model(processor, seed=seed), processor, "tiny offline Mllama (random weights)"
-    from transformers import MllamaForConditionalGeneration
-
-    model = MllamaForConditionalGeneration.from_pretrained(model_path, local_files_only=True)
-    return model, processor, f"local weights at {model_path}"
+__all__ = ["run"]
 
 
 def _expected_images(examples: Sequence[Any], grid: bool = False) -> int:
@@ -156,14 +61,11 @@ def _mean(xs: Sequence[float]) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "compare", False):
-        from . import compare
-
-        return compare.run(args)
     import torch
 
     from ..settings import configure, get_settings
     from . import demo_data
+    from .training import build_model_and_processor, collator_description, load_zoo_collator, make_collator
 
     steps = int(_given(args, "steps", 30))
     strategy = getattr(args, "strategy", "native")
@@ -184,19 +86,12 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     model.train()
 
-    collator: Callable[[Sequence[Any]], Any]
-    if zoo_cls is not None:
-        try:
-            collator = zoo_cls(model, processor)
-            path = f"the real UnslothVisionDataCollator ({zoo_why}), patched by unsloth_multiimage"
-        except Exception as exc:
-            collator, path = SimpleCollator(processor), f"a minimal collator (UnslothVisionDataCollator failed: {exc})"
-    else:
-        collator = SimpleCollator(processor)
-        path = (
-            f"a minimal chat-template collator + the patched MllamaProcessor, the fallback: unsloth_zoo cannot "
-            f'be imported ({zoo_why}); `pip install "unsloth-multiimage[demo]"` installs it'
-        )
+    path = collator_description(zoo_cls, zoo_why)
+    try:
+        collator = make_collator(model, processor, zoo_cls)
+    except Exception as exc:
+        collator = make_collator(model, processor, None)
+        path = f"a minimal collator (UnslothVisionDataCollator failed: {exc})"
 
     rows = demo_data.make_rows(n=max(64, batch_size * 8), seed=seed)
     n_img = [
@@ -288,5 +183,24 @@ def run(args: argparse.Namespace) -> int:
     if not last < first:
         print("demo FAILED: the loss did not go down")
         return 1
+    try:
+        _print_answers(model, processor, seed, strategy)
+    except Exception as exc:
+        print(f"demo FAILED: answering held-out questions by generation failed: {type(exc).__name__}: {exc}")
+        return 1
     print("demo OK: every step ran and the loss went down")
     return 0
+
+
+def _print_answers(model: Any, processor: Any, seed: int, strategy: str) -> None:
+    """After training: a few held-out multi-image questions answered by generation, the prompt
+    shaped as the training rows were (``prepare_inputs``, the strategy the demo trained with)."""
+    from ..settings import overriding
+    from .answers import answer_rows, held_out_image_rows
+
+    with overriding(strategy=strategy):
+        answered = answer_rows(model, processor, held_out_image_rows(3, seed))
+    print(f"  held-out questions answered by generation (prepare_inputs + generate, strategy {strategy}):")
+    for a in answered:
+        mark = "right" if a.correct else "wrong"
+        print(f"    {a.images} images: {a.question!r} -> {a.generated!r} (expected {a.expected!r}: {mark})")

@@ -5,14 +5,32 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from .text_table import table as text_table
+from ..tools.text_table import table as text_table
 
-if TYPE_CHECKING:
-    from .compare import ArmResult
+__all__ = ["ArmResult", "table", "summary_line", "plot", "loss_head", "loss_tail"]
 
-__all__ = ["table", "summary_line", "plot", "loss_head", "loss_tail"]
+
+@dataclass
+class ArmResult:
+    """One arm's outcome: held-out accuracy (all rows and per kind), losses, timings, or its error."""
+
+    arm: str
+    accuracy: float = float("nan")
+    generated_accuracy: float = float("nan")  # exact match of the greedy generation (prepare_inputs + generate)
+    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (correct, rows)
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    images_per_row: float = 0.0
+    error: str | None = None
+    traceback: str | None = None
+
+    def kind_accuracy(self, kind: str) -> float | None:
+        correct, n = self.by_kind.get(kind, (0, 0))
+        return 100.0 * correct / n if n else None
 
 
 def loss_head(losses: Sequence[float]) -> float:
@@ -30,12 +48,13 @@ def _pct(value: float | None) -> str:
 
 
 def table(results: Sequence[ArmResult]) -> str:
-    rows = [("arm", "accuracy", "same-turn", "later-turn", "loss first->last 10%", "train s", "eval s")]
+    rows = [("arm", "accuracy", "generated", "same-turn", "later-turn", "loss first->last 10%", "train s", "eval s")]
     for r in results:
         rows.append(
             (
                 r.arm,
                 "FAILED" if r.error else _pct(r.accuracy),
+                "-" if r.error else _pct(r.generated_accuracy),
                 _pct(r.kind_accuracy("same_turn")),
                 _pct(r.kind_accuracy("later_turn")),
                 f"{loss_head(r.losses):.3f} -> {loss_tail(r.losses):.3f}",

@@ -2,7 +2,8 @@
 
 Rows are plain dicts holding what the file stores: image paths as written, Parquet / Arrow
 images as ``{"bytes", "path"}`` dicts (never decoded). Relative image paths are **not**
-resolved here; :func:`formats.to_messages` does it (``image_root=``).
+resolved here: the dataset service (:mod:`unsloth_multiimage.formats.source`), which every
+command reads through, does it.
 
 =================== ========================================================================
 source              how it is read
@@ -277,7 +278,8 @@ def _culprit(rows: list, schema: Any) -> int | None:
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, schema: Any = None) -> int:
-    """Write rows to a ``.jsonl``, ``.json`` or ``.parquet`` file (atomically: a temp file, then a rename).
+    """Write rows to a ``.jsonl``, ``.json`` or ``.parquet`` file (atomically: a temp file, then a
+    rename), with the permissions the user's umask gives a new file.
 
     JSON files cannot hold bytes or PIL images (an error names the row and the key). In Parquet,
     bytes stay bytes. Without ``schema`` the Parquet rows are gathered in memory and the schema
@@ -302,12 +304,20 @@ def write_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, sc
     os.close(fd)
     try:
         count = _write(kind, tmp, path, rows, schema)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; the file is the user's, like any other
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
     logger.debug("wrote %d row(s) to %s", count, path)
     return count
+
+
+def _umask() -> int:
+    """The process umask (read by setting it, then restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _write(kind: str, tmp: str, path: str, rows: Iterable[Mapping[str, Any]], schema: Any) -> int:

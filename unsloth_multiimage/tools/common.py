@@ -1,0 +1,69 @@
+"""What several commands share: the processor that renders rows, and the row pipeline + chat
+template step that turns dataset rows into the texts and images a processor gets.
+
+Commands (``doctor``, ``convert``, ``preview``; the demo harness above them) import this module,
+never each other (tests/engine/test_layers.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["load_processor", "native_video", "prepare_rows", "render_chat", "starts_with_bos"]
+
+
+def load_processor(model: str | None) -> tuple[Any | None, str]:
+    """``(processor, what it is)``: the processor of the local checkpoint folder ``model`` (never
+    downloaded), else the tiny offline Llama-3.2-Vision one; ``(None, why)`` when transformers
+    cannot build it."""
+    from .tiny_processor import processor_of
+
+    try:
+        processor = processor_of(model)
+    except ImportError as exc:
+        return None, f"no processor ({exc}): placeholders are not checked in the rendered text"
+    if model is not None:
+        return processor, f"the processor of {model}"
+    return processor, "the tiny offline Llama-3.2-Vision processor (--model PATH: yours)"
+
+
+def prepare_rows(
+    examples: Sequence[Any], processor: Any, settings: Any | None = None
+) -> tuple[list[Any], list[Any], list[str]]:
+    """The row pipeline on ``examples`` (:func:`unsloth_multiimage.rows.pipeline.prepare_batch`:
+    the settings in force unless ``settings`` is given), then each chat rendered.
+    Returns ``(examples, plans, texts)`` after the policies."""
+    from ..rows.pipeline import prepare_batch
+
+    prepared = prepare_batch(examples, settings, native_video=native_video(processor))
+    rows = [p.example for p in prepared]
+    return rows, [p.plan for p in prepared], [render_chat(processor, e) for e in rows]
+
+
+def native_video(processor: Any) -> bool:
+    """Whether the installed unsloth_zoo hands this processor's videos to it (``video="auto"`` then
+    leaves video parts alone, as the patched collator does); False without a processor."""
+    if processor is None:
+        return False
+    from ..engine.activation import find_adapter
+    from ..patches import zoo_release
+
+    return zoo_release.takes_native_video(zoo_release.installed_decision(), find_adapter(processor))
+
+
+def starts_with_bos(processor: Any, texts: Sequence[str]) -> bool:
+    """True when the chat template already wrote the BOS token (then the tokenizer must not add one)."""
+    bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
+    return isinstance(bos, str) and bool(bos) and all(t.startswith(bos) for t in texts)
+
+
+def render_chat(processor: Any, example: Any) -> str:
+    """The chat of ``example`` rendered by the processor's chat template (no generation prompt)."""
+    from ..rows.chat import messages_of
+
+    messages = messages_of(example)
+    template_owner = (
+        processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
+    )
+    return str(template_owner.apply_chat_template(messages, tokenize=False, add_generation_prompt=False))
