@@ -7,6 +7,8 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import unsloth_multiimage
@@ -99,3 +101,64 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         cwd=str(REPO),
         env=env,
     )
+
+
+@contextlib.contextmanager
+def real_triton() -> Iterator[None]:
+    """The real ``triton`` in ``sys.modules`` while the block runs.
+
+    unsloth_zoo imported with ``UNSLOTH_ZOO_DISABLE_GPU_INIT=1`` (as the suite does) puts a permissive
+    triton stub and an import finder for it into ``sys.modules`` / ``sys.meta_path``
+    (``unsloth_zoo/stubs/triton_stub.py``). TRL 1.15+ scores log-probs with a Triton kernel, run on CPU
+    by Triton's interpreter, which then resolves its own ``triton.runtime.jit`` to the stub. Restores
+    the stub afterwards, so the zoo tests that follow see what they saw before.
+    """
+
+    def is_stub(module: object) -> bool:
+        return type(module).__module__.startswith("unsloth_zoo.stubs") or getattr(module, "__name__", "").startswith(
+            "unsloth_zoo.stubs"
+        )
+
+    saved = {k: v for k, v in sys.modules.items() if k == "triton" or k.startswith("triton.")}
+    finders = [f for f in sys.meta_path if type(f).__module__.startswith("unsloth_zoo.stubs")]
+    if not finders and not any(is_stub(m) for m in saved.values()):
+        yield
+        return
+    try:
+        import trl.kernels.chunked_logprob as kernel
+    except ImportError:  # trl before 1.15 scores log-probs without Triton
+        yield
+        return
+    import trl.trainer.utils as trl_utils
+
+    for finder in finders:
+        sys.meta_path.remove(finder)
+    real = getattr(kernel, "triton", None)
+    function_before = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if real is not None and not is_stub(real):
+        # TRL bound the real triton before the stub came: put its modules back (a second import of
+        # triton's native core aborts the process, so nothing is imported again).
+        for name, module in saved.items():
+            if not is_stub(module):
+                continue
+            found: object = real
+            for part in name.split(".")[1:]:
+                found = getattr(found, part, None)
+            if isinstance(found, types.ModuleType) and not is_stub(found):
+                sys.modules[name] = found
+            else:
+                del sys.modules[name]
+    else:  # the real triton was never imported: import it now and bind TRL's kernel to it
+        for name in saved:
+            del sys.modules[name]
+        import importlib
+
+        trl_utils._ChunkedLogProbFunction = importlib.reload(kernel).ChunkedLogProbFunction
+    try:
+        yield
+    finally:
+        trl_utils._ChunkedLogProbFunction = function_before
+        for name in [k for k in sys.modules if k == "triton" or k.startswith("triton.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+        sys.meta_path[:0] = finders

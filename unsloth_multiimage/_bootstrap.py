@@ -2,7 +2,7 @@
 
 Activation imports wrapt, pluggy and importlib.metadata and loads every plugin: about 100 ms in
 a fresh interpreter, mostly other packages' imports (wrapt 2 alone pulls in asyncio). A script
-that imports the plugin but never transformers or unsloth_zoo should not pay that, so:
+that imports the plugin but never transformers, trl or unsloth_zoo should not pay that, so:
 
 * a target library already imported (``import unsloth`` first): activate now;
 * a plugin of another distribution installed (found by reading ``entry_points.txt`` files, no

@@ -100,7 +100,7 @@ def test_the_import_loads_only_the_bootstrap_and_arms_the_trigger() -> None:
         "unsloth_multiimage._version",
     ]
     assert out["pending"] is True and out["finder"] is True
-    assert out["mode"] == "waiting for the first import of transformers or unsloth_zoo"
+    assert out["mode"] == "waiting for the first import of transformers or trl or unsloth_zoo"
 
 
 def test_public_names_still_resolve_and_list() -> None:

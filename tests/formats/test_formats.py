@@ -389,7 +389,11 @@ def test_unknown_format(row):
             {},
             r"None at position\(s\) \[1\]",
         ),
-        ({"messages": [msg("user", {"type": "audio", "audio": "a.wav"})]}, {}, "of type 'audio'"),  # videos: test_video_formats
+        (
+            {"messages": [msg("user", {"type": "audio", "audio": "a.wav"})]},
+            {},
+            "of type 'audio'",
+        ),  # videos: test_video_formats
         ({"messages": [{"role": "assistant", "content": "x"}], "images": ["a"]}, {}, "no user turn"),
         ({"messages": [{"role": None, "content": "x"}]}, {"format": "llamafactory"}, "role is None"),
         ({"messages": [{"role": "user", "content": 5}]}, {"format": "llamafactory"}, "content is a int"),

@@ -128,6 +128,11 @@ def test_trls_vision_preference_collator_takes_a_converted_row():
     collator_cls = getattr(dpo, "DataCollatorForVisionPreference", None)
     if collator_cls is None:
         pytest.skip("this trl has no DataCollatorForVisionPreference (trl < 0.29)")
+    import trl
+    from packaging.version import Version
+
+    if Version(trl.__version__) < Version("1.15.0"):
+        pytest.skip(f"the trl_dpo_collator patch supports trl >= 1.15.0 (compat table), not {trl.__version__}")
     from unsloth_multiimage.demo import tiny_mllama
 
     from tiles import make_tile_image

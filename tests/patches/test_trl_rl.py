@@ -18,7 +18,7 @@ import os
 
 import pytest
 
-from helpers import patches_off
+from helpers import patches_off, real_triton
 
 trl = pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
@@ -53,6 +53,13 @@ newest_trl_only = pytest.mark.skipif(TRL < Version("1.15.0"), reason="other fami
 from tiles import decode_tile, make_tile_image  # noqa: E402
 
 IMAGES_PER_PROMPT = (1, 2, 3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _real_triton():
+    """TRL's Triton kernel needs the real triton, not the stub an earlier unsloth_zoo import left."""
+    with real_triton():
+        yield
 
 
 @pytest.fixture(scope="module")

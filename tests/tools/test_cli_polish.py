@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,7 +115,10 @@ def test_cli_runs_hide_known_noise_and_verbose_shows_it(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs[mode] = proc.stderr
     noise = ["Failed to load _C.so", "PAD/BOS/EOS", "_register_pytree_node` is deprecated"]
-    if importlib.util.find_spec("torchvision") is None:
+    import transformers.utils.import_utils as import_utils
+
+    # transformers 5.x says so when it falls back to the PIL image processor; 4.x has no such notice.
+    if importlib.util.find_spec("torchvision") is None and "falling back" in Path(import_utils.__file__).read_text():
         noise.append("requires torchvision (not installed)")
     assert "the plugin's own line" in runs["quiet"] and "the plugin's own line" in runs["verbose"]
     assert [n for n in noise if n in runs["quiet"]] == [], runs["quiet"]

@@ -73,7 +73,8 @@ def test_compare_runs_every_arm_and_plots(tmp_path):
         assert re.search(rf"^{arm}\s+[\d.]+%\s+[\d.]+%\s+[\d.]+%", out, re.M), out
     # beside the likelihood accuracy: exact match by generation (prepare_inputs + generate)
     assert re.search(r"^arm\s+accuracy\s+generated\s", out, re.M), out
-    assert "UnslothVisionDataCollator" in out or "the fallback: unsloth_zoo cannot be imported" in out
+    # the real collator where unsloth_zoo imports on CPU (2026.5+), else the named fallback
+    assert "the real UnslothVisionDataCollator" in out or "a minimal chat-template collator" in out, out
     assert "the cross-attention layer is last" in out
     # the arms got what their settings say: 1 image slot per row, 1 grid canvas, 2 images
     slots = dict(re.findall(r"^  (\w+)\s+[\d.]+%.*?([\d.]+) image slot", out, re.M))

@@ -165,7 +165,10 @@ def render_preview(
     wrap = 100
     lines = []
     for raw in _marked_text(text, token).split("\n"):
-        lines.extend(textwrap.wrap(raw, width=wrap, break_long_words=True, break_on_hyphens=False, replace_whitespace=False) or [""])
+        lines.extend(
+            textwrap.wrap(raw, width=wrap, break_long_words=True, break_on_hyphens=False, replace_whitespace=False)
+            or [""]
+        )
     text_w = max((_text_size(font, ln)[0] for ln in lines), default=0)
 
     # Panel 3: the heat map.
