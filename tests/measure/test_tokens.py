@@ -76,6 +76,8 @@ def test_the_cut_rows_are_exactly_those_the_real_collator_refuses(tiny, processo
         collator = vision_utils.UnslothVisionDataCollator(model, processor, max_seq_length=n)
         refused = {}
         for k, example in enumerate(mllama_rows):
+            if not rows[k].images:
+                continue  # no image tokens to cut (and older zoo releases cannot collate an image-less batch)
             try:
                 collator([example])
             except ImageCountError as exc:  # alone in its batch: "sample 0"; the report names the dataset row
