@@ -47,7 +47,18 @@ NO_DEPS = ("unsloth_zoo", "unsloth", "timm")
 # The project is installed with --no-deps, so its runtime dependencies are listed here.
 # num2words: SmolVLMProcessor needs it to be built at all (the SmolVLM adapter tests).
 # av: PyAV, the `[video]` extra (the video tests encode small videos with it and decode them back).
-TEST_TOOLS = ("pytest>=8", "hypothesis>=6.100", "wrapt>=1.14", "pluggy>=1.3", "packaging>=22", "num2words", "av>=14")
+# pytest-xdist: a session runs its tests on every CPU (most of a row's time is fresh interpreters
+# importing torch and transformers, one core each).
+TEST_TOOLS = (
+    "pytest>=8",
+    "pytest-xdist>=3.6",
+    "hypothesis>=6.100",
+    "wrapt>=1.14",
+    "pluggy>=1.3",
+    "packaging>=22",
+    "num2words",
+    "av>=14",
+)
 # Bump when the install recipe below changes, so every reused venv is rebuilt.
 RECIPE = "2"
 
@@ -139,7 +150,10 @@ def run_row(session: nox.Session, name: str, extra_env: dict[str, str] | None = 
 
     # A row's `env` table: variables its pins need to run here (its `why` says why).
     env = {**RUN_ENV, **row.get("env", {}), "UMI_COMPAT_ROW": name, **(extra_env or {})}
-    args = ["pytest", "-q", "-p", "no:cacheprovider", "--durations=10"]
+    # One pytest worker per CPU (UMI_TEST_WORKERS overrides; 0 runs in this process), tests handed
+    # out one by one as workers free up: the slow ones (whole commands, fresh interpreters) spread.
+    workers = os.environ.get("UMI_TEST_WORKERS", "auto")
+    args = ["pytest", "-q", "-p", "no:cacheprovider", "--durations=10", "-n", workers, "--dist", "worksteal"]
     junit_dir = os.environ.get("UMI_JUNIT_DIR")
     if junit_dir:
         Path(junit_dir).mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ def collator(zoo_collator):
 
 
 def all_text_batch_refused(collator) -> bool:
-    """True on releases (before 2025.9.3) that cannot collate a batch without any image; the patch
+    """True on releases (before 2025.11.1) that cannot collate a batch without any image; the patch
     then says so in a ValueError (test_bad_inputs.py::test_an_all_text_batch_collates)."""
     example = {"messages": [{"role": "user", "content": [{"type": "text", "text": "describe the image"}]}]}
     try:

@@ -248,7 +248,7 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
                     raise ValueError(
                         f"unsloth_multiimage: every row of this batch ({len(prepared)} rows) is text-only, and "
                         f"unsloth_zoo {decision.version} can only collate batches with at least one image. Fix: "
-                        f"upgrade unsloth_zoo (2025.9.3+ collates text-only batches), or mix image rows into every batch."
+                        f"upgrade unsloth_zoo (2025.11.1+ collates text-only batches), or mix image rows into every batch."
                     ) from exc
                 raise _name_the_row(collate, wrapped, instance, prepared, adapter, exc) from exc
             finally:
@@ -256,8 +256,8 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
                     instance.formatting_func = formatting
 
     def _image_less_batch(exc: BaseException, rows: Sequence[PreparedRow]) -> bool:
-        """True when upstream failed only because no row has an image: releases before 2025.9.3
-        index ``batch["pixel_values"]`` even then."""
+        """True when upstream failed only because no row has an image: releases before 2025.11.1
+        index ``batch["pixel_values"]`` even then (2025.10.13 still does; 2025.11.1 checks for the key)."""
         return isinstance(exc, KeyError) and exc.args == ("pixel_values",) and not any(p.plan.images for p in rows)
 
     def _name_the_row(
