@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # arm, accuracy, generated (exact match by generation), same-turn, later-turn
@@ -106,6 +107,47 @@ def goals(r: dict) -> tuple[float | None, float | None, bool]:
     return gap, later, met
 
 
+def _run_all(layouts: list[str], seeds: list[int], extra: list[str]) -> list[dict[str, Any]]:
+    """Every (layout, seed) run, each said as it ends."""
+    runs = []
+    for layout in layouts:
+        for seed in seeds:
+            r = run(seed, layout, extra)
+            runs.append(r)
+            print(f"  {layout} seed {seed}: {r['wall_s']:.1f} s, exit {r['rc']}: {r['last_line']}", flush=True)
+            if r["rc"]:
+                print(r["stderr_tail"])
+    return runs
+
+
+def _table_row(r: dict[str, Any]) -> tuple[tuple[str, ...], bool]:
+    """One run's row of the results table, and whether it met the goals."""
+    a = r["arms"]
+    gap, later, met = goals(r)
+
+    def cell(arm: str, with_later: bool = False) -> str:
+        if arm not in a:
+            return "-"
+        return f"{a[arm]['acc']:.1f}" + (
+            f" ({a[arm]['later']:.1f})" if with_later and a[arm]["later"] is not None else ""
+        )
+
+    row = (
+        r["layout"],
+        str(r["seed"]),
+        cell("first_image"),
+        cell("grid"),
+        cell("every_image", True),
+        cell("every_image_cumulative", True),
+        cell("serial", True),
+        "-" if gap is None else f"{gap:+.1f}",
+        "-" if later is None else f"{later:+.1f}",
+        f"{r['wall_s']:.0f}",
+        ("met" if met else "MISSED") + ("" if r["layout"] == "cross-last" else " (ablation)"),
+    )
+    return row, met
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -121,14 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.platform()}; {os.cpu_count()} CPU(s); "
         f"python {platform.python_version()}; load average at start {load}"
     )
-    runs = []
-    for layout in args.layouts:
-        for seed in args.seeds:
-            r = run(seed, layout, args.extra)
-            runs.append(r)
-            print(f"  {layout} seed {seed}: {r['wall_s']:.1f} s, exit {r['rc']}: {r['last_line']}", flush=True)
-            if r["rc"]:
-                print(r["stderr_tail"])
+    runs = _run_all(args.layouts, args.seeds, args.extra)
     print()
     print(f"collator: {runs[0]['collator'] if runs else '?'}")
     header = (
@@ -147,33 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     ok = True
     for r in runs:
-        a = r["arms"]
-        gap, later, met = goals(r)
+        row, met = _table_row(r)
         if r["layout"] == "cross-last":
             ok &= met
-
-        def cell(arm: str, with_later: bool = False, a: dict = a) -> str:
-            if arm not in a:
-                return "-"
-            return f"{a[arm]['acc']:.1f}" + (
-                f" ({a[arm]['later']:.1f})" if with_later and a[arm]["later"] is not None else ""
-            )
-
-        rows.append(
-            (
-                r["layout"],
-                str(r["seed"]),
-                cell("first_image"),
-                cell("grid"),
-                cell("every_image", True),
-                cell("every_image_cumulative", True),
-                cell("serial", True),
-                "-" if gap is None else f"{gap:+.1f}",
-                "-" if later is None else f"{later:+.1f}",
-                f"{r['wall_s']:.0f}",
-                ("met" if met else "MISSED") + ("" if r["layout"] == "cross-last" else " (ablation)"),
-            )
-        )
+        rows.append(row)
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

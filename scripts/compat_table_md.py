@@ -38,6 +38,7 @@ FIX_WORDS = {
     "mixed_text_only_rows": "text-only rows in image batches",
     "row_named_errors": "errors name the row",
     "truncation_check": "truncation check",
+    "padding_side_kwarg": "padding_side honoured",
     "all_column_images": "every images-column image",
     "text_only_row_slots": "text-only rows kept",
     "pc_column_images": "prompt/completion images",
@@ -48,6 +49,7 @@ FIX_WORDS = {
     "pc_cross_attention": "prompt/completion cross-attention mask",
     "row_vision_inputs": "family's vision inputs carried",
     "completion_cross_attention": "cross-attention mask over completions",
+    "left_padded_generation": "cross-attention mask left-padded for generation",
     "vllm_image_limit": "vLLM images per prompt raised",
 }
 PATCH_TITLES = {

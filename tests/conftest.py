@@ -129,6 +129,34 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = (path, lineno, f"{reason} [row {row}]")
 
 
+def heavy_rows() -> list[str]:
+    """The compat rows that run the tests marked ``heavy`` (``heavy_tests = true`` in compat/matrix.toml)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    matrix = tomllib.loads((REPO / "compat" / "matrix.toml").read_text(encoding="utf-8"))
+    return [name for name, row in matrix["rows"].items() if row.get("heavy_tests")]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``heavy`` (whole commands, fresh interpreters: seconds of torch and transformers
+    imports each) run outside nox and on the rows with ``heavy_tests = true``; elsewhere they are
+    skipped, naming those rows (CI's time budget: their subject is the plugin's own plumbing)."""
+    row = os.environ.get("UMI_COMPAT_ROW")
+    rows = heavy_rows()
+    if not row or row in rows:
+        return
+    skip = pytest.mark.skip(
+        reason=f"a heavy test (whole command or fresh interpreter): it runs on rows {', '.join(rows)} "
+        f"(compat/matrix.toml heavy_tests), not on every row"
+    )
+    for item in items:
+        if item.get_closest_marker("heavy") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """A clean machinery and a fake-distribution factory (tests/fakesite.py)."""

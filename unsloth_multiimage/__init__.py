@@ -63,7 +63,7 @@ def __getattr__(name: str) -> "Any":
     return value
 
 
-def __dir__() -> list:
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
 
 

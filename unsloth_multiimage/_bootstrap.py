@@ -119,21 +119,31 @@ def third_party_plugins() -> "list[str] | None":
             return None  # a zip or egg file: distributions this scan cannot read
         except OSError:
             continue  # a missing folder holds nothing
-        for name in names:
-            info, suffix = os.path.splitext(name)
-            if suffix not in (".dist-info", ".egg-info"):
-                continue
-            dist = _normalize(info.split("-")[0])
-            if dist == _OWN_DISTRIBUTION:
-                continue
-            try:
-                with open(os.path.join(folder, name, "entry_points.txt"), encoding="utf-8") as f:
-                    text = f.read()
-            except OSError:
-                continue
-            if any(line.strip() == _GROUP_HEADER for line in text.splitlines()):
-                found.append(dist)
+        found += _declaring(folder, names)
     return found
+
+
+def _declaring(folder: str, names: "list[str]") -> "list[str]":
+    """The distributions (other than this one) whose metadata folders among ``names`` in ``folder``
+    declare the entry-point group."""
+    found = []
+    for name in names:
+        info, suffix = os.path.splitext(name)
+        if suffix not in (".dist-info", ".egg-info"):
+            continue
+        dist = _normalize(info.split("-")[0])
+        if dist != _OWN_DISTRIBUTION and _declares_group(os.path.join(folder, name)):
+            found.append(dist)
+    return found
+
+
+def _declares_group(info_dir: str) -> bool:
+    try:
+        with open(os.path.join(info_dir, "entry_points.txt"), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return any(line.strip() == _GROUP_HEADER for line in text.splitlines())
 
 
 class _ActivatingLoader:

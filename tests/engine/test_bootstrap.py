@@ -138,6 +138,7 @@ def test_configure_before_any_target_import_does_not_activate() -> None:
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 @needs_tf
 def test_the_first_import_of_transformers_activates_and_patches_the_processor() -> None:
     out = run(
@@ -161,6 +162,7 @@ def test_the_first_import_of_transformers_activates_and_patches_the_processor() 
     assert out["proxies"] == [] and out["loaders"] == [True, True]
 
 
+@pytest.mark.heavy
 @needs_tf
 def test_find_spec_alone_does_not_activate() -> None:
     out = run(
@@ -177,6 +179,7 @@ def test_find_spec_alone_does_not_activate() -> None:
     assert out["wrapped"] is True
 
 
+@pytest.mark.heavy
 @needs_tf
 def test_transformers_imported_first_activates_at_once() -> None:
     out = run(
@@ -191,6 +194,7 @@ def test_transformers_imported_first_activates_at_once() -> None:
     assert out["activation"] is True and out["finder"] is False
 
 
+@pytest.mark.heavy
 @needs_tf
 def test_status_before_the_target_import_shows_pending_then_applied() -> None:
     out = run(
@@ -207,6 +211,7 @@ def test_status_before_the_target_import_shows_pending_then_applied() -> None:
     assert out["mode"] == "activated on call of status()"
 
 
+@pytest.mark.heavy
 @needs_tf
 def test_deactivate_before_the_target_import_cancels_the_deferred_activation() -> None:
     out = run(
@@ -224,6 +229,7 @@ def test_deactivate_before_the_target_import_cancels_the_deferred_activation() -
     assert out["mode"] == "deactivated by deactivate() before any target was imported"
 
 
+@pytest.mark.heavy
 @needs_tf
 def test_disabled_arms_nothing() -> None:
     out = run(

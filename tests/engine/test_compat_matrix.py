@@ -93,6 +93,22 @@ def test_rows_installed_without_dependencies_say_why():
             assert isinstance(value, str) and variable in row["why"], f"row {key!r}: env {variable} not explained"
 
 
+def test_the_heavy_tests_run_on_the_default_row_and_the_oldest_and_newest_transformers():
+    """The tests marked ``heavy`` are skipped on rows without ``heavy_tests`` (conftest): the rows
+    that keep them must span the matrix (the default session's row, the oldest and the newest
+    transformers, a row without unsloth_zoo), or a release could lose them all."""
+    from conftest import heavy_rows
+
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    default = noxfile.split('DEFAULT_ROW = "', 1)[1].split('"', 1)[0]
+    heavy = heavy_rows()
+    by_transformers = sorted(ROWS, key=lambda name: Version(ROWS[name]["transformers"]))
+    assert default in heavy, heavy
+    assert by_transformers[0] in heavy and by_transformers[-1] in heavy, (heavy, by_transformers)
+    assert any("unsloth_zoo" not in ROWS[name] for name in heavy), heavy
+    assert all(isinstance(ROWS[name]["heavy_tests"], bool) for name in heavy)
+
+
 def test_row_pins_are_unique():
     seen = {}
     for key, row in ROWS.items():

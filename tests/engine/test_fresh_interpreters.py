@@ -154,6 +154,7 @@ def test_doctor_no_import_lists_third_party_plugins(fake: FakeSites) -> None:
     assert sections["patches"]["fake_broken_plugin"][2] == "error"
 
 
+@pytest.mark.heavy
 @needs_transformers
 def test_mllama_patch_applies_when_transformers_is_imported_after(background: Background) -> None:
     proc = background.result("mllama_after")

@@ -43,6 +43,7 @@ def layers(obj):
 """
 
 
+@pytest.mark.heavy
 @needs_tf
 @pytest.mark.parametrize("order", ["plugin-first", "transformers-first"])
 def test_import_order_and_importing_twice(order):
@@ -65,6 +66,7 @@ print(json.dumps({{"layers": layers(MllamaProcessor.__dict__["__call__"]), "appl
     assert out == {"layers": 1, "applied": True}
 
 
+@pytest.mark.heavy
 @needs_tf
 def test_reload_of_the_target_module_is_reported_lost_then_repatched():
     out = run_py(
@@ -109,6 +111,7 @@ def _hook_sizes() -> tuple:
     return len(activation._state.hooked_modules), len(hooks), tuple(sorted((k, len(v or ())) for k, v in hooks.items()))
 
 
+@pytest.mark.heavy
 @needs_tf
 def test_a_thousand_activate_deactivate_cycles(processor):
     if UNSLOTH_ZOO is not None:
@@ -129,6 +132,7 @@ def test_a_thousand_activate_deactivate_cycles(processor):
     assert _hook_sizes() == sizes
 
 
+@pytest.mark.heavy
 def test_pending_hooks_are_registered_once_per_module():
     out = run_py(
         """

@@ -41,6 +41,7 @@ def saved_tiny(tmp_path_factory, tiny, processor):
     return folder
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 def test_a_patched_collator_call_loads_neither_the_commands_nor_the_demo_harness(saved_tiny):
     proc = fresh_python(_SCRIPT.format(folder=str(saved_tiny)), path=(str(REPO / "tests"),))

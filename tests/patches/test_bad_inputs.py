@@ -170,7 +170,9 @@ def test_an_all_text_batch_collates(collator, processor, request):
     guarded = "'pixel_values' in batch" in source or '"pixel_values" in batch' in source
     text_row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "describe the image"}]}]}
     if not guarded:  # releases before 2025.11.1 index batch["pixel_values"] unconditionally
-        with pytest.raises(ValueError, match=r"every row of this batch \(2 rows\) is text-only.*2025\.11\.1\+ collates"):
+        with pytest.raises(
+            ValueError, match=r"every row of this batch \(2 rows\) is text-only.*2025\.11\.1\+ collates"
+        ):
             collator([text_row, dict(text_row)])
         return
     batch = collator([text_row, dict(text_row)])

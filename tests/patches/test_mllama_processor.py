@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -215,9 +217,44 @@ def test_patched_output_equals_upstream_where_upstream_is_right(tiny, processor,
     it = iter(sizes)
     nested = [[tiny.make_tile_image(r, i, next(it)) for i in range(c)] for r, c in enumerate(counts)]
     got = call(processor, text=texts, images=nested, padding_side=side)
-    with patches_off():
+    with patches_off(), tokenizer_side(processor, side):  # upstream < 5.0 drops the argument
         want = call(processor, text=texts, images=nested, padding_side=side)
     assert_batches_equal(got, want)
+
+
+@contextlib.contextmanager
+def tokenizer_side(processor, side):
+    before = processor.tokenizer.padding_side
+    processor.tokenizer.padding_side = side
+    try:
+        yield
+    finally:
+        processor.tokenizer.padding_side = before
+
+
+DROPS_PADDING_SIDE = TRANSFORMERS is not None and TRANSFORMERS < Version("5.0.0")
+
+
+def test_padding_side_argument_is_honoured(tiny, processor):
+    """TRL 0.24 - 0.28 ask for left-padded generation prompts with ``padding_side="left"``; before 5.0
+    ``MllamaProcessor`` drops the argument (padding_side_kwarg). The patched call pads on the side asked
+    for, equal to upstream's output with its tokenizer set to that side, and leaves the tokenizer as it was."""
+    counts = [1, 3]
+    texts = texts_for(processor, counts)
+    images = images_for(tiny, counts)
+    side_before = processor.tokenizer.padding_side
+    for side in ("left", "right"):
+        got = call(processor, text=texts, images=images, padding_side=side)
+        assert processor.tokenizer.padding_side == side_before
+        short = got["attention_mask"][0]
+        assert int(short[0 if side == "left" else -1]) == 0, f"row 0 is not padded on the {side}"
+        with patches_off(), tokenizer_side(processor, side):
+            assert_batches_equal(got, call(processor, text=texts, images=images))
+    with patches_off():
+        upstream = call(
+            processor, text=texts, images=images, padding_side="left" if side_before == "right" else "right"
+        )
+    assert (int(upstream["attention_mask"][0, -1 if side_before == "right" else 0]) == 0) == DROPS_PADDING_SIDE
 
 
 # ---------------------------------------------------------------- on the model

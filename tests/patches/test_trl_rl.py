@@ -47,8 +47,13 @@ if TRL >= Version("1.15.0"):
 dpo_supported = pytest.mark.skipif(
     TRL < Version("1.15.0"), reason=f"the DPO patch supports trl >= 1.15.0, not {trl.__version__}"
 )
-#: The other families are run where the patches were written (each costs a model and a step).
-newest_trl_only = pytest.mark.skipif(TRL < Version("1.15.0"), reason="other families run on trl 1.15+ only")
+#: The negative controls run on the default row only; every other row runs the Mllama cases (cost: each
+#: case is a model and a GRPO step).
+DEFAULT_ROW = "tf5.17-zoo2026.10"
+FULL = os.environ.get("UMI_COMPAT_ROW", DEFAULT_ROW) in ("", DEFAULT_ROW)
+default_row_only = pytest.mark.skipif(not FULL, reason=f"run on the default row {DEFAULT_ROW} only (CI cost)")
+#: The other families run where TRL takes them all (trl 1.15+: the default row and the newest TRL).
+newest_trl_only = pytest.mark.skipif(TRL < Version("1.15.0"), reason="other families run on trl 1.15+ only (CI cost)")
 
 from tiles import decode_tile, make_tile_image  # noqa: E402
 
@@ -130,7 +135,9 @@ def _assert_every_image_and_mask(calls, expected):
             assert bool(cam[r, last, :slots, 0].all()), f"row {r}: the last token does not see its {slots} images"
 
 
-def _grpo(processor, model, rows, **overrides):
+def grpo_trainer(processor, model, rows, output_dir, **overrides):
+    """The real ``GRPOTrainer`` on CPU over ``rows`` (one step's batch: every row, 2 generations each,
+    completions of 3 tokens, rewarded by their length); ``overrides`` are ``GRPOConfig`` settings."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -138,7 +145,7 @@ def _grpo(processor, model, rows, **overrides):
         return [float(len(str(c))) for c in completions]
 
     settings = dict(
-        output_dir=os.environ["UMI_RL_OUT"],
+        output_dir=str(output_dir),
         per_device_train_batch_size=2 * len(rows),
         num_generations=2,
         max_completion_length=3,
@@ -151,13 +158,17 @@ def _grpo(processor, model, rows, **overrides):
         seed=0,
     )
     settings.update(overrides)
-    trainer = GRPOTrainer(
+    return GRPOTrainer(
         model=model,
         reward_funcs=reward,
         args=GRPOConfig(**settings),
         train_dataset=Dataset.from_list(rows),
         processing_class=processor,
     )
+
+
+def _grpo(processor, model, rows, **overrides):
+    trainer = grpo_trainer(processor, model, rows, os.environ["UMI_RL_OUT"], **overrides)
     trainer.train()
     return trainer
 
@@ -257,20 +268,171 @@ def test_dpo_without_the_patches_fails_as_reported(mllama):
         _dpo(processor, model, _dpo_rows()[:2])
 
 
-# Families TRL drives by itself (their adapters name no extra inputs, so the patches leave them alone):
-# GRPO steps with 1-3 images per prompt, every image read back from the scoring forwards. Not here:
-# Qwen2-VL / Qwen3-VL (trl 1.15 + the tiny models fail in get_rope_index: "shape mismatch: value tensor
-# of shape [3, 24] cannot be broadcast to indexing result of shape [3, 21]") and Pixtral (TRL tokenizes
-# the prompts unpadded, which PixtralProcessor cannot return as tensors).
-TRL_DRIVEN = ("gemma3", "idefics3", "llava", "llava_next", "internvl")
+# ------------------------------------------------------------------ left-padded generation
+# TRL 0.29+ tokenizes the prompts unpadded and left-pads them for ``generate``; the cross-attention
+# mask must move with each row's tokens. Prompts of different lengths and image counts in one batch:
+# each row's greedy completion and TRL's log-probs for it must equal that prompt run alone.
+LEFT_PAD_PROMPTS = ((1, "describe"), (3, "what is in these three pictures, in a few words"), (2, "hi"))
+
+
+def _cross_attention_decides(model) -> None:
+    """Scale the text side's cross-attention so that what a token sees decides the greedy tokens (the
+    tiny model's images otherwise move its logits by ~0.01, too little to change an argmax)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("cross_attn.o_proj.weight"):
+                param.mul_(20.0)
+            elif name.endswith("cross_attn_attn_gate"):
+                param.fill_(3.0)
+
+
+def _alone(trainer, processor, model, rows):
+    """For each row: its prompt ids, greedy completion and per-token log-probs, run by itself through
+    ``generate`` (no text padding) with the trainer's generation config.
+
+    The row is cut out of the processor's own batch encoding of every prompt (its pad tokens dropped), so
+    it keeps the batch's image slots: Mllama's forward does not ignore empty slots (the tokens before the
+    first ``<|image|>`` attend to every slot of the row, transformers#39379), so only a row with the
+    batch's image count could be compared with a batch of one."""
+    texts = [processor.apply_chat_template(row["prompt"], add_generation_prompt=True) for row in rows]
+    batch = processor(
+        images=[row["images"] for row in rows], text=texts, padding=True, add_special_tokens=False, return_tensors="pt"
+    )
+    alone = {}
+    # An earlier trainer leaves the model training with gradient checkpointing on, which turns the KV
+    # cache off in its forward (a different generation path from the one TRL's rollout runs): eval mode.
+    was_training = model.training
+    model.eval()
+    try:
+        for r in range(len(rows)):
+            alone.update(_generate_alone(trainer, model, batch, r))
+    finally:
+        model.train(was_training)
+    return alone
+
+
+def _generate_alone(trainer, model, batch, r):
+    """Row ``r`` of the processor's ``batch`` generated by itself: ``{prompt ids: (completion, log-probs)}``."""
+    real = batch["attention_mask"][r].bool()
+    one = {k: v[r : r + 1] for k, v in batch.items()}
+    for key in ("input_ids", "attention_mask", "cross_attention_mask"):
+        one[key] = one[key][:, real]
+    with torch.no_grad():
+        out = model.generate(
+            **one, generation_config=trainer.generation_config, output_logits=True, return_dict_in_generate=True
+        )
+    prompt = one["input_ids"][0].tolist()
+    completion = out.sequences[0, len(prompt) :]
+    logps = torch.stack(out.logits, dim=1)[0].float().log_softmax(-1)
+    return {tuple(prompt): (completion.tolist(), logps.gather(-1, completion[:, None])[:, 0])}
+
+
+def _left_pad_rollout(processor, model, output_dir):
+    """One greedy GRPO rollout over LEFT_PAD_PROMPTS. Returns the references computed alone first, the
+    batch ``generate`` TRL ran (its rows and per-step logits, recorded around the real ``generate``) and
+    the rollout TRL returned (``num_iterations=2``: it holds TRL's old-policy log-probs)."""
+    rows = [
+        {"prompt": _prompt_text(n, text), "images": [make_tile_image(r, i) for i in range(n)]}
+        for r, (n, text) in enumerate(LEFT_PAD_PROMPTS)
+    ]
+    trainer = grpo_trainer(
+        processor,
+        model,
+        rows,
+        output_dir,
+        num_iterations=2,
+        max_completion_length=4,
+        learning_rate=0.0,
+        generation_kwargs={"do_sample": False},
+    )
+    alone = _alone(trainer, processor, model, rows)
+    generated, captured = [], []
+    generate, rollout = model.generate, trainer._generate_and_score_completions
+
+    def recording_generate(*args, **kwargs):
+        out = generate(*args, **kwargs, output_logits=True, return_dict_in_generate=True)
+        generated.append((kwargs["input_ids"], kwargs["attention_mask"], out.sequences, torch.stack(out.logits, 1)))
+        return out.sequences
+
+    def capture(inputs):
+        captured.append(rollout(inputs))
+        return captured[-1]
+
+    model.generate = recording_generate
+    trainer._generate_and_score_completions = capture
+    try:
+        trainer.train()
+    finally:
+        del model.generate
+    ((ids, attention, sequences, logits),) = generated
+    batch = []
+    for r in range(ids.shape[0]):
+        completion = sequences[r, ids.shape[1] :]
+        logps = logits[r].float().log_softmax(-1).gather(-1, completion[:, None])[:, 0]
+        batch.append((ids[r][attention[r].bool()].tolist(), completion.tolist(), logps))
+    return alone, batch, captured[0]
+
+
+def _rows_of(rollout):
+    """Each rollout row as (real prompt ids, real completion ids, TRL's log-probs of the completion)."""
+    for r in range(rollout["prompt_ids"].shape[0]):
+        prompt = rollout["prompt_ids"][r][rollout["prompt_mask"][r].bool()].tolist()
+        real = rollout["completion_mask"][r].bool()
+        yield prompt, rollout["completion_ids"][r][real].tolist(), rollout["old_per_token_logps"][r][real]
+
+
+def _prompt_text(n: int, text: str) -> list:
+    return [{"role": "user", "content": [*({"type": "image"} for _ in range(n)), {"type": "text", "text": text}]}]
+
+
+def test_grpo_batch_of_left_padded_prompts_equals_each_prompt_alone(mllama, tmp_path):
+    processor, model, weights = mllama
+    model.load_state_dict(weights)
+    _cross_attention_decides(model)
+    alone, batch, rollout = _left_pad_rollout(processor, model, tmp_path)
+    assert len({len(p) for p in alone}) == len(LEFT_PAD_PROMPTS), "the prompts must differ in length"
+    # generate: every row's greedy tokens and their log-probs, step by step, as alone
+    assert {tuple(prompt) for prompt, _, _ in batch} == set(alone)
+    for prompt, completion, logps in batch:
+        expected, expected_logps = alone[tuple(prompt)]
+        n = len(expected)  # alone stops at EOS; the batch runs on for its other rows
+        assert completion[:n] == expected, f"prompt of {len(prompt)} tokens: batch {completion}, alone {expected}"
+        torch.testing.assert_close(logps[:n], expected_logps, atol=1e-4, rtol=1e-4)
+    # TRL's own log-probs of the completions (the old-policy pass, with the carried vision inputs)
+    for prompt, completion, logps in _rows_of(rollout):
+        expected, expected_logps = alone[tuple(prompt)]
+        assert completion == expected[: len(completion)]
+        torch.testing.assert_close(logps, expected_logps[: len(logps)], atol=1e-4, rtol=1e-4)
+
+
+@default_row_only
+@pytest.mark.skipif(TRL < Version("0.29.0"), reason="trl < 0.29 lets the processor left-pad (no fix needed)")
+def test_left_padded_generation_without_the_fix_differs(mllama, tmp_path, monkeypatch):
+    """The negative control: with only the generation re-layout off, a shorter prompt's tokens see the
+    wrong images in the batch, and its generation log-probs are not what they are alone."""
+    from unsloth_multiimage.patches import trl_vision_inputs
+
+    processor, model, weights = mllama
+    model.load_state_dict(weights)
+    _cross_attention_decides(model)
+    monkeypatch.setattr(trl_vision_inputs, "_generation_override", lambda *args, **kwargs: None)
+    alone, batch, _ = _left_pad_rollout(processor, model, tmp_path)
+    worst = max(float((logps[:1] - alone[tuple(prompt)][1][:1]).abs().max()) for prompt, _, logps in batch)
+    assert worst > 1e-2, f"the first generated token's log-prob moved by {worst} only without the fix"
+
+
+# Families TRL drives (their adapters name no vision inputs TRL drops; Qwen's name its token types):
+# GRPO steps with 1-3 images per prompt, every image read back from the scoring forwards. Qwen2-VL /
+# Qwen3-VL need their mm_token_type_ids laid over the left-padded ids (without it: "shape mismatch: value
+# tensor of shape [3, 24] cannot be broadcast to indexing result of shape [3, 21]" in get_rope_index, a
+# right-padding processor). Not here: Pixtral (TRL tokenizes the prompts unpadded, which
+# PixtralProcessor cannot return as tensors).
+TRL_DRIVEN = ("gemma3", "idefics3", "llava", "llava_next", "internvl", "qwen2_vl", "qwen3_vl")
 
 
 @newest_trl_only
 @pytest.mark.parametrize("family", TRL_DRIVEN)
 def test_grpo_steps_on_the_families_trl_drives(family, tmp_path):
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
     import tiny_vlms
 
     try:
@@ -279,34 +441,41 @@ def test_grpo_steps_on_the_families_trl_drives(family, tmp_path):
         pytest.skip(str(exc))
     model = tiny.make_model()
     seen: list = []
+    typed: list = []
 
     def hook(module, args, kwargs):
         if kwargs.get(tiny.pixel_key) is not None and "labels" in kwargs:
             seen.extend(tiny.decode(kwargs))
+        typed.extend(_token_types_follow_the_image_tokens(kwargs))
 
     model.register_forward_pre_hook(hook, with_kwargs=True)
     rows = [
         {"prompt": _prompt(n), "images": [tiny_vlms.make_tile_image(r, i, tiny.image_size) for i in range(n)]}
         for r, n in enumerate(IMAGES_PER_PROMPT)
     ]
-    args = GRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2 * len(rows),
-        num_generations=2,
-        max_completion_length=3,
-        max_steps=1,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="no",
-        logging_strategy="no",
-        bf16=False,
-        seed=0,
-    )
-    GRPOTrainer(
-        model=model,
-        reward_funcs=lambda completions, **kwargs: [float(len(str(c))) for c in completions],
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tiny.processor,
-    ).train()
+    grpo_trainer(tiny.processor, model, rows, tmp_path).train()
     assert set(seen) == {(r, i) for r, n in enumerate(IMAGES_PER_PROMPT) for i in range(n)}
+    if family in TYPED:
+        assert typed, f"no forward of {family} received its per-token type ids"
+
+
+#: Families whose forward takes per-token image types (Qwen's M-RoPE places each image by them, Gemma 3's
+#: image tokens attend to each other by them).
+TYPED = ("gemma3", "qwen2_vl", "qwen3_vl")
+
+
+def _token_types_follow_the_image_tokens(kwargs):
+    """For a forward given per-token type ids: on the real tokens, type 1 marks one token id, and
+    every occurrence of it (the prompts mix lengths, so types laid out for another padding side would
+    mark text and padding, and miss image tokens)."""
+    ids, attention = kwargs.get("input_ids"), kwargs.get("attention_mask")
+    for key in ("mm_token_type_ids", "token_type_ids"):
+        types = kwargs.get(key)
+        if types is None or ids is None or attention is None or not types.shape == ids.shape == attention.shape:
+            continue
+        real = attention.bool()
+        marked = ids[(types == 1) & real].unique()
+        assert len(marked) == 1, f"{key} marks tokens {marked.tolist()} as image tokens"
+        mismatch = ((types == 1) != (ids == marked[0])) & real
+        assert not bool(mismatch.any()), f"{key} misses image tokens in rows {mismatch.any(1).tolist()}"
+        yield key

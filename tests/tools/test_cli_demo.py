@@ -66,6 +66,7 @@ def test_demo_trains_and_the_loss_falls():
     assert "demo OK" in proc.stdout
 
 
+@pytest.mark.heavy
 def test_demo_grid_strategy():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
@@ -124,6 +125,7 @@ def test_preview_png_matches_the_mask_tensor(tmp_path, processor, tiny, row):
     _check_heatmap(out, meta, cam[0, :, :, 0])
 
 
+@pytest.mark.heavy
 def test_preview_cli_on_a_jsonl_row(tmp_path):
     pytest.importorskip("transformers")
     from PIL import Image

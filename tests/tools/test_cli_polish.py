@@ -41,6 +41,7 @@ def _doctor_without(*names: str, **extra: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 def test_doctor_gives_each_patch_left_off_its_reason_and_fix_without_verbose():
     # Without UNSLOTH_ZOO_DISABLE_GPU_INIT, importing unsloth_zoo on a CPU without `unsloth` fails:
@@ -60,6 +61,7 @@ _BANNER = (
 )
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 def test_the_demo_banner_says_not_patched_when_the_plugin_is_disabled():
     off = fresh_python(_BANNER, UNSLOTH_MULTIIMAGE_DISABLE="1")
@@ -98,6 +100,7 @@ logging.getLogger("unsloth_multiimage").warning("the plugin's own line")
 """
 
 
+@pytest.mark.heavy
 def test_cli_runs_hide_known_noise_and_verbose_shows_it(tmp_path):
     pytest.importorskip("transformers")
     pytest.importorskip("torch")

@@ -56,6 +56,7 @@ def test_answer_spans_find_the_last_answer(tiny, processor):
 # ------------------------------------------------------------------ the command
 
 
+@pytest.mark.heavy
 def test_compare_runs_every_arm_and_plots(tmp_path):
     pytest.importorskip("transformers")
     from PIL import Image
@@ -91,6 +92,7 @@ def test_compare_runs_every_arm_and_plots(tmp_path):
         assert img.format == "PNG" and img.size[0] >= 600
 
 
+@pytest.mark.heavy
 def test_compare_with_a_local_model_and_a_dataset(tiny, processor, tmp_path):
     """--model PATH and --dataset FILE (a foreign layout): candidates are the held-out answers."""
     import json
@@ -142,6 +144,7 @@ def test_compare_with_a_local_model_and_a_dataset(tiny, processor, tmp_path):
     assert abs(float(m2.group(1)) - 100 / int(m.group(1))) < 0.1
 
 
+@pytest.mark.heavy
 def test_compare_names_a_bad_arm():
     proc = run_cli("demo", "--compare", "--arms", "every_image,all_images", "--steps", "2")
     assert proc.returncode == 1 and "unknown arm(s) all_images" in proc.stdout, proc.stdout + proc.stderr

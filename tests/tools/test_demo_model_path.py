@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.heavy
 def test_demo_with_a_local_model_folder(tiny, processor, tmp_path):
     model = tiny.build_model(processor, seed=0)
     model.save_pretrained(tmp_path)

@@ -39,6 +39,7 @@ def bad_dataset(demo_jsonl):
     return demo_jsonl
 
 
+@pytest.mark.heavy
 def test_doctor_dataset_reports_each_bad_row_with_the_collators_message(bad_dataset):
     pytest.importorskip("transformers")
     proc = run_cli("doctor", "--no-import", "--dataset", str(bad_dataset))
@@ -92,6 +93,7 @@ def test_doctor_all_reads_headers_only_and_names_a_truncated_file_only_when_deco
     assert full.reports[0].verdict == "error" and "row 0, image 0 cannot be decoded" in full.reports[0].note
 
 
+@pytest.mark.heavy
 def test_doctor_num_proc_gives_the_same_reports(demo_jsonl):
     pytest.importorskip("transformers")
     from unsloth_multiimage.tools.doctor import check_dataset
@@ -117,6 +119,7 @@ LLAVA_ROWS = [
 ]
 
 
+@pytest.mark.heavy
 def test_doctor_names_a_llava_file_refused_as_it_is_and_checks_it_converted(demo_jsonl, tmp_path):
     pytest.importorskip("transformers")
     path = tmp_path / "llava.json"

@@ -25,7 +25,8 @@ def eoi_id(processor: Any) -> int:
     """The id of the processor's (or its tokenizer's) ``eoi_token``, else of ``<end_of_image>``."""
     tok = getattr(processor, "tokenizer", processor)
     eoi = getattr(processor, "eoi_token", None) or getattr(tok, "eoi_token", None) or EOI_TOKEN
-    return tok.convert_tokens_to_ids(str(eoi))
+    found: int = tok.convert_tokens_to_ids(str(eoi))  # one token in, one id out
+    return found
 
 
 def count_images(processor: Any, ids: Any) -> int:
@@ -40,4 +41,8 @@ ADAPTER = ModelAdapter(
     placeholder=BOI_TOKEN,
     count_in_ids=count_images,
     multi_image=True,
+    # Image tokens attend to each other by these per-token types: TRL builds them with the
+    # processor's padding side beside left-padded ids; the TRL patches lay them over each row's tokens.
+    row_inputs=("token_type_ids",),
+    token_inputs=("token_type_ids",),
 )

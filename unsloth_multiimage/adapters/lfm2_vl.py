@@ -27,12 +27,12 @@ IMAGE_END = "<|image_end|>"
 def count_images(processor: Any, ids: Any) -> int:
     """Complete images in one row of ``input_ids``: ``<|image_end|>`` ids (``<image>`` ids in a row
     without any ``<|image_start|>``, i.e. without the special tokens)."""
-    ids = id_list(ids)
+    row_ids = id_list(ids)
     start = tokenizer_id(processor, IMAGE_START, "image_start_token")
     end = tokenizer_id(processor, IMAGE_END, "image_end_token")
-    if start in ids:
-        return ids.count(end)
-    return ids.count(token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token"))
+    if start in row_ids:
+        return row_ids.count(end)
+    return row_ids.count(token_id(processor, "image_token_id", IMAGE_TOKEN, "image_token"))
 
 
 ADAPTER = ModelAdapter(

@@ -37,12 +37,12 @@ def _tokens_per_image(processor: Any) -> int | None:
 def _count(processor: Any, ids: Any) -> int:
     """Images in one row of ``input_ids``: image-token ids / tokens per image (runs of image
     tokens when the per-image count cannot be read off the processor)."""
-    ids = id_list(ids)
+    row_ids = id_list(ids)
     token = token_id(processor, "image_token_id", IMAGE_TOKEN)
     per_image = _tokens_per_image(processor)
     if per_image:
-        return ids.count(token) // per_image
-    return len(runs(ids, token))
+        return row_ids.count(token) // per_image
+    return len(runs(row_ids, token))
 
 
 ADAPTER = ModelAdapter(

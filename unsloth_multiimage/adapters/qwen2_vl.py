@@ -38,4 +38,8 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     native_video=True,
+    # Per-token image/video types for M-RoPE: TRL builds them with the processor's padding side
+    # beside left-padded ids; the TRL patches lay them over each row's real tokens.
+    row_inputs=("mm_token_type_ids",),
+    token_inputs=("mm_token_type_ids",),
 )

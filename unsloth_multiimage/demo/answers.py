@@ -43,12 +43,12 @@ def _texts(message: Any) -> str:
     return " ".join(p.get("text") or "" for p in content or [] if isinstance(p, dict) and p.get("type") == "text")
 
 
-def expected_answer(row: dict) -> str:
+def expected_answer(row: dict[str, Any]) -> str:
     """The text of the row's last assistant turn."""
     return _texts([m for m in row["messages"] if m.get("role") == "assistant"][-1]).strip()
 
 
-def held_out_image_rows(n: int, seed: int) -> list[dict]:
+def held_out_image_rows(n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` rows of the synthetic task with two or more images, from a seed training never uses."""
     from .demo_data import make_rows
 
@@ -57,7 +57,7 @@ def held_out_image_rows(n: int, seed: int) -> list[dict]:
     return multi[:n]
 
 
-def _image_count(row: dict) -> int:
+def _image_count(row: dict[str, Any]) -> int:
     from ..rows.plan import plan_row
 
     return len(plan_row(row, 0).images)
@@ -74,7 +74,7 @@ def _stop_ids(processor: Any) -> list[int]:
 
 
 def answer_rows(
-    model: Any, processor: Any, rows: Sequence[dict], settings: Any = None, max_new_tokens: int = 6
+    model: Any, processor: Any, rows: Sequence[dict[str, Any]], settings: Any = None, max_new_tokens: int = 6
 ) -> list[Answered]:
     """Each row's prompt answered greedily by ``model`` (in eval mode for the call)."""
     from ..inference import generate_answer
@@ -100,7 +100,7 @@ def answer_rows(
     return out
 
 
-def generated_exact(model: Any, processor: Any, rows: Sequence[dict], answers: Sequence[str]) -> list[bool]:
+def generated_exact(model: Any, processor: Any, rows: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[bool]:
     """Per row: do the first ``k`` greedily generated tokens (``k``: the length of its expected
     answer in tokens) decode to exactly that answer? ``demo --compare`` trains on the answer's
     tokens only, not on the token that closes the turn, so its models are not taught to stop: the

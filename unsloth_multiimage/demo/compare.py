@@ -156,10 +156,11 @@ def _generation_prompt_ids(processor: Any) -> list[int]:
     if not prompted.startswith(bare) or prompted == bare:
         raise ValueError("the chat template has no generation prompt to find the answer by")
     tokenizer = getattr(processor, "tokenizer", processor)
-    return tokenizer(prompted[len(bare) :], add_special_tokens=False)["input_ids"]
+    ids: list[int] = tokenizer(prompted[len(bare) :], add_special_tokens=False)["input_ids"]
+    return ids
 
 
-def answer_spans(batch: Mapping, processor: Any) -> list[tuple[int, int]]:
+def answer_spans(batch: Mapping[str, Any], processor: Any) -> list[tuple[int, int]]:
     """Per row: ``(start, end)`` of the last assistant answer's tokens in ``batch["input_ids"]``:
     after the row's last generation prompt, up to the token that closes the turn (excluded)."""
     tokenizer = getattr(processor, "tokenizer", processor)
@@ -186,7 +187,7 @@ def answer_spans(batch: Mapping, processor: Any) -> list[tuple[int, int]]:
     return spans
 
 
-def answer_labels(batch: Mapping, processor: Any, ignore_index: int = -100) -> Any:
+def answer_labels(batch: Mapping[str, Any], processor: Any, ignore_index: int = -100) -> Any:
     labels = batch["input_ids"].clone().fill_(ignore_index)
     for r, (a, b) in enumerate(answer_spans(batch, processor)):
         labels[r, a:b] = batch["input_ids"][r, a:b]
@@ -207,16 +208,16 @@ class _Quiet:
         logger.setLevel(self.level)
 
 
-def _collator(model: Any, processor: Any, zoo_cls: Any) -> Callable:
+def _collator(model: Any, processor: Any, zoo_cls: Any) -> Callable[[Sequence[Any]], Any]:
     # resize="max": images as they are (the default "min" would shrink the grid canvas to one tile).
     return make_collator(model, processor, zoo_cls, resize="max")
 
 
-def _to(batch: Mapping, device: str) -> dict:
+def _to(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
     return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
 
 
-def _check_mask(arm: str, batch: Mapping, processor: Any) -> None:
+def _check_mask(arm: str, batch: Mapping[str, Any], processor: Any) -> None:
     """The cumulative arms' batches must hold cumulative masks (the patch built them)."""
     from ..patches.cross_attention import cumulative_cross_attention_mask
 
@@ -231,7 +232,7 @@ def _check_mask(arm: str, batch: Mapping, processor: Any) -> None:
         )
 
 
-def _score(model: Any, batch: Mapping, spans: Sequence[tuple[int, int]]) -> list[float]:
+def _score(model: Any, batch: Mapping[str, Any], spans: Sequence[tuple[int, int]]) -> list[float]:
     import torch
 
     logits = model(**batch).logits.float()
@@ -248,69 +249,21 @@ def run_arm(
     arm: str,
     cfg: CompareConfig,
     env: _Env,
-    train_rows: Sequence[dict],
-    eval_rows: Sequence[dict],
+    train_rows: Sequence[dict[str, Any]],
+    eval_rows: Sequence[dict[str, Any]],
     candidates: Sequence[Sequence[str]],
 ) -> ArmResult:
-    import torch
-
     result = ArmResult(arm)
     t0 = time.perf_counter()
     with overriding(**{**_ARM_DEFAULTS, **ARM_SETTINGS[arm]}):
         try:
             model = env.build_model()
             collator = _collator(model, env.processor, env.zoo_cls)
-            optimizer = torch.optim.AdamW(
-                [p for p in model.parameters() if p.requires_grad], lr=env.lr, weight_decay=0.0
-            )
-            generator = torch.Generator().manual_seed(cfg.seed)  # the same batches for every arm
-            order: list[int] = []
-            slots = rows_seen = 0
-            model.train()
-            for step in range(cfg.steps):
-                if len(order) < cfg.batch_size:
-                    order += torch.randperm(len(train_rows), generator=generator).tolist()
-                idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
-                batch = collator([train_rows[i] for i in idx])
-                if step == 0:
-                    _check_mask(arm, batch, env.processor)
-                batch["labels"] = answer_labels(batch, env.processor)
-                if "aspect_ratio_ids" in batch:
-                    slots += int((batch["aspect_ratio_ids"] > 0).sum())
-                    rows_seen += len(idx)
-                loss = model(**_to(batch, env.device)).loss
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"the loss is not finite at step {step + 1}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                result.losses.append(float(loss.detach()))
-                env.progress(arm, step + 1, cfg.steps, result.losses[-1])
-            result.images_per_row = slots / max(1, rows_seen)
+            result.images_per_row = _train_arm(arm, cfg, env, model, collator, train_rows, result.losses)
             t1 = time.perf_counter()
             result.train_seconds = t1 - t0
             model.eval()
-            correct: list[bool] = []
-            with torch.no_grad():
-                i = 0
-                while i < len(eval_rows):
-                    chunk: list[int] = []
-                    n_seq = 0
-                    while i < len(eval_rows) and (not chunk or n_seq + len(candidates[i]) <= env.eval_batch):
-                        chunk.append(i)
-                        n_seq += len(candidates[i])
-                        i += 1
-                    variants = [with_answer(eval_rows[k], c) for k in chunk for c in candidates[k]]
-                    batch = collator(variants)
-                    spans = answer_spans(batch, env.processor)
-                    batch.pop("labels", None)
-                    scores = _score(model, _to(batch, env.device), spans)
-                    at = 0
-                    for k in chunk:
-                        n = len(candidates[k])
-                        best = max(range(n), key=lambda j: scores[at + j])
-                        correct.append(candidates[k][best] == answer_of(eval_rows[k]))
-                        at += n
+            correct = _pick_answers(model, collator, env, eval_rows, candidates)
             # the same held-out rows answered by generation, the prompt shaped as in training
             exact = generated_exact(model, env.processor, eval_rows, [answer_of(r) for r in eval_rows])
             result.generated_accuracy = 100.0 * sum(exact) / max(1, len(exact))
@@ -320,12 +273,87 @@ def run_arm(
                 kind = row_kind(row)
                 c, n = result.by_kind.get(kind, (0, 0))
                 result.by_kind[kind] = (c + ok, n + 1)
-            del model, optimizer
+            del model
         except Exception as exc:
             result.error = f"{type(exc).__name__}: {exc}"
             result.traceback = traceback.format_exc()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _train_arm(
+    arm: str,
+    cfg: CompareConfig,
+    env: _Env,
+    model: Any,
+    collator: Callable[[Sequence[Any]], Any],
+    train_rows: Sequence[dict[str, Any]],
+    losses: list[float],
+) -> float:
+    """Train ``model`` for ``cfg.steps`` (each step's loss appended to ``losses`` as it comes);
+    returns the image slots the batches filled per row."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=env.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(cfg.seed)  # the same batches for every arm
+    order: list[int] = []
+    slots = rows_seen = 0
+    model.train()
+    for step in range(cfg.steps):
+        if len(order) < cfg.batch_size:
+            order += torch.randperm(len(train_rows), generator=generator).tolist()
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        batch = collator([train_rows[i] for i in idx])
+        if step == 0:
+            _check_mask(arm, batch, env.processor)
+        batch["labels"] = answer_labels(batch, env.processor)
+        if "aspect_ratio_ids" in batch:
+            slots += int((batch["aspect_ratio_ids"] > 0).sum())
+            rows_seen += len(idx)
+        loss = model(**_to(batch, env.device)).loss
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"the loss is not finite at step {step + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        env.progress(arm, step + 1, cfg.steps, losses[-1])
+    return slots / max(1, rows_seen)
+
+
+def _pick_answers(
+    model: Any,
+    collator: Callable[[Sequence[Any]], Any],
+    env: _Env,
+    eval_rows: Sequence[dict[str, Any]],
+    candidates: Sequence[Sequence[str]],
+) -> list[bool]:
+    """For each held-out row, whether the model scores its right answer highest among its candidates
+    (rows batched up to ``env.eval_batch`` candidate sequences)."""
+    import torch
+
+    correct: list[bool] = []
+    with torch.no_grad():
+        i = 0
+        while i < len(eval_rows):
+            chunk: list[int] = []
+            n_seq = 0
+            while i < len(eval_rows) and (not chunk or n_seq + len(candidates[i]) <= env.eval_batch):
+                chunk.append(i)
+                n_seq += len(candidates[i])
+                i += 1
+            variants = [with_answer(eval_rows[k], c) for k in chunk for c in candidates[k]]
+            batch = collator(variants)
+            spans = answer_spans(batch, env.processor)
+            batch.pop("labels", None)
+            scores = _score(model, _to(batch, env.device), spans)
+            at = 0
+            for k in chunk:
+                n = len(candidates[k])
+                best = max(range(n), key=lambda j: scores[at + j])
+                correct.append(candidates[k][best] == answer_of(eval_rows[k]))
+                at += n
+    return correct
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -397,7 +425,7 @@ def _make_env(cfg: CompareConfig, progress: Callable[[str, int, int, float], Non
     )
 
 
-def _data(cfg: CompareConfig) -> tuple[list[dict], list[dict], list[list[str]], str]:
+def _data(cfg: CompareConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[list[str]], str]:
     """``(train rows, held-out rows, candidates per held-out row, description)``."""
     if cfg.dataset is None:
         from . import compare_data

@@ -84,11 +84,11 @@ def make_image(colours: Sequence[str], rng: random.Random, size: int = IMAGE_SIZ
     return image
 
 
-def _text(text: str) -> dict:
+def _text(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def make_row(kind: str, rng: random.Random, colours_per_image: int = 3) -> dict:
+def make_row(kind: str, rng: random.Random, colours_per_image: int = 3) -> dict[str, Any]:
     """One row of ``kind``. Extra keys ``kind`` / ``answer`` / ``candidates`` describe it.
 
     Images A and B each show ``colours_per_image`` colours; exactly one colour is in both."""
@@ -117,7 +117,7 @@ def make_row(kind: str, rng: random.Random, colours_per_image: int = 3) -> dict:
     }
 
 
-def make_rows(n: int, seed: int, later_turn_share: float = 1 / 3, colours_per_image: int = 3) -> list[dict]:
+def make_rows(n: int, seed: int, later_turn_share: float = 1 / 3, colours_per_image: int = 3) -> list[dict[str, Any]]:
     """``n`` rows; a fixed share of ``later_turn`` rows (interleaved, so every batch mixes kinds)."""
     rng = random.Random(seed)
     n_later = round(n * later_turn_share)
@@ -135,7 +135,7 @@ def _text_of(content: Any) -> str:
     return "".join(p.get("text") or "" for p in content or () if isinstance(p, Mapping) and p.get("type") == "text")
 
 
-def answer_of(row: Mapping) -> str:
+def answer_of(row: Mapping[str, Any]) -> str:
     """The text of the row's last message, which must be the assistant's answer."""
     messages = row.get("messages") or []
     if not messages or messages[-1].get("role") != "assistant":
@@ -143,14 +143,14 @@ def answer_of(row: Mapping) -> str:
     return _text_of(messages[-1].get("content")).strip()
 
 
-def with_answer(row: Mapping, answer: str) -> dict:
+def with_answer(row: Mapping[str, Any], answer: str) -> dict[str, Any]:
     """A copy of ``row`` whose last assistant message says ``answer``."""
     messages = list(row["messages"])
     messages[-1] = {**messages[-1], "content": [{"type": "text", "text": answer}]}
     return {**row, "messages": messages}
 
 
-def image_groups(row: Mapping) -> int:
+def image_groups(row: Mapping[str, Any]) -> int:
     """How many groups of consecutive image placeholders the row's chat has (a text part or a new
     message ends a group). 0: text-only; 1: the latest-group mask shows the question every image."""
     groups, in_group = 0, False
@@ -169,7 +169,7 @@ def image_groups(row: Mapping) -> int:
     return groups
 
 
-def row_kind(row: Mapping) -> str:
+def row_kind(row: Mapping[str, Any]) -> str:
     """``later_turn`` when an image comes before the question's group of images, else ``same_turn``."""
     kind = row.get("kind")
     if kind in ("same_turn", "later_turn"):
@@ -177,7 +177,7 @@ def row_kind(row: Mapping) -> str:
     return "later_turn" if image_groups(row) >= 2 else "same_turn"
 
 
-def as_chat(row: dict) -> dict:
+def as_chat(row: dict[str, Any]) -> dict[str, Any]:
     """A prepared row (:mod:`unsloth_multiimage.formats.source`) as one chat: a prompt/completion
     row's two lists joined into ``messages``. Raises for a row without a final answer."""
     if "messages" not in row and "prompt" in row:

@@ -27,7 +27,8 @@ import argparse
 import collections
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger("unsloth_multiimage")
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..settings import configure, get_settings
     from . import demo_data
-    from .training import build_model_and_processor, collator_description, load_zoo_collator, make_collator
+    from .training import build_model_and_processor, load_zoo_collator
 
     steps = int(_given(args, "steps", 30))
     strategy = getattr(args, "strategy", "native")
@@ -85,6 +86,28 @@ def run(args: argparse.Namespace) -> int:
     device = "cuda" if model_path is not None and torch.cuda.is_available() else "cpu"
     model.to(device)
     model.train()
+    collator, path = _collator(model, processor, zoo_cls, zoo_why)
+    rows = demo_data.make_rows(n=max(64, batch_size * 8), seed=seed)
+    _print_setup(rows, model_desc, path, steps, batch_size, device)
+    try:
+        trained = _train(model, collator, rows, steps, batch_size, seed, strategy == "grid", device)
+    finally:
+        configure(strategy=previous_strategy)
+
+    if not _report(trained, steps, strategy, time.perf_counter() - start):
+        return 1
+    try:
+        _print_answers(model, processor, seed, strategy)
+    except Exception as exc:
+        print(f"demo FAILED: answering held-out questions by generation failed: {type(exc).__name__}: {exc}")
+        return 1
+    print("demo OK: every step ran and the loss went down")
+    return 0
+
+
+def _collator(model: Any, processor: Any, zoo_cls: Any, zoo_why: Any) -> tuple[Callable[[Sequence[Any]], Any], str]:
+    """The collator the demo trains with, and its description: the real one, else the minimal one."""
+    from .training import collator_description, make_collator
 
     path = collator_description(zoo_cls, zoo_why)
     try:
@@ -92,8 +115,15 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         collator = make_collator(model, processor, None)
         path = f"a minimal collator (UnslothVisionDataCollator failed: {exc})"
+    return collator, path
 
-    rows = demo_data.make_rows(n=max(64, batch_size * 8), seed=seed)
+
+def _print_setup(
+    rows: Sequence[dict[str, Any]], model_desc: str, path: str, steps: int, batch_size: int, device: str
+) -> None:
+    from ..settings import get_settings
+    from . import demo_data
+
     n_img = [
         len(r.get("images") or [])
         or sum(1 for m in r["messages"] for p in m["content"] if isinstance(p, dict) and p.get("type") == "image")
@@ -110,29 +140,66 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  training  : {steps} steps, batch {batch_size}, AdamW lr 5e-3, device {device}")
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
-    order = list(range(len(rows)))
-    rng = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    images_sent = images_expected = 0
-    pos = len(order)
+
+@dataclass
+class _Trained:
+    """What the training loop did: the loss of each step, the image slots filled and expected, and
+    why it stopped early (None when every step ran)."""
+
+    losses: list[float] = field(default_factory=list)
+    images_sent: int = 0
+    images_expected: int = 0
     error: str | None = None
+
+
+def _batches(n_rows: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Row indices of each batch: the rows reshuffled (seeded) whenever a batch would run past them."""
+    import torch
+
+    order = list(range(n_rows))
+    rng = torch.Generator().manual_seed(seed)
+    pos = len(order)
+    while True:
+        if pos + batch_size > len(order):
+            order = torch.randperm(n_rows, generator=rng).tolist()
+            pos = 0
+        yield order[pos : pos + batch_size]
+        pos += batch_size
+
+
+def _progress_bar(steps: int) -> Any:
     try:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc="fine-tuning", unit="step", dynamic_ncols=True)
+        return tqdm(total=steps, desc="fine-tuning", unit="step", dynamic_ncols=True)
     except ImportError:  # pragma: no cover - tqdm comes with transformers
-        bar = None
+        return None
+
+
+def _train(
+    model: Any,
+    collator: Callable[[Sequence[Any]], Any],
+    rows: Sequence[dict[str, Any]],
+    steps: int,
+    batch_size: int,
+    seed: int,
+    grid: bool,
+    device: str,
+) -> _Trained:
+    """The plain torch loop (AdamW); an exception or a non-finite loss ends it, said in ``error``."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    batches = _batches(len(rows), batch_size, seed)
+    trained = _Trained()
+    losses = trained.losses
+    bar = _progress_bar(steps)
     try:
         for step in range(steps):
-            if pos + batch_size > len(order):
-                order = torch.randperm(len(rows), generator=rng).tolist()
-                pos = 0
-            examples = [rows[i] for i in order[pos : pos + batch_size]]
-            pos += batch_size
+            examples = [rows[i] for i in next(batches)]
             batch = collator(examples)
-            images_sent += _slots_used(batch)
-            images_expected += _expected_images(examples, grid=strategy == "grid")
+            trained.images_sent += _slots_used(batch)
+            trained.images_expected += _expected_images(examples, grid=grid)
             batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
             loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
@@ -140,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             optimizer.step()
             losses.append(float(loss.detach()))
             if not torch.isfinite(loss):
-                error = f"the loss is not finite at step {step + 1}"
+                trained.error = f"the loss is not finite at step {step + 1}"
                 break
             if bar is not None:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -148,13 +215,16 @@ def run(args: argparse.Namespace) -> int:
             if (step + 1) % 5 == 0 or step == 0:
                 logger.info("step %d loss %.4f", step + 1, losses[-1])
     except Exception as exc:
-        error = f"training failed at step {len(losses) + 1}: {type(exc).__name__}: {exc}"
+        trained.error = f"training failed at step {len(losses) + 1}: {type(exc).__name__}: {exc}"
     finally:
         if bar is not None:
             bar.close()
-        configure(strategy=previous_strategy)
+    return trained
 
-    elapsed = time.perf_counter() - start
+
+def _report(trained: _Trained, steps: int, strategy: str, elapsed: float) -> bool:
+    """Print how training went; False (with the reason printed) when the demo failed."""
+    losses, error = trained.losses, trained.error
     print()
     if losses:
         every = max(1, len(losses) // 6)
@@ -168,10 +238,11 @@ def run(args: argparse.Namespace) -> int:
         error = f"only {len(losses)} of {steps} steps ran"
     if error is not None:
         print(f"demo FAILED: {error}")
-        return 1
+        return False
     k = min(5, max(1, steps // 2))
     first, last = _mean(losses[:k]), _mean(losses[-k:])
     print(f"  loss: first {k} steps {first:.4f} -> last {k} steps {last:.4f} ({(last - first) / first * 100:+.1f}%)")
+    images_sent, images_expected = trained.images_sent, trained.images_expected
     if strategy == "native":
         print(f"  images sent to the model: {images_sent} of {images_expected} in the batches")
     else:
@@ -179,17 +250,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  time: {elapsed:.1f} s")
     if images_sent != images_expected:
         print(f"demo FAILED: {images_expected - images_sent} image(s) did not reach the model")
-        return 1
+        return False
     if not last < first:
         print("demo FAILED: the loss did not go down")
-        return 1
-    try:
-        _print_answers(model, processor, seed, strategy)
-    except Exception as exc:
-        print(f"demo FAILED: answering held-out questions by generation failed: {type(exc).__name__}: {exc}")
-        return 1
-    print("demo OK: every step ran and the loss went down")
-    return 0
+        return False
+    return True
 
 
 def _print_answers(model: Any, processor: Any, seed: int, strategy: str) -> None:

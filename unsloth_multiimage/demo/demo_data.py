@@ -64,11 +64,11 @@ def make_image(n_red: int, rng: random.Random, size: int = IMAGE_SIZE, n_blue: i
     return image
 
 
-def _text(text: str) -> dict:
+def _text(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def _image_row(kind: str, rng: random.Random, size: int) -> dict:
+def _image_row(kind: str, rng: random.Random, size: int) -> dict[str, Any]:
     n = rng.choice((2, 2, 3))
     counts = rng.sample(range(0, 6), n)  # distinct, so exactly one image has the most
     images = [make_image(c, rng, size) for c in counts]
@@ -94,7 +94,7 @@ def _image_row(kind: str, rng: random.Random, size: int) -> dict:
     }
 
 
-def make_rows(n: int = 64, seed: int = 0, size: int = IMAGE_SIZE) -> list[dict]:
+def make_rows(n: int = 64, seed: int = 0, size: int = IMAGE_SIZE) -> list[dict[str, Any]]:
     """``n`` rows of the synthetic dataset (see the module docstring), deterministic in ``seed``."""
     rng = random.Random(seed)
     rows = []
@@ -120,7 +120,7 @@ def _is_pil(obj: Any) -> bool:
     return hasattr(obj, "save") and hasattr(obj, "size") and hasattr(obj, "mode")
 
 
-def to_jsonl(path: str | os.PathLike, rows: Sequence[dict], image_dir: str | os.PathLike) -> str:
+def to_jsonl(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], image_dir: str | os.PathLike[str]) -> str:
     """Write ``rows`` as JSONL with every PIL image saved as a PNG under ``image_dir``.
 
     Images become file paths relative to the JSONL file's folder (absolute when that is not
@@ -131,7 +131,7 @@ def to_jsonl(path: str | os.PathLike, rows: Sequence[dict], image_dir: str | os.
     os.makedirs(image_dir, exist_ok=True)
     base = os.path.dirname(os.path.abspath(path))
 
-    def save(img: Any, row: int, k: int) -> str:
+    def save(img: Any, row: int, k: int) -> Any:
         if not _is_pil(img):
             return img
         target = os.path.join(image_dir, f"row{row:04d}_img{k}.png")

@@ -115,7 +115,8 @@ def _rgb(img: Any) -> Any:
 def make_collator(model: Any, processor: Any, zoo_cls: Any | None, **zoo_kwargs: Any) -> Callable[[Sequence[Any]], Any]:
     """The real collator (``zoo_cls(model, processor, **zoo_kwargs)``), else :class:`SimpleCollator`."""
     if zoo_cls is not None:
-        return zoo_cls(model, processor, **zoo_kwargs)
+        collator: Callable[[Sequence[Any]], Any] = zoo_cls(model, processor, **zoo_kwargs)
+        return collator
     return SimpleCollator(processor)
 
 

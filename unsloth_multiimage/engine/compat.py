@@ -130,25 +130,41 @@ def decide(
         return Decision(
             UNSUPPORTED, f"{dist} version {version!r} cannot be parsed; not patched", applies=False, version=version
         )
+    if _newer_than(parsed, entry.newest_tested):
+        return _untested(entry, version, shape_problem)
+    return _tested(entry, parsed, version)
+
+
+def _newer_than(parsed: Version, newest_tested: Version) -> bool:
     # Compare release numbers only, so 5.25.0.dev0 counts as newer than 5.24.0.
-    if parsed.release > entry.newest_tested.release or (
-        parsed.release == entry.newest_tested.release and parsed > entry.newest_tested
-    ):
-        fixes = entry.fixes_needed(entry.newest_tested)
-        base = f"{dist} {version} is newer than the newest tested {entry.newest_tested}"
-        if shape_problem is not None:
-            return Decision(
-                UNTESTED, f"{base} and {shape_problem}; not patched", applies=False, version=version, fixes=fixes
-            )
-        if not fixes:
-            return Decision(NATIVE, f"{base}; fixed upstream since the tested versions", applies=False, version=version)
+    return parsed.release > newest_tested.release or (
+        parsed.release == newest_tested.release and parsed > newest_tested
+    )
+
+
+def _untested(entry: PatchCompat, version: str, shape_problem: str | None) -> Decision:
+    """A version newer than the newest tested: the newest tested one's fixes, when the shape holds."""
+    dist = entry.distribution
+    fixes = entry.fixes_needed(entry.newest_tested)
+    base = f"{dist} {version} is newer than the newest tested {entry.newest_tested}"
+    if shape_problem is not None:
         return Decision(
-            UNTESTED,
-            f"{base}; the target still has the expected shape, so applied ({', '.join(sorted(fixes))})",
-            applies=True,
-            version=version,
-            fixes=fixes,
+            UNTESTED, f"{base} and {shape_problem}; not patched", applies=False, version=version, fixes=fixes
         )
+    if not fixes:
+        return Decision(NATIVE, f"{base}; fixed upstream since the tested versions", applies=False, version=version)
+    return Decision(
+        UNTESTED,
+        f"{base}; the target still has the expected shape, so applied ({', '.join(sorted(fixes))})",
+        applies=True,
+        version=version,
+        fixes=fixes,
+    )
+
+
+def _tested(entry: PatchCompat, parsed: Version, version: str) -> Decision:
+    """A version at most the newest tested: the fixes its table rows name, inside the supported range."""
+    dist = entry.distribution
     if not entry.supported.contains(parsed, prereleases=True):
         return Decision(
             UNSUPPORTED,

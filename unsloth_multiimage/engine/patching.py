@@ -21,11 +21,18 @@ import wrapt
 if TYPE_CHECKING:
     from .compat import PatchCompat
 
-__all__ = ["Patch", "AppliedPatch", "resolve_parent", "signature_accepts", "wants_keyword"]
+__all__ = ["Patch", "AppliedPatch", "Wrapper", "resolve_parent", "signature_accepts", "wants_keyword", "AnyObjectProxy"]
 
 # wrapper(wrapped, instance, args, kwargs) -> result, the wrapt wrapper protocol.
-Wrapper = Callable[[Callable[..., Any], Any, tuple, dict], Any]
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 _MISSING = object()
+
+# A proxy of an upstream object (a processor, a model). wrapt's stubs make ObjectProxy generic, but
+# wrapt 1.x (still supported) cannot be subscripted at run time.
+if TYPE_CHECKING:
+    AnyObjectProxy = wrapt.ObjectProxy[Any]
+else:
+    AnyObjectProxy = wrapt.ObjectProxy
 
 
 @dataclass(frozen=True)

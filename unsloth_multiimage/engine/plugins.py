@@ -63,13 +63,23 @@ def load_plugins(blocked: frozenset[str] = frozenset(), extra: Iterable[tuple[st
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs.PatchSpecs)
-    records: list[PluginRecord] = []
-    seen: set[str] = set()
-
     candidates: list[tuple[str, str, str | None, Any]] = [
         (ep.name, ep.value, _dist_name(ep), ep) for ep in _entry_points()
     ]
     candidates += [(name, repr(obj), None, obj) for name, obj in extra]
+    records = _register_all(pm, candidates, blocked)
+    patches = _collect_patches(pm, records)
+    return LoadedPlugins(
+        manager=pm, records=records, patches=patches, adapters=AdapterLookup(pm.hook.umi_model_adapter)
+    )
+
+
+def _register_all(
+    pm: pluggy.PluginManager, candidates: list[tuple[str, str, str | None, Any]], blocked: frozenset[str]
+) -> list[PluginRecord]:
+    """Register each ``(name, value, distribution, source)`` candidate once; a record for each."""
+    records: list[PluginRecord] = []
+    seen: set[str] = set()
     for name, value, dist, source in candidates:
         if name in seen:  # the same distribution visible twice on sys.path
             continue
@@ -79,21 +89,30 @@ def load_plugins(blocked: frozenset[str] = frozenset(), extra: Iterable[tuple[st
             records.append(PluginRecord(name, value, dist, loaded=False, blocked=True))
             logger.info("unsloth_multiimage: plugin %r blocked by UNSLOTH_MULTIIMAGE_DISABLE_PATCHES", name)
             continue
-        try:
-            plugin = source.load() if isinstance(source, importlib.metadata.EntryPoint) else source
-            pm.register(plugin, name=name)
-            try:
-                pm.check_pending()
-            except pluggy.PluginValidationError:
-                pm.unregister(name=name)
-                raise
-        except Exception as exc:  # a broken plugin must not stop the others
-            message = _describe_failure(name, value, exc, pm)
-            logger.error("unsloth_multiimage: %s", message)
-            records.append(PluginRecord(name, value, dist, loaded=False, error=message))
-            continue
-        records.append(PluginRecord(name, value, dist, loaded=True))
+        records.append(_register(pm, name, value, dist, source))
+    return records
 
+
+def _register(pm: pluggy.PluginManager, name: str, value: str, dist: str | None, source: Any) -> PluginRecord:
+    """Load and register one plugin; a broken one is recorded with its error, not raised."""
+    try:
+        plugin = source.load() if isinstance(source, importlib.metadata.EntryPoint) else source
+        pm.register(plugin, name=name)
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError:
+            pm.unregister(name=name)
+            raise
+    except Exception as exc:  # a broken plugin must not stop the others
+        message = _describe_failure(name, value, exc, pm)
+        logger.error("unsloth_multiimage: %s", message)
+        return PluginRecord(name, value, dist, loaded=False, error=message)
+    return PluginRecord(name, value, dist, loaded=True)
+
+
+def _collect_patches(pm: pluggy.PluginManager, records: list[PluginRecord]) -> list[tuple[str, Patch]]:
+    """``(plugin name, patch)`` for every patch of the loaded plugins; a plugin whose ``umi_patches()``
+    fails or clashes is marked failed in ``records`` (in place) and contributes none."""
     patches: list[tuple[str, Patch]] = []
     names: set[str] = set()
     for name in [r.name for r in records if r.loaded]:
@@ -101,18 +120,7 @@ def load_plugins(blocked: frozenset[str] = frozenset(), extra: Iterable[tuple[st
         impls = [i for i in pm.hook.umi_patches.get_hookimpls() if i.plugin is plugin]
         for impl in impls:
             try:
-                returned: Any = impl.function()
-                result = list(returned)
-                bad = [p for p in result if not isinstance(p, Patch)]
-                if bad:
-                    raise TypeError(f"umi_patches() returned {bad[0]!r}, not a Patch")
-                taken = [p.name for p in result if p.name in names]
-                if taken:
-                    raise ValueError(f"patch name {taken[0]!r} is already provided by another plugin")
-                own = [p.name for p in result]
-                twice = [n for i, n in enumerate(own) if n in own[:i]]
-                if twice:
-                    raise ValueError(f"patch name {twice[0]!r} is returned twice by this plugin")
+                result = _returned_patches(impl, names)
             except Exception as exc:
                 message = f"plugin {name!r} failed in umi_patches(): {type(exc).__name__}: {exc}"
                 logger.error("unsloth_multiimage: %s", message)
@@ -124,9 +132,25 @@ def load_plugins(blocked: frozenset[str] = frozenset(), extra: Iterable[tuple[st
             for p in result:
                 names.add(p.name)
                 patches.append((name, p))
-    return LoadedPlugins(
-        manager=pm, records=records, patches=patches, adapters=AdapterLookup(pm.hook.umi_model_adapter)
-    )
+    return patches
+
+
+def _returned_patches(impl: Any, names: set[str]) -> list[Patch]:
+    """What one ``umi_patches()`` implementation returns, checked: Patches only, with names that no
+    other plugin took (``names``) and that it does not repeat."""
+    returned: Any = impl.function()
+    result = list(returned)
+    bad = [p for p in result if not isinstance(p, Patch)]
+    if bad:
+        raise TypeError(f"umi_patches() returned {bad[0]!r}, not a Patch")
+    taken = [p.name for p in result if p.name in names]
+    if taken:
+        raise ValueError(f"patch name {taken[0]!r} is already provided by another plugin")
+    own = [p.name for p in result]
+    twice = [n for i, n in enumerate(own) if n in own[:i]]
+    if twice:
+        raise ValueError(f"patch name {twice[0]!r} is returned twice by this plugin")
+    return result
 
 
 def _describe_failure(name: str, value: str, exc: Exception, pm: pluggy.PluginManager) -> str:

@@ -45,7 +45,7 @@ def is_relative_path(text: str) -> bool:
     return bool(text) and "://" not in text[:16] and text[:5].lower() != "data:" and not os.path.isabs(text)
 
 
-def resolve_image(image: Any, image_root: str | os.PathLike | None = None) -> Any:
+def resolve_image(image: Any, image_root: str | os.PathLike[str] | None = None) -> Any:
     """One image reference with ``file://`` URIs turned into paths and relative paths joined to ``image_root``.
 
     Strings and path-likes are paths; in a ``{"bytes", "path"}`` dict only ``path`` is resolved,
@@ -78,7 +78,7 @@ def resolve_image(image: Any, image_root: str | os.PathLike | None = None) -> An
     return os.path.join(os.path.abspath(os.path.expanduser(os.fspath(image_root))), text)
 
 
-def resolve_paths(example: Any, image_root: str | os.PathLike, *, only_missing: bool = False) -> Any:
+def resolve_paths(example: Any, image_root: str | os.PathLike[str], *, only_missing: bool = False) -> Any:
     """``example`` with the relative image paths of its ``images`` column and image parts joined
     to ``image_root`` (see :func:`resolve_image`); with ``only_missing``, a relative path that
     exists from the working directory is kept. Unchanged rows come back as the same object."""
@@ -90,7 +90,7 @@ def resolve_paths(example: Any, image_root: str | os.PathLike, *, only_missing: 
 
     changed = False
 
-    def part(_k: int, p: Mapping) -> Mapping:
+    def part(_k: int, p: Mapping[str, Any]) -> Mapping[str, Any]:
         nonlocal changed
         for key in ("image", "path"):
             value = p.get(key)
@@ -131,7 +131,7 @@ def _openai_image(payload: Any, where: str) -> Any:
     return {"bytes": None, "path": payload}
 
 
-def _column(value: Any, where: str, fmt: str, key: str) -> list:
+def _column(value: Any, where: str, fmt: str, key: str) -> list[Any]:
     """A row's image column as a list (a single image becomes a list of one; None becomes [])."""
     if value is None:
         return []
@@ -146,17 +146,17 @@ def _column(value: Any, where: str, fmt: str, key: str) -> list:
 
 
 @functools.lru_cache(maxsize=32)
-def _tag_pattern(tags: tuple[str, ...]) -> re.Pattern | None:
+def _tag_pattern(tags: tuple[str, ...]) -> re.Pattern[str] | None:
     tags = tuple(sorted({t for t in tags if t}, key=len, reverse=True))
     return re.compile("(" + "|".join(map(re.escape, tags)) + ")") if tags else None
 
 
-def _split(text: str, tags: tuple[str, ...], strip_newline: bool, video_tags: tuple[str, ...] = ()) -> list:
+def _split(text: str, tags: tuple[str, ...], strip_newline: bool, video_tags: tuple[str, ...] = ()) -> list[Any]:
     """Text and slot segments of a string holding image (and video) tags."""
     pattern = _tag_pattern(tags + video_tags)
     if pattern is None:
         return [("text", text)]
-    out: list = []
+    out: list[Any] = []
     for i, piece in enumerate(pattern.split(text)):
         if i % 2:
             out.append(_VSLOT if piece in video_tags else _SLOT)
@@ -187,10 +187,10 @@ class _Row:
     image_root: Any
     video_tags: tuple[str, ...] = ()
 
-    def error(self, cls: type, found: str, fix: str) -> FormatError:
+    def error(self, cls: type[FormatError], found: str, fix: str) -> FormatError:
         return cls(f"unsloth_multiimage: {self.where} ({self.fmt} format) {found}. Fix: {fix}.")
 
-    def segments(self, content: Any, split_parts: bool) -> list:
+    def segments(self, content: Any, split_parts: bool) -> list[Any]:
         """The text, slot and embedded-image segments of one turn's content."""
         if content is None:
             return []
@@ -202,7 +202,7 @@ class _Row:
                 f"has a turn whose content is a {type(content).__name__}",
                 "make each content a string or a list of typed parts",
             )
-        out: list = []
+        out: list[Any] = []
         for part in content:
             kind = part.get("type") if isinstance(part, Mapping) else None
             if kind == "text":
@@ -231,45 +231,65 @@ class _Row:
         return out
 
 
-def _turns(example: Mapping, fmt: str, row: _Row) -> tuple[list, list, str, tuple[str, ...]]:
+#: ``([(out_key, role, content)], images, image_key, consumed_keys)`` of one row.
+_Turns = tuple[list[Any], list[Any], str, tuple[str, ...]]
+
+
+def _turns(example: Mapping[str, Any], fmt: str, row: _Row) -> _Turns:
     """``([(out_key, role, content)], images, image_key, consumed_keys)`` for one row of ``fmt``."""
     if fmt == "cauldron":
-        texts = example.get("texts")
-        if not isinstance(texts, (list, tuple)):
+        return _cauldron_turns(example, fmt, row)
+    if fmt == "prompt_completion":
+        return _pc_turns(example, fmt, row)
+    return _chat_turns(example, fmt, row)
+
+
+def _cauldron_turns(example: Mapping[str, Any], fmt: str, row: _Row) -> _Turns:
+    """the_cauldron: ``texts`` of ``{user, assistant}`` pairs."""
+    texts = example.get("texts")
+    if not isinstance(texts, (list, tuple)):
+        raise row.error(
+            FormatError,
+            f"has no `texts` list (keys: {sorted(example)})",
+            "pass the right format=, or give the row `texts: [{user, assistant}]`",
+        )
+    turns = []
+    for pair in texts:
+        if not isinstance(pair, Mapping):
             raise row.error(
                 FormatError,
-                f"has no `texts` list (keys: {sorted(example)})",
-                "pass the right format=, or give the row `texts: [{user, assistant}]`",
+                f"has a `texts` entry of type {type(pair).__name__}",
+                "make every entry a {'user': ..., 'assistant': ...} dict",
             )
-        turns = []
-        for pair in texts:
-            if not isinstance(pair, Mapping):
-                raise row.error(
-                    FormatError,
-                    f"has a `texts` entry of type {type(pair).__name__}",
-                    "make every entry a {'user': ..., 'assistant': ...} dict",
-                )
-            turns += [("messages", role, pair[role]) for role in ("user", "assistant") if pair.get(role) is not None]
-        return turns, _column(example.get("images"), row.where, fmt, "images"), "images", ("texts", "images")
-    if fmt == "prompt_completion":
-        turns = []
-        for side in ("prompt", "completion"):
-            chat = example.get(side)
-            if chat is not None and not is_message_list(chat):
-                raise row.error(
-                    FormatError,
-                    f"has a `{side}` that is not a list of role/content turns",
-                    "give `prompt` (and `completion`) as message lists",
-                )
-            turns += [(side, _role(m.get("role"), row.where, fmt), m.get("content")) for m in chat or []]
-        if not turns and example.get("prompt") is None:
-            raise row.error(FormatError, f"has no `prompt` (keys: {sorted(example)})", "pass the right format=")
-        return (
-            turns,
-            _column(example.get("images"), row.where, fmt, "images"),
-            "images",
-            ("prompt", "completion", "images"),
-        )
+        turns += [("messages", role, pair[role]) for role in ("user", "assistant") if pair.get(role) is not None]
+    return turns, _column(example.get("images"), row.where, fmt, "images"), "images", ("texts", "images")
+
+
+def _pc_turns(example: Mapping[str, Any], fmt: str, row: _Row) -> _Turns:
+    """TRL's prompt/completion: the two message lists, each turn keeping its side."""
+    turns = []
+    for side in ("prompt", "completion"):
+        chat = example.get(side)
+        if chat is not None and not is_message_list(chat):
+            raise row.error(
+                FormatError,
+                f"has a `{side}` that is not a list of role/content turns",
+                "give `prompt` (and `completion`) as message lists",
+            )
+        turns += [(side, _role(m.get("role"), row.where, fmt), m.get("content")) for m in chat or []]
+    if not turns and example.get("prompt") is None:
+        raise row.error(FormatError, f"has no `prompt` (keys: {sorted(example)})", "pass the right format=")
+    return (
+        turns,
+        _column(example.get("images"), row.where, fmt, "images"),
+        "images",
+        ("prompt", "completion", "images"),
+    )
+
+
+def _chat_turns(example: Mapping[str, Any], fmt: str, row: _Row) -> _Turns:
+    """One chat list (``messages``, ``conversations`` or ``conversation``): LLaVA's from/value turns
+    or role/content turns."""
     key, chat = chat_of(example)
     if chat is None or key is None:
         raise row.error(
@@ -291,8 +311,13 @@ def _turns(example: Mapping, fmt: str, row: _Row) -> tuple[list, list, str, tupl
 
 
 def _assemble(
-    turns: list, column: list, image_key: str, row: _Row, videos: Sequence[Any] = (), video_key: str = "videos"
-) -> tuple[dict, list, list]:
+    turns: list[Any],
+    column: list[Any],
+    image_key: str,
+    row: _Row,
+    videos: Sequence[Any] = (),
+    video_key: str = "videos",
+) -> tuple[dict[str, Any], list[Any], list[Any]]:
     """Turn segments into output chats and the images and videos lists in placeholder order."""
     split_parts = not any(
         isinstance(c, (list, tuple)) and any(isinstance(p, Mapping) and p.get("type") in IMAGE_PART_TYPES for p in c)
@@ -336,9 +361,9 @@ def _assemble(
             fix,
         )
     fill, video_fill = iter(column), iter(videos)
-    chats: dict[str, list] = {}
-    images: list = []
-    out_videos: list = []
+    chats: dict[str, list[Any]] = {}
+    images: list[Any] = []
+    out_videos: list[Any] = []
     for key, role, segs in segmented:
         content = []
         for seg in segs:
@@ -361,7 +386,7 @@ def _assemble(
     return chats, images, out_videos
 
 
-def _place_videos(segmented: list, videos: list, video_key: str, row: _Row) -> list:
+def _place_videos(segmented: list[Any], videos: list[Any], video_key: str, row: _Row) -> list[Any]:
     """Check the video slots against the row's videos; with no video tag or part at all, every
     video goes to the start of the first user turn (as images do)."""
     n_slots = sum(seg is _VSLOT for *_, segs in segmented for seg in segs)
@@ -381,7 +406,7 @@ def _place_videos(segmented: list, videos: list, video_key: str, row: _Row) -> l
     )
 
 
-def _video_column(example: Mapping, row: _Row) -> tuple[list, str | None]:
+def _video_column(example: Mapping[str, Any], row: _Row) -> tuple[list[Any], str | None]:
     """``(videos, column key)`` of a row: its ``video`` (LLaVA-Video) or ``videos`` column."""
     found = [k for k in _VIDEO_COLUMNS if example.get(k) is not None]
     if len(found) > 1:
@@ -395,7 +420,7 @@ def _video_column(example: Mapping, row: _Row) -> tuple[list, str | None]:
 _IMAGE_COLUMNS = ("image", "images")
 
 
-def _refuse_stray_images(example: Mapping, consumed: Sequence[str], row: _Row, index: int | None) -> None:
+def _refuse_stray_images(example: Mapping[str, Any], consumed: Sequence[str], row: _Row, index: int | None) -> None:
     """Raise when an image column the row's format does not read holds images: it would be
     passed through as a stray column and its images never reach the chat (nothing dropped silently)."""
     for key in _IMAGE_COLUMNS:
@@ -420,7 +445,7 @@ def to_messages(
     *,
     row: int | None = None,
     format: str = "auto",
-    image_root: str | os.PathLike | None = None,
+    image_root: str | os.PathLike[str] | None = None,
     image_tags: Sequence[str] = DEFAULT_IMAGE_TAGS,
     strip_tag_newline: bool = True,
     video_tags: Sequence[str] = DEFAULT_VIDEO_TAGS,

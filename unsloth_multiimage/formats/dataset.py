@@ -20,7 +20,7 @@ def consumed_columns(example: Mapping[str, Any], format: str = "auto") -> list[s
     """The columns of ``example`` that :func:`to_messages` reads and replaces (for ``remove_columns``)."""
     fmt = detect(example) if format == "auto" else format
     if fmt == "cauldron":
-        keys: tuple = ("texts", "images")
+        keys: tuple[str | None, ...] = ("texts", "images")
     elif fmt == "prompt_completion":
         keys = ("prompt", "completion", "images")
     elif fmt in FORMATS:
@@ -55,7 +55,9 @@ def _is_null(feature: Any) -> bool:
     return feature is None or getattr(feature, "dtype", None) == "null"
 
 
-def _output_features(features: Mapping, first: Mapping, fmt: str, removed: Sequence[str], out_keys: Sequence[str]):
+def _output_features(
+    features: Mapping[str, Any], first: Mapping[str, Any], fmt: str, removed: Sequence[str], out_keys: Sequence[str]
+):
     from datasets import Features, Value
 
     image: Any = None
@@ -80,7 +82,7 @@ def _output_features(features: Mapping, first: Mapping, fmt: str, removed: Seque
     return Features(out)
 
 
-def _embedded_image_feature(features: list) -> Any:
+def _embedded_image_feature(features: list[Any]) -> Any:
     """The image feature of chat parts: their ``image`` key's, or the dict layout for ``image_url`` parts."""
     stack = list(features)
     while stack:
@@ -102,7 +104,7 @@ def convert_dataset(
     dataset: Any,
     *,
     format: str = "auto",
-    image_root: str | os.PathLike | None = None,
+    image_root: str | os.PathLike[str] | None = None,
     image_tags: Sequence[str] = DEFAULT_IMAGE_TAGS,
     strip_tag_newline: bool = True,
     num_proc: int | None = None,

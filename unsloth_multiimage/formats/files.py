@@ -84,7 +84,7 @@ def _first_char(path: str) -> str:
     return ""
 
 
-def _read_jsonl(path: str) -> Iterator[dict]:
+def _read_jsonl(path: str) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -103,7 +103,7 @@ def _read_jsonl(path: str) -> Iterator[dict]:
             yield row
 
 
-def _read_json(path: str) -> Iterator[dict]:
+def _read_json(path: str) -> Iterator[dict[str, Any]]:
     if _first_char(path) != "[":
         logger.debug("%s does not start with '[': reading it as JSON Lines", path)
         yield from _read_jsonl(path)
@@ -124,7 +124,7 @@ def _read_json(path: str) -> Iterator[dict]:
         yield row
 
 
-def _read_parquet(path: str) -> Iterator[dict]:
+def _read_parquet(path: str) -> Iterator[dict[str, Any]]:
     pa, pq = _pyarrow()
     try:
         batches = pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
@@ -155,12 +155,14 @@ def _load_folder(path: str, split: str | None) -> Any:
     return loaded
 
 
-def _read_folder(path: str, split: str | None) -> Iterator[dict]:
+def _read_folder(path: str, split: str | None) -> Iterator[dict[str, Any]]:
     for table in _load_folder(path, split).with_format("arrow").iter(batch_size=BATCH_ROWS):
         yield from table.to_pylist()
 
 
-def read_rows(path: str | os.PathLike, *, limit: int | None = None, split: str | None = None) -> Iterator[dict]:
+def read_rows(
+    path: str | os.PathLike[str], *, limit: int | None = None, split: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Stream the rows of a dataset file or ``save_to_disk`` folder.
 
     Args:
@@ -180,7 +182,7 @@ def read_rows(path: str | os.PathLike, *, limit: int | None = None, split: str |
         raise ValueError(f"limit must be None or >= 0, not {limit}")
     kind = _kind(path)
     if kind == "folder":
-        rows: Iterator[dict] = _read_folder(path, split)
+        rows: Iterator[dict[str, Any]] = _read_folder(path, split)
     else:
         if split is not None:
             raise DatasetIOError(f"{path}: split= only applies to save_to_disk folders. Fix: leave it unset.")
@@ -188,7 +190,7 @@ def read_rows(path: str | os.PathLike, *, limit: int | None = None, split: str |
     return rows if limit is None else itertools.islice(rows, limit)
 
 
-def count_rows(path: str | os.PathLike, *, split: str | None = None) -> int:
+def count_rows(path: str | os.PathLike[str], *, split: str | None = None) -> int:
     """The number of rows :func:`read_rows` would yield, as cheaply as the format allows.
 
     JSON Lines: non-blank lines are counted (not parsed). Parquet: the footer's row count.
@@ -205,7 +207,8 @@ def count_rows(path: str | os.PathLike, *, split: str | None = None) -> int:
         return sum(1 for _ in _read_json(path))
     if kind == "parquet":
         _, pq = _pyarrow()
-        return pq.ParquetFile(path).metadata.num_rows
+        n_rows: int = pq.ParquetFile(path).metadata.num_rows
+        return n_rows
     return len(_load_folder(path, split))
 
 
@@ -231,7 +234,7 @@ def _non_json(value: Any, where: str) -> str | None:
     return f"{where} ({type(value).__name__})"
 
 
-def _as_dict(row: Any, i: int, path: str) -> dict:
+def _as_dict(row: Any, i: int, path: str) -> dict[str, Any]:
     if not isinstance(row, Mapping):
         raise DatasetIOError(f"{path}: row {i} is a {type(row).__name__}, not a dict. Fix: write row dicts.")
     return dict(row)
@@ -248,7 +251,7 @@ def _json_line(row: Any, i: int, path: str) -> str:
         ) from None
 
 
-def _table(rows: list, schema: Any, start: int, path: str) -> Any:
+def _table(rows: list[Any], schema: Any, start: int, path: str) -> Any:
     """A pyarrow table of ``rows``; on failure, the error names the first row that breaks it."""
     pa, _ = _pyarrow()
     try:
@@ -262,7 +265,7 @@ def _table(rows: list, schema: Any, start: int, path: str) -> Any:
     )
 
 
-def _culprit(rows: list, schema: Any) -> int | None:
+def _culprit(rows: list[Any], schema: Any) -> int | None:
     pa, _ = _pyarrow()
     merged = schema
     for j, row in enumerate(rows):
@@ -277,7 +280,7 @@ def _culprit(rows: list, schema: Any) -> int | None:
     return None
 
 
-def write_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, schema: Any = None) -> int:
+def write_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], *, schema: Any = None) -> int:
     """Write rows to a ``.jsonl``, ``.json`` or ``.parquet`` file (atomically: a temp file, then a
     rename), with the permissions the user's umask gives a new file.
 

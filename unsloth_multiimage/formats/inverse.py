@@ -17,7 +17,7 @@ __all__ = ["from_messages"]
 _FROM_ROLE = {"user": "human", "assistant": "gpt", "system": "system"}
 
 
-def _canonical(example: Mapping) -> tuple[list, list]:
+def _canonical(example: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
     """(messages, images) of a messages-layout row (prompt + completion joined), bare parts only."""
     if example.get("messages") is not None:
         chat = list(example["messages"])
@@ -27,7 +27,7 @@ def _canonical(example: Mapping) -> tuple[list, list]:
     return chat, images
 
 
-def _tagged(content: Sequence[Mapping], tag: str) -> str:
+def _tagged(content: Sequence[Mapping[str, Any]], tag: str) -> str:
     """A typed content list as a string: each image is ``tag + "\\n"`` (undone by :func:`to_messages`)."""
     return "".join(tag + "\n" if p.get("type") == "image" else (p.get("text") or "") for p in content)
 
@@ -79,6 +79,20 @@ def from_messages(example: Mapping[str, Any], format: str, *, tag: str = "<image
         raise UnknownFormatError(f"unsloth_multiimage: unknown format {format!r}. Known formats: {', '.join(FORMATS)}.")
     chat, images = _canonical(example)
     rest = {k: v for k, v in example.items() if k not in ("messages", "prompt", "completion", "images")}
+    _check_bare_parts(chat, images)
+    contents = [list(m.get("content") or []) for m in chat]
+    if format == "messages":
+        return {**rest, "messages": chat, "images": images}
+    if format == "prompt_completion":
+        return _as_prompt_completion(rest, chat, images)
+    if format == "openai":
+        return _as_openai(rest, chat, contents, images)
+    if format == "cauldron":
+        return {**rest, "images": images, "texts": _cauldron_texts(chat, contents, len(images))}
+    return _as_tagged_strings(rest, chat, contents, images, format, tag)
+
+
+def _check_bare_parts(chat: list[Any], images: list[Any]) -> None:
     n_parts = sum(p.get("type") == "image" for p in content_parts(chat))
     if n_parts != len(images) or any(
         part_payload(p) is not None for p in content_parts(chat) if p.get("type") == "image"
@@ -87,30 +101,37 @@ def from_messages(example: Mapping[str, Any], format: str, *, tag: str = "<image
             f"unsloth_multiimage: row ? (messages format) has {n_parts} image part(s) but "
             f"{len(images)} image(s). Fix: one bare image part per image."
         )
-    contents = [list(m.get("content") or []) for m in chat]
-    if format == "messages":
-        return {**rest, "messages": chat, "images": images}
-    if format == "prompt_completion":
-        cut = len(chat)
-        while cut and chat[cut - 1].get("role") == "assistant":
-            cut -= 1
-        cut = cut or len(chat)  # an all-assistant chat stays in the prompt
-        out = {**rest, "prompt": chat[:cut], "images": images}
-        if cut < len(chat):
-            out["completion"] = chat[cut:]
-        return out
-    if format == "openai":
-        it = iter(images)
 
-        def part(p: Mapping) -> dict:
-            if p.get("type") == "image":
-                return {"type": "image_url", "image_url": {"url": _url(next(it))}}
-            return {"type": "text", "text": p.get("text") or ""}
 
-        messages = [{"role": m["role"], "content": [part(p) for p in c]} for m, c in zip(chat, contents, strict=True)]
-        return {**rest, "messages": messages}
-    if format == "cauldron":
-        return {**rest, "images": images, "texts": _cauldron_texts(chat, contents, len(images))}
+def _as_prompt_completion(rest: dict[str, Any], chat: list[Any], images: list[Any]) -> dict[str, Any]:
+    """The trailing assistant turns are the completion; the rest is the prompt."""
+    cut = len(chat)
+    while cut and chat[cut - 1].get("role") == "assistant":
+        cut -= 1
+    cut = cut or len(chat)  # an all-assistant chat stays in the prompt
+    out = {**rest, "prompt": chat[:cut], "images": images}
+    if cut < len(chat):
+        out["completion"] = chat[cut:]
+    return out
+
+
+def _as_openai(rest: dict[str, Any], chat: list[Any], contents: list[Any], images: list[Any]) -> dict[str, Any]:
+    """Every image as an ``image_url`` part in its place."""
+    it = iter(images)
+
+    def part(p: Mapping[str, Any]) -> dict[str, Any]:
+        if p.get("type") == "image":
+            return {"type": "image_url", "image_url": {"url": _url(next(it))}}
+        return {"type": "text", "text": p.get("text") or ""}
+
+    messages = [{"role": m["role"], "content": [part(p) for p in c]} for m, c in zip(chat, contents, strict=True)]
+    return {**rest, "messages": messages}
+
+
+def _as_tagged_strings(
+    rest: dict[str, Any], chat: list[Any], contents: list[Any], images: list[Any], format: str, tag: str
+) -> dict[str, Any]:
+    """The string formats (``llava``, ``mantis``, ``llamafactory``): ``tag`` per image in the text."""
     turns = [(m["role"], _tagged(c, tag)) for m, c in zip(chat, contents, strict=True)]
     if format == "llava":
         out = {**rest, "conversations": [{"from": _FROM_ROLE.get(r, r), "value": v} for r, v in turns]}
@@ -121,7 +142,7 @@ def from_messages(example: Mapping[str, Any], format: str, *, tag: str = "<image
     return {**rest, key: [{"role": r, "content": v} for r, v in turns], "images": images}
 
 
-def _cauldron_texts(chat: list, contents: list, n_images: int) -> list:
+def _cauldron_texts(chat: list[Any], contents: list[Any], n_images: int) -> list[Any]:
     roles = [m.get("role") for m in chat]
     first = contents[0] if contents else []
     leading = 0

@@ -50,7 +50,7 @@ def _has_image(turns: Sequence[Mapping[str, Any]]) -> bool:
     )
 
 
-def _split_at_last_user(turns: list, where: str, index: int | None) -> tuple[list, list]:
+def _split_at_last_user(turns: list[Any], where: str, index: int | None) -> tuple[list[Any], list[Any]]:
     users = [i for i, turn in enumerate(turns) if turn.get("role") == "user"]
     if not users:
         raise FormatError(
@@ -63,7 +63,7 @@ def _split_at_last_user(turns: list, where: str, index: int | None) -> tuple[lis
 
 def to_grpo_prompt(
     example: Mapping[str, Any], idx: int | None = None, /, *, row: int | None = None, **convert: Any
-) -> dict:
+) -> dict[str, Any]:
     """One row (any layout :func:`~.convert.to_messages` reads) as a GRPO prompt row.
 
     ``convert`` goes to ``to_messages`` (``format``, ``image_root``, ``image_tags`` ...). The row's
@@ -87,10 +87,10 @@ def to_grpo_prompt(
     return out
 
 
-def _answer(value: Any, prompt: list, key: str, where: str, index: int | None) -> list:
+def _answer(value: Any, prompt: list[Any], key: str, where: str, index: int | None) -> list[Any]:
     """``chosen`` / ``rejected`` as assistant turns with typed parts."""
     if isinstance(value, str):
-        turns: list = [{"role": "assistant", "content": value}]
+        turns: list[Any] = [{"role": "assistant", "content": value}]
     elif isinstance(value, Mapping):
         turns = [value]
     elif isinstance(value, Sequence) and value and all(isinstance(t, Mapping) for t in value):
@@ -130,7 +130,7 @@ def _string_contents(turns: Sequence[Mapping[str, Any]]) -> bool:
 
 def to_preference(
     example: Mapping[str, Any], idx: int | None = None, /, *, row: int | None = None, **convert: Any
-) -> dict:
+) -> dict[str, Any]:
     """One preference row as TRL's vision DPO row: ``prompt`` turns with image parts, ``chosen``,
     ``rejected`` (assistant turns), ``images`` (the prompt's, in placeholder order).
 

@@ -112,7 +112,7 @@ def default_image_root(data: Any) -> str | None:
     a ``save_to_disk`` folder itself; None for an in-memory dataset."""
     if not _is_path(data):
         return None
-    path = os.path.abspath(os.fspath(data))
+    path: str = os.path.abspath(os.fspath(data))
     return path if os.path.isdir(path) else os.path.dirname(path)
 
 

@@ -130,7 +130,7 @@ def _as_row(messages: Any, images: Sequence[Any] | None, image_root: Any, row: i
     return example
 
 
-def _prompt_of(example: Any, add_generation_prompt: bool, row: int) -> dict:
+def _prompt_of(example: Any, add_generation_prompt: bool, row: int) -> dict[str, Any]:
     """The row cut where the answer starts: a prompt/completion row's prompt, a chat without its
     trailing assistant turn(s) (without a generation prompt: the whole chat). Column images that
     belonged to the cut turns leave with them (they were part of the answer, not of the prompt)."""

@@ -35,12 +35,13 @@ untouched. How it fits the compat table, and why:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..adapters import id_list
 from ..engine.decision import Decision, StrEnum
-from ..engine.patching import Patch, signature_accepts
+from ..engine.patching import Patch, Wrapper, signature_accepts
 from ..errors import ImageCountError
 from ..hooks import hookimpl
 from .cross_attention import CUMULATIVE, cumulative_cross_attention_mask
@@ -58,6 +59,7 @@ class Fix(StrEnum):
     MIXED_TEXT_ONLY_ROWS = "mixed_text_only_rows"
     ROW_NAMED_ERRORS = "row_named_errors"
     TRUNCATION_CHECK = "truncation_check"
+    PADDING_SIDE_KWARG = "padding_side_kwarg"
 
 
 # Keys shaped (batch, seq_len, ...) that are padded to a common length when merging.
@@ -82,7 +84,7 @@ def _is_list(x: Any) -> bool:
     return isinstance(x, (list, tuple))
 
 
-def nest_images(images: Any, counts: Sequence[int], *, realign: bool = True) -> list[list]:
+def nest_images(images: Any, counts: Sequence[int], *, realign: bool = True) -> list[list[Any]]:
     """Group ``images`` per sample so that sample ``i`` gets ``counts[i]`` images.
 
     Accepts a single image, a flat list (regrouped in order by the counts, when the totals
@@ -102,17 +104,7 @@ def nest_images(images: Any, counts: Sequence[int], *, realign: bool = True) -> 
             f"per sample, e.g. [[img_a, img_b], [], [img_c]] for {n} samples."
         )
     if not nested:
-        if len(images) != sum(counts):
-            raise ImageCountError(
-                f"unsloth_multiimage: the {n} texts have {list(counts)} {IMAGE_TOKEN} tokens ({sum(counts)} in all) "
-                f"but {len(images)} images were given as a flat list. Fix: pass one list of images per sample, "
-                f"in the order of its {IMAGE_TOKEN} tokens."
-            )
-        out, start = [], 0
-        for c in counts:
-            out.append(images[start : start + c])
-            start += c
-        return out
+        return _regroup_flat(images, counts)
     groups = [list(g) for g in images]
     if len(groups) != n and realign:
         with_images = [i for i, c in enumerate(counts) if c > 0]
@@ -134,7 +126,22 @@ def nest_images(images: Any, counts: Sequence[int], *, realign: bool = True) -> 
     return groups
 
 
-def _bind(args: tuple, kwargs: dict) -> tuple[Any, Any, tuple, dict]:
+def _regroup_flat(images: list[Any], counts: Sequence[int]) -> list[list[Any]]:
+    """A flat list of images cut into one group per sample, in order, by the counts."""
+    if len(images) != sum(counts):
+        raise ImageCountError(
+            f"unsloth_multiimage: the {len(counts)} texts have {list(counts)} {IMAGE_TOKEN} tokens ({sum(counts)} in all) "
+            f"but {len(images)} images were given as a flat list. Fix: pass one list of images per sample, "
+            f"in the order of its {IMAGE_TOKEN} tokens."
+        )
+    out, start = [], 0
+    for c in counts:
+        out.append(images[start : start + c])
+        start += c
+    return out
+
+
+def _bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, tuple[Any, ...], dict[str, Any]]:
     """Split (images, text) out of a call made positionally or by keyword."""
     kwargs = dict(kwargs)
     positional = list(args)
@@ -143,18 +150,39 @@ def _bind(args: tuple, kwargs: dict) -> tuple[Any, Any, tuple, dict]:
     return images, text, tuple(positional), kwargs
 
 
-def make_wrapper(decision: Decision) -> Callable:
+def make_wrapper(decision: Decision) -> Wrapper:
     """The ``__call__`` wrapper for the installed release (``decision.fixes`` are its active fixes;
     the cross-attention setting applies whatever they are)."""
     fixes = decision.fixes
 
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        out = _call(wrapped, instance, args, kwargs, fixes)
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        side = kwargs.get("padding_side") if Fix.PADDING_SIDE_KWARG in fixes else None
+        with _tokenizer_padding_side(instance, side):
+            out = _call(wrapped, instance, args, kwargs, fixes)
         if instance is not None and _cumulative_wanted():
             out = with_cumulative_mask(instance, out)
         return out
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _tokenizer_padding_side(processor: Any, side: Any) -> Iterator[None]:
+    """The processor's tokenizer pads on ``side`` while the block runs (None: unchanged).
+
+    Before 5.0 ``MllamaProcessor.__call__`` drops a ``padding_side`` argument, so TRL 0.24 - 0.28's
+    left-padded generation prompts come back padded on the tokenizer's side, their images' cross-attention
+    laid out for it: a batch of prompts of different lengths then generates after its padding."""
+    tokenizer = getattr(processor, "tokenizer", None)
+    if side not in ("left", "right") or tokenizer is None or getattr(tokenizer, "padding_side", side) == side:
+        yield
+        return
+    before = tokenizer.padding_side
+    tokenizer.padding_side = side
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = before
 
 
 def _cumulative_wanted() -> bool:
@@ -177,7 +205,9 @@ def with_cumulative_mask(processor: Any, out: Any) -> Any:
     return out
 
 
-def _call(wrapped: Callable, instance: Any, args: tuple, kwargs: dict, fixes: frozenset) -> Any:
+def _call(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], fixes: frozenset[str]
+) -> Any:
     """Upstream's ``__call__`` with the active ``fixes`` around it."""
     images, text, rest, kw = _bind(args, kwargs)
     if instance is None or rest or text is None or images is None or not (isinstance(text, str) or _is_list(text)):
@@ -215,7 +245,7 @@ def _image_tokens_cut(processor: Any, out: Any, counts: Sequence[int]) -> bool:
 
 
 def _check_truncation(
-    processor: Any, texts: Sequence[str], counts: Sequence[int], kw: dict, cause: Exception | None = None
+    processor: Any, texts: Sequence[str], counts: Sequence[int], kw: dict[str, Any], cause: Exception | None = None
 ) -> None:
     """Raise naming the first sample whose ``<|image|>`` tokens fall past ``max_length``."""
     tokenizer = getattr(processor, "tokenizer", None)
@@ -247,7 +277,9 @@ def truncation_error(
     )
 
 
-def _mixed_batch(wrapped: Callable, processor: Any, texts: list, groups: list, kw: dict) -> Any:
+def _mixed_batch(
+    wrapped: Callable[..., Any], processor: Any, texts: list[str], groups: list[list[Any]], kw: dict[str, Any]
+) -> Any:
     """Process image samples and text-only samples separately and merge them in order, tensor-equal
     to what transformers 5.23+ builds natively for a mixed batch: an empty image slot
     (``aspect_ratio_ids`` 0, tile 0 of ``aspect_ratio_mask`` on), zero pixels and an all-zero

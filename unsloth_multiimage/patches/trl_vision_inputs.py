@@ -30,12 +30,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import wrapt
-
 from ..adapters import AdapterLookup, ModelAdapter
 from ..engine.decision import Decision, StrEnum
 from ..engine.hookspecs import hookimpl
-from ..engine.patching import Patch, signature_accepts
+from ..engine.patching import AnyObjectProxy, Patch, Wrapper, signature_accepts
 from . import pc_cross_attention
 
 __all__ = ["Fix", "DpoFix", "umi_patches", "ROW_PREFIX", "extend_token_inputs"]
@@ -48,6 +46,7 @@ DPO_PATCH = "trl_dpo_collator"
 #: The key prefix under which a rollout carries the family's row inputs.
 ROW_PREFIX = "umi_rows:"
 _LOGPS = "_get_per_token_logps_and_entropies"
+_GENERATE = "_generate_single_turn"
 
 
 class Fix(StrEnum):
@@ -55,6 +54,11 @@ class Fix(StrEnum):
 
     ROW_VISION_INPUTS = "row_vision_inputs"
     COMPLETION_CROSS_ATTENTION = "completion_cross_attention"
+    LEFT_PADDED_GENERATION = "left_padded_generation"
+
+
+#: The loss patch fills the first two gaps (generation is the rollout's).
+_LOSS_FIXES = (Fix.ROW_VISION_INPUTS, Fix.COMPLETION_CROSS_ATTENTION)
 
 
 class DpoFix(StrEnum):
@@ -80,7 +84,7 @@ def umi_patches() -> list[Patch]:
             attribute="GRPOTrainer._compute_loss",
             make_wrapper=make_loss_wrapper,
             shape_check=lambda call: signature_accepts(call, positional=2),
-            fixes=tuple(Fix),
+            fixes=_LOSS_FIXES,
         ),
         Patch(
             name=DPO_PATCH,
@@ -173,12 +177,13 @@ class _Injecting:
         return getattr(self._umi_model, name)
 
 
-class _Recorder(wrapt.ObjectProxy):
+class _Recorder(AnyObjectProxy):
     """The trainer's processor, recording what each call with images returns."""
 
     def __init__(self, processor: Any) -> None:
         super().__init__(processor)
         self._self_outputs: list[Any] = []
+        self._self_templated: list[Any] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         out = self.__wrapped__(*args, **kwargs)
@@ -187,9 +192,19 @@ class _Recorder(wrapt.ObjectProxy):
             self._self_outputs.append(dict(out.items()))
         return out
 
+    def apply_chat_template(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.__wrapped__.apply_chat_template(*args, **kwargs)
+        if isinstance(out, Mapping):  # TRL 0.29+ tokenizes its generation prompts here
+            self._self_templated.append(out)
+        return out
+
     @property
     def umi_outputs(self) -> list[Any]:
         return self._self_outputs
+
+    @property
+    def umi_templated(self) -> list[Any]:
+        return self._self_templated
 
 
 def _processor_slot(trainer: Any) -> str:
@@ -202,10 +217,10 @@ _local = threading.local()
 # ------------------------------------------------------------------ GRPO
 
 
-def make_rollout_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
+def make_rollout_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Wrapper:
     """``_generate_and_score_completions``: record the prompt encoding, carry its row inputs."""
 
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if instance is None:
             return wrapped(*args, **kwargs)
         slot = _processor_slot(instance)
@@ -227,11 +242,15 @@ def make_rollout_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Call
 
         setattr(instance, slot, recorder)
         instance.__dict__[_LOGPS] = scoring
+        generation = _generation_override(instance, decision, recorder, token_keys)
+        if generation is not None:
+            instance.__dict__[_GENERATE] = generation
         try:
             out = wrapped(*args, **kwargs)
         finally:
             setattr(instance, slot, processor)
             instance.__dict__.pop(_LOGPS, None)
+            instance.__dict__.pop(_GENERATE, None)
         if recorder.umi_outputs and "prompt_mask" in out and "completion_mask" in out:
             import torch
 
@@ -241,6 +260,62 @@ def make_rollout_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Call
         return out
 
     return wrapper
+
+
+def _generation_override(
+    instance: Any, decision: Decision, recorder: _Recorder, token_keys: tuple[str, ...]
+) -> Callable[..., Any] | None:
+    """TRL 0.29+ ``_generate_single_turn(prompt_ids, images, multimodal_fields, ...)`` left-pads the
+    unpadded prompt ids for ``generate`` and passes a per-token array as it is: laid out from each row's
+    first token, it no longer lines up with the ids of a shorter prompt. Each per-token key is handed
+    over as TRL's own per-token layout instead (one list per row, its real tokens only), which TRL
+    left-pads exactly like the ids (``pad_to_multiple_of`` included)."""
+    if Fix.LEFT_PADDED_GENERATION not in decision.fixes or not token_keys:
+        return None
+    single_turn = getattr(instance, _GENERATE, None)
+    if single_turn is None or signature_accepts(single_turn, "prompt_ids", "multimodal_fields"):
+        return None
+
+    def generating(prompt_ids: Any, images: Any, multimodal_fields: Any, *a: Any, **kw: Any) -> Any:
+        fields = dict(multimodal_fields)
+        for key in token_keys:
+            if fields.get(key) is not None:
+                fields[key] = _per_token_rows(fields[key], prompt_ids, _attention_of(recorder, key, fields[key]))
+        return single_turn(prompt_ids, images, fields, *a, **kw)
+
+    return generating
+
+
+def _attention_of(recorder: _Recorder, key: str, value: Any) -> Any:
+    """The attention mask of the chat-template encoding that produced ``value`` (None if unknown)."""
+    for out in reversed(recorder.umi_templated):
+        if out.get(key) is value:
+            return out.get("attention_mask")
+    return None
+
+
+def _per_token_rows(value: Any, prompt_ids: Any, attention: Any) -> Any:
+    """``value`` (rows x positions x ...) as one nested list per row holding its real tokens only.
+
+    The real positions are those of ``attention`` (padded either side, or unpadded lists); without
+    it, the first ``len(prompt_ids[r])`` positions (how a processor lays out unpadded rows). Left
+    unchanged when the shapes do not agree, which TRL then reports as before."""
+    import torch
+
+    if not hasattr(value, "shape") or len(value.shape) < 2 or value.shape[0] != len(prompt_ids):
+        return value
+    tensor = torch.as_tensor(value)
+    rows = []
+    for r, ids in enumerate(prompt_ids):
+        n = len(ids)
+        if attention is not None and len(attention) == len(prompt_ids):
+            positions = torch.as_tensor(attention[r]).nonzero().flatten()
+        else:
+            positions = torch.arange(min(n, tensor.shape[1]))
+        if len(positions) != n or (len(positions) and int(positions.max()) >= tensor.shape[1]):
+            return value
+        rows.append(tensor[r, positions].tolist())
+    return rows
 
 
 # The vision keys TRL's log-prob helper takes as parameters (every release with image lists).
@@ -260,10 +335,10 @@ def _rows_from(
     return extend_token_inputs(rows, token_keys, encoded["attention_mask"], attention_mask, completion)
 
 
-def make_loss_wrapper(decision: Decision) -> Callable:
+def make_loss_wrapper(decision: Decision) -> Wrapper:
     """``_compute_loss(model, inputs)``: the policy forward gets the rollout's row inputs."""
 
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if len(args) != 2 or kwargs:
             return wrapped(*args, **kwargs)
         model, inputs = args
@@ -278,11 +353,11 @@ def make_loss_wrapper(decision: Decision) -> Callable:
 # ------------------------------------------------------------------ DPO
 
 
-def make_dpo_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
+def make_dpo_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Wrapper:
     """``DataCollatorForVisionPreference.torch_call``: the prompt's per-token inputs extended over
     the chosen / rejected tokens of each row."""
 
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         processor = getattr(instance, "processor", None) if instance is not None else None
         _, token_keys = _keys(adapters(processor) if processor is not None else None)
         if not token_keys:

@@ -23,18 +23,18 @@ from typing import Any
 
 from ..adapters import AdapterLookup
 from ..engine.decision import Decision
-from ..engine.patching import Patch, signature_accepts
+from ..engine.patching import Patch, Wrapper, signature_accepts
 from ..errors import RowError, RowShapeError
 from ..hooks import hookimpl
 from ..rows import serial
-from ..rows.chat import messages_of
+from ..rows.chat import is_pc_row, messages_of
 from ..rows.identity import row_identity
 from ..rows.pipeline import PreparedRow, format_rows, prepare_batch
 from ..rows.plan import RowPlan
 from ..settings import get_settings
 from . import pc_cross_attention
 from .zoo_proxy import BatchImages, ProcessorProxy
-from .zoo_release import Fix, PcFix, for_upstream, is_pc_row, pc_path_problem, resizer, takes_native_video
+from .zoo_release import Fix, PcFix, for_upstream, pc_path_problem, resizer, takes_native_video
 
 __all__ = ["Fix", "PcFix", "umi_patches", "make_wrapper", "render_row", "process_row"]
 
@@ -69,11 +69,11 @@ def umi_patches() -> list[Patch]:
     ]
 
 
-def make_pc_extract_wrapper(decision: Decision) -> Callable:
+def make_pc_extract_wrapper(decision: Decision) -> Wrapper:
     """``_extract_images_for_pc`` of 2025.9.14 - 2025.10.13 returns ``(images, videos, video_kwargs)``
     to a caller that resizes what it gets as the image list: every prompt/completion row fails."""
 
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         result = wrapped(*args, **kwargs)
         if isinstance(result, tuple) and len(result) == 3:
             return result[0]
@@ -103,7 +103,8 @@ def render_row(processor: Any, example: Any, row: int, decision: Decision) -> st
     placeholder count (a template error becomes the collator's row-named error)."""
     owner = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
     try:
-        return owner.apply_chat_template(messages_of(example), tokenize=False, add_generation_prompt=False)
+        rendered: str = owner.apply_chat_template(messages_of(example), tokenize=False, add_generation_prompt=False)
+        return rendered
     except Exception as exc:
         raise failure(row, exc, decision.version) from exc
 
@@ -179,108 +180,131 @@ def _pre_resize(collator: Any) -> Callable[[RowPlan, Any], Any]:
     return after_decode
 
 
-def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Callable:
+def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Wrapper:
     """The ``__call__`` wrapper for the installed release (``decision.fixes`` are its active fixes;
     ``adapters`` finds the model family of the collator's processor)."""
 
-    def collate(wrapped: Callable, instance: Any, prepared: Sequence[PreparedRow], adapter: Any) -> Any:
-        plans = [p.plan for p in prepared]
-        handed = [for_upstream(p, decision.fixes) for p in prepared]
-        images = BatchImages(plans, instance, adapter, [p.example for p in prepared], [k for _, k in handed])
-        processor = instance.processor
-        instance.processor = ProcessorProxy(processor, images)
-        try:
-            out = wrapped([example for example, _ in handed])
-        finally:
-            instance.processor = processor
-        if (
-            Fix.PC_CROSS_ATTENTION in decision.fixes
-            and len(images.outputs) >= 2
-            and pc_cross_attention.needs_repair(out)
-        ):
-            tokenizer = getattr(processor, "tokenizer", processor)
-            pc_cross_attention.extend_over_completions(
-                out, images.outputs[0], images.outputs[1], getattr(tokenizer, "padding_side", "right")
-            )
-        return out
-
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if instance is None or len(args) != 1 or kwargs:
             return wrapped(*args, **kwargs)
         examples = list(args[0])
         if not examples:
             return wrapped(*args, **kwargs)
         try:
-            return collate_batch(wrapped, instance, examples)
+            return _collate_batch(wrapped, instance, examples, decision, adapters)
         except RowError as exc:
             # The one place a row error learns where its row is: batch position and dataset identity.
             if exc.row is not None and 0 <= exc.row < len(examples):
                 exc.locate(len(examples), row_identity(examples[exc.row]))
             raise
 
-    def collate_batch(wrapped: Callable, instance: Any, examples: list) -> Any:
-        formatting = getattr(instance, "formatting_func", None)
-        examples = format_rows(examples, formatting)
-        adapter = adapters(instance.processor)
-        single = adapter.name if adapter is not None and not adapter.multi_image else None
-        settings = get_settings()
-        prepared = prepare_batch(
-            examples,
-            settings,
-            single_image_family=single,
-            after_decode=_pre_resize(instance),
-            native_video=takes_native_video(decision, adapter),
-        )
-        if settings.strategy == "serial":
-            check_serial_template(instance.processor, prepared, adapter.name if adapter is not None else None)
-        _check_layouts([p.example for p in prepared], decision)
-        with _swap_lock:
-            if formatting is not None:
-                instance.formatting_func = None  # already applied above
-            try:
-                return collate(wrapped, instance, prepared, adapter)
-            except RowError:
-                raise
-            except Exception as exc:
-                if getattr(exc, "_umi_own", False):
-                    raise  # the plugin's own alignment failed: a bug to report, not a bad row
-                if _image_less_batch(exc, prepared):
-                    raise ValueError(
-                        f"unsloth_multiimage: every row of this batch ({len(prepared)} rows) is text-only, and "
-                        f"unsloth_zoo {decision.version} can only collate batches with at least one image. Fix: "
-                        f"upgrade unsloth_zoo (2025.11.1+ collates text-only batches), or mix image rows into every batch."
-                    ) from exc
-                raise _name_the_row(collate, wrapped, instance, prepared, adapter, exc) from exc
-            finally:
-                if formatting is not None:
-                    instance.formatting_func = formatting
-
-    def _image_less_batch(exc: BaseException, rows: Sequence[PreparedRow]) -> bool:
-        """True when upstream failed only because no row has an image: releases before 2025.11.1
-        index ``batch["pixel_values"]`` even then (2025.10.13 still does; 2025.11.1 checks for the key)."""
-        return isinstance(exc, KeyError) and exc.args == ("pixel_values",) and not any(p.plan.images for p in rows)
-
-    def _name_the_row(
-        collate: Callable,
-        wrapped: Callable,
-        instance: Any,
-        prepared: Sequence[PreparedRow],
-        adapter: Any,
-        exc: BaseException,
-    ) -> RowError:
-        """The row that fails alone (upstream's own exception named), or a batch-level error."""
-        family = getattr(adapter, "name", None)
-        if len(prepared) > 1:
-            for p in prepared:
-                try:
-                    collate(wrapped, instance, [p], adapter)
-                except RowError as inner:
-                    return inner
-                except Exception as inner:  # the first row that fails on its own is the bad one
-                    if _image_less_batch(inner, [p]):
-                        continue  # a text-only row alone
-                    return failure(p.row, inner, decision.version, family)
-            return failure(None, exc, decision.version, family)
-        return failure(0, exc, decision.version, family)
-
     return wrapper
+
+
+def _collate_batch(
+    wrapped: Callable[..., Any], instance: Any, examples: list[Any], decision: Decision, adapters: AdapterLookup
+) -> Any:
+    """The batch formatted, prepared and checked by the plugin, then collated by upstream (with the
+    collator's formatting function switched off meanwhile: it ran already)."""
+    formatting = getattr(instance, "formatting_func", None)
+    examples = format_rows(examples, formatting)
+    adapter = adapters(instance.processor)
+    prepared = _prepare(instance, examples, adapter, decision)
+    with _swap_lock:
+        if formatting is not None:
+            instance.formatting_func = None  # already applied above
+        try:
+            return _collate_or_name_the_row(wrapped, instance, prepared, adapter, decision)
+        finally:
+            if formatting is not None:
+                instance.formatting_func = formatting
+
+
+def _prepare(instance: Any, examples: list[Any], adapter: Any, decision: Decision) -> list[PreparedRow]:
+    """The rows as the plugin prepares them (images decoded, placed and counted), with the checks
+    upstream's release needs: the serial template and one layout per batch."""
+    single = adapter.name if adapter is not None and not adapter.multi_image else None
+    settings = get_settings()
+    prepared = prepare_batch(
+        examples,
+        settings,
+        single_image_family=single,
+        after_decode=_pre_resize(instance),
+        native_video=takes_native_video(decision, adapter),
+    )
+    if settings.strategy == "serial":
+        check_serial_template(instance.processor, prepared, adapter.name if adapter is not None else None)
+    _check_layouts([p.example for p in prepared], decision)
+    return prepared
+
+
+def _collate_or_name_the_row(
+    wrapped: Callable[..., Any], instance: Any, prepared: Sequence[PreparedRow], adapter: Any, decision: Decision
+) -> Any:
+    """Upstream's collation of ``prepared``; when it fails, the error that names the failing row."""
+    try:
+        return _collate(wrapped, instance, prepared, adapter, decision)
+    except RowError:
+        raise
+    except Exception as exc:
+        if getattr(exc, "_umi_own", False):
+            raise  # the plugin's own alignment failed: a bug to report, not a bad row
+        if _image_less_batch(exc, prepared):
+            raise ValueError(
+                f"unsloth_multiimage: every row of this batch ({len(prepared)} rows) is text-only, and "
+                f"unsloth_zoo {decision.version} can only collate batches with at least one image. Fix: "
+                f"upgrade unsloth_zoo (2025.11.1+ collates text-only batches), or mix image rows into every batch."
+            ) from exc
+        raise _name_the_row(wrapped, instance, prepared, adapter, exc, decision) from exc
+
+
+def _collate(
+    wrapped: Callable[..., Any], instance: Any, prepared: Sequence[PreparedRow], adapter: Any, decision: Decision
+) -> Any:
+    """Upstream's collator on the rows as its release can digest them, its processor seen through
+    :class:`.zoo_proxy.ProcessorProxy`."""
+    plans = [p.plan for p in prepared]
+    handed = [for_upstream(p, decision.fixes) for p in prepared]
+    images = BatchImages(plans, instance, adapter, [p.example for p in prepared], [k for _, k in handed])
+    processor = instance.processor
+    instance.processor = ProcessorProxy(processor, images)
+    try:
+        out = wrapped([example for example, _ in handed])
+    finally:
+        instance.processor = processor
+    if Fix.PC_CROSS_ATTENTION in decision.fixes and len(images.outputs) >= 2 and pc_cross_attention.needs_repair(out):
+        tokenizer = getattr(processor, "tokenizer", processor)
+        pc_cross_attention.extend_over_completions(
+            out, images.outputs[0], images.outputs[1], getattr(tokenizer, "padding_side", "right")
+        )
+    return out
+
+
+def _image_less_batch(exc: BaseException, rows: Sequence[PreparedRow]) -> bool:
+    """True when upstream failed only because no row has an image: releases before 2025.11.1
+    index ``batch["pixel_values"]`` even then (2025.10.13 still does; 2025.11.1 checks for the key)."""
+    return isinstance(exc, KeyError) and exc.args == ("pixel_values",) and not any(p.plan.images for p in rows)
+
+
+def _name_the_row(
+    wrapped: Callable[..., Any],
+    instance: Any,
+    prepared: Sequence[PreparedRow],
+    adapter: Any,
+    exc: BaseException,
+    decision: Decision,
+) -> RowError:
+    """The row that fails alone (upstream's own exception named), or a batch-level error."""
+    family = getattr(adapter, "name", None)
+    if len(prepared) > 1:
+        for p in prepared:
+            try:
+                _collate(wrapped, instance, [p], adapter, decision)
+            except RowError as inner:
+                return inner
+            except Exception as inner:  # the first row that fails on its own is the bad one
+                if _image_less_batch(inner, [p]):
+                    continue  # a text-only row alone
+                return failure(p.row, inner, decision.version, family)
+        return failure(None, exc, decision.version, family)
+    return failure(0, exc, decision.version, family)

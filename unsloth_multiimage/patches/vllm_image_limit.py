@@ -34,7 +34,7 @@ from typing import Any
 
 from ..engine.decision import Decision, StrEnum
 from ..engine.hookspecs import hookimpl
-from ..engine.patching import Patch, signature_accepts
+from ..engine.patching import Patch, Wrapper, signature_accepts
 from ..settings import get_settings
 
 __all__ = [
@@ -121,11 +121,11 @@ def _function_shape(function: Any) -> str | None:
     return signature_accepts(function, positional=2)
 
 
-def make_wrapper(decision: Decision) -> Callable:
+def make_wrapper(decision: Decision) -> Wrapper:
     """``_get_multimodal_engine_args(config, is_vision_model)``: raise the image limit of a vision
     model's engine (a text-only engine's zeroed limits are left alone)."""
 
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         result = wrapped(*args, **kwargs)
         vision = args[1] if len(args) > 1 else kwargs.get("is_vision_model", False)
         if not vision or not isinstance(result, dict) or result.get("language_model_only"):
@@ -159,7 +159,7 @@ def load_vllm_node(module_source: str) -> ast.FunctionDef | None:
     return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "load_vllm"), None)
 
 
-def inline_limit(load_vllm: Any) -> dict | None:
+def inline_limit(load_vllm: Any) -> dict[Any, Any] | None:
     """The ``limit_mm_per_prompt`` dict ``load_vllm`` assigns in its own body (read from its
     source; ``load_vllm`` is the function or its parsed definition), or None when it assigns none."""
     tree = load_vllm if isinstance(load_vllm, ast.AST) else _function_tree(load_vllm)
@@ -213,7 +213,7 @@ def inline_shape_problem(load_vllm: Any) -> str | None:
 _inline_lock = threading.RLock()
 
 
-def _limit_raising(constructor: Any, wanted: int) -> Callable:
+def _limit_raising(constructor: Any, wanted: int) -> Callable[..., Any]:
     def shim(*args: Any, **kwargs: Any) -> Any:
         if "limit_mm_per_prompt" in kwargs:
             limits = kwargs["limit_mm_per_prompt"]
@@ -227,11 +227,11 @@ def _limit_raising(constructor: Any, wanted: int) -> Callable:
     return shim
 
 
-def make_inline_wrapper(decision: Decision) -> Callable:
+def make_inline_wrapper(decision: Decision) -> Wrapper:
     """``load_vllm(..., is_vision_model=True)``: while it runs, ``vllm.LLM`` / ``EngineArgs`` /
     ``AsyncEngineArgs`` raise zoo's image limit in the keyword arguments they are given."""
 
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         vllm = sys.modules.get("vllm")
         if not kwargs.get("is_vision_model") or vllm is None:
             return wrapped(*args, **kwargs)

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import wrapt
-
 from ..adapters import ModelAdapter, id_list, token_id
+from ..engine.patching import AnyObjectProxy
 from ..errors import ImageCountError
 from ..rows.plan import RowPlan, check_rendered_counts
 from .zoo_release import resizer
@@ -52,7 +51,7 @@ class BatchImages:
         self.outputs: list[Any] = []
 
     def check_truncation(
-        self, processor: Any, out: Any, aligned: list[list], max_length: Any, truncation: Any = None
+        self, processor: Any, out: Any, aligned: list[list[Any]], max_length: Any, truncation: Any = None
     ) -> None:
         """Raise naming the first row whose images lost their tokens in ``input_ids`` to truncation.
 
@@ -78,7 +77,7 @@ class BatchImages:
                     row=row,
                 )
 
-    def layout(self, aligned: list[list], upstream: Any) -> list:
+    def layout(self, aligned: list[list[Any]], upstream: Any) -> list[Any]:
         """The aligned rows in the layout the processor family wants."""
         if self.nesting == "flat":
             return [img for row in aligned for img in row]
@@ -87,7 +86,7 @@ class BatchImages:
         # Unknown family on a release that leaves text-only rows out (2025.9.3-2026.9.7): keep that.
         return [row for row in aligned if row]
 
-    def align(self, upstream: Any) -> list[list]:
+    def align(self, upstream: Any) -> list[list[Any]]:
         entries = [] if upstream is None else list(upstream)
         entries = [[] if e is None else (list(e) if isinstance(e, (list, tuple)) else [e]) for e in entries]
         n = len(self.plans)
@@ -105,7 +104,7 @@ class BatchImages:
                 )
             by_row = dict(zip(rows, entries))
             entries = [by_row.get(i, []) for i in range(n)]
-        out: list[list] = []
+        out: list[list[Any]] = []
         resize = None
         for plan, entry in zip(self.plans, entries):
             if not plan.merged and len(entry) == len(plan.images):
@@ -123,7 +122,7 @@ def _truncates(max_length: Any, truncation: Any) -> bool:
 
 
 def _counts_by_length(
-    adapter: ModelAdapter, processor: Any, out: Any, ids: Any, aligned: list[list]
+    adapter: ModelAdapter, processor: Any, out: Any, ids: Any, aligned: list[list[Any]]
 ) -> list[int] | None:
     """The complete images of each row, counted by the length each image expands to
     (``ModelAdapter.image_lengths``), or None when the adapter cannot say."""
@@ -151,13 +150,13 @@ def _counts_by_length(
     return counts
 
 
-def _needs_image_row_first(batch: BatchImages, aligned: list[list]) -> bool:
+def _needs_image_row_first(batch: BatchImages, aligned: list[list[Any]]) -> bool:
     """The family needs an image row first (``image_row_first``), row 0 has none, another has one."""
     adapter = batch.adapter
     return bool(adapter is not None and adapter.image_row_first and aligned and not aligned[0] and any(aligned))
 
 
-def _call_image_row_first(processor: Any, kwargs: dict, aligned: list[list], batch: BatchImages) -> Any:
+def _call_image_row_first(processor: Any, kwargs: dict[str, Any], aligned: list[list[Any]], batch: BatchImages) -> Any:
     """Call ``processor`` with the first image row moved to the front, then put every output back in
     the caller's row order. None (the caller then makes the call in its own order, and the processor
     fails as it does upstream) when some output is not batch-first (its length is not the row count)."""
@@ -184,7 +183,7 @@ def _call_image_row_first(processor: Any, kwargs: dict, aligned: list[list], bat
     return out
 
 
-class ProcessorProxy(wrapt.ObjectProxy):
+class ProcessorProxy(AnyObjectProxy):
     """Looks like the processor (isinstance included); fixes the images of the batch call."""
 
     def __init__(self, processor: Any, batch: BatchImages) -> None:

@@ -9,7 +9,7 @@ the plugin must hand over already loaded, and which rows upstream alone would ge
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..engine.decision import Decision, StrEnum
 from ..rows.chat import (
@@ -27,6 +27,7 @@ from ..rows.chat import (
     without_none_keys,
 )
 from ..rows.pipeline import PreparedRow
+from ..rows.plan import RowPlan
 
 __all__ = [
     "Fix",
@@ -106,7 +107,7 @@ def installed_decision(patch: str = "unsloth_collator") -> Decision:
 # --------------------------------------------------------------------------------- resizing
 
 
-def resizer(collator: Any) -> Callable[[list], list]:
+def resizer(collator: Any) -> Callable[[list[Any]], list[Any]]:
     """Resize a row's images the way this release resizes the images it keeps."""
     own = getattr(collator, "_resize_images_inplace", None)
     if own is not None:  # 2025.9.3+: upstream's own method
@@ -135,10 +136,11 @@ def _inline_resize(img: Any, size: Any) -> Any:
 # --------------------------------------------------------------------------------- the row upstream gets
 
 
-def _with_images_in_content(example: Mapping, images: Sequence) -> dict:
+def _with_images_in_content(example: Mapping[str, Any], images: Sequence[Any]) -> dict[str, Any]:
     """The example with every image part of its chat carrying the next of ``images``, no column."""
     without_column = {k: v for k, v in example.items() if k != "images"}
-    return rewrite_image_parts(without_column, lambda k, part: carrying_part(part, images[k]))
+    # A dict in, a dict out: only a bare message list comes back as a list.
+    return cast(dict[str, Any], rewrite_image_parts(without_column, lambda k, part: carrying_part(part, images[k])))
 
 
 # Keys upstream tests for presence; Arrow gives every row every column, with None where absent.
@@ -211,27 +213,15 @@ def upstream_problems(
     example, plan = prepared.example, prepared.plan
     fixes, release = decision.fixes, _release(decision)
     n = len(plan.images)
-    out: list[str] = []
     pc = is_pc_row(example)
-    if isinstance(example, Mapping) and not pc:
-        # Upstream tests keys for presence; Arrow's filler is a None under every absent column.
-        if release >= PC_PATH and "prompt" in example and "completion" in example:
-            out.append(
-                "upstream picks its code path by the keys of a batch's first row: this row's None-valued "
-                "`prompt`/`completion` (Arrow's filler) would send the batch down the prompt/completion one"
-            )
-        elif "messages" in example and example["messages"] is None:
-            out.append("upstream would read this row's `messages: None` (Arrow's filler) instead of its chat")
+    out = _arrow_filler_problems(example, pc, release)
     if pc and pc_decision is not None and PcFix.PC_EXTRACT_TUPLE in pc_decision.fixes:
         out.append(
             f"unsloth_zoo {decision.version} fails on every prompt/completion row (its image extraction "
             f"returns a tuple to its resize step)"
         )
     entries = column_entries(example) if has_column(example) else []
-    if has_column(example) and not isinstance(example["images"], (list, tuple)):
-        out.append("upstream would index a single image given without a list")
-    if isinstance(example, Mapping) and "images" in example and example["images"] is None and release < COLUMN_DECODING:
-        out.append(f"unsloth_zoo {decision.version} indexes `images: None` instead of reading the messages")
+    out += _column_value_problems(example, decision)
     if n and plan.column and release < COLUMN_LIST and nesting == "per_row":
         out.append(
             f"unsloth_zoo {decision.version} hands the processor one bare image per row, a flat list this "
@@ -239,36 +229,79 @@ def upstream_problems(
         )
     if n == 0 and Fix.TEXT_ONLY_ROW_SLOTS in fixes:
         out.append("upstream would crash on this text-only row or drop it from the image list, misaligning the batch")
+    out += _image_source_problems(example, plan, pc, entries, decision)
+    return list(dict.fromkeys(out))
+
+
+def _arrow_filler_problems(example: Any, pc: bool, release: tuple[int, ...]) -> list[str]:
+    """Upstream tests keys for presence; Arrow's filler is a None under every absent column."""
+    if not isinstance(example, Mapping) or pc:
+        return []
+    if release >= PC_PATH and "prompt" in example and "completion" in example:
+        return [
+            "upstream picks its code path by the keys of a batch's first row: this row's None-valued "
+            "`prompt`/`completion` (Arrow's filler) would send the batch down the prompt/completion one"
+        ]
+    if "messages" in example and example["messages"] is None:
+        return ["upstream would read this row's `messages: None` (Arrow's filler) instead of its chat"]
+    return []
+
+
+def _column_value_problems(example: Any, decision: Decision) -> list[str]:
+    """What the release gets wrong on the ``images`` value itself: a bare image, or None."""
+    out: list[str] = []
+    if has_column(example) and not isinstance(example["images"], (list, tuple)):
+        out.append("upstream would index a single image given without a list")
+    if (
+        isinstance(example, Mapping)
+        and "images" in example
+        and example["images"] is None
+        and _release(decision) < COLUMN_DECODING
+    ):
+        out.append(f"unsloth_zoo {decision.version} indexes `images: None` instead of reading the messages")
+    return out
+
+
+def _image_source_problems(example: Any, plan: RowPlan, pc: bool, entries: list[Any], decision: Decision) -> list[str]:
+    """What the release gets wrong reading the row's images from where they are: the column, the
+    messages, or both."""
+    fixes, release, n = decision.fixes, _release(decision), len(plan.images)
     if pc and n and release < COLUMN_DECODING:
-        out.append(f"unsloth_zoo {decision.version} loses the images of prompt/completion rows")
-    elif plan.merged and not (pc and not entries):
+        return [f"unsloth_zoo {decision.version} loses the images of prompt/completion rows"]
+    if plan.merged and not (pc and not entries):
         # (A prompt/completion row reads its content when its column is empty, since 2026.9.8.)
-        out.append("upstream would let the `images` column hide the images embedded in the messages")
-    elif n and plan.column and entries:
+        return ["upstream would let the `images` column hide the images embedded in the messages"]
+    out: list[str] = []
+    if n and plan.column and entries:
         if n > 1 and Fix.ALL_COLUMN_IMAGES in fixes:
             out.append(f"upstream would send only the first of the {n} images ({n - 1} dropped)")
         if _needs_loading(entries, release):
             out.append(f"unsloth_zoo {decision.version} would pass unloaded image files to the processor")
     elif n:
-        if release < TYPED_VISION_PARTS and _text_part_with_image_key(example):
-            out.append(
-                f"unsloth_zoo {decision.version} reads a text part with an `image` key (Arrow's None filler) "
-                f"as an image"
-            )
-        if release < CONTENT_BESIDE_COLUMN:
-            out.append(
-                f"unsloth_zoo {decision.version} cannot batch images embedded in the messages beside column rows"
-            )
-        elif not all(_reads_content(img, release) for img in _payloads(example)):
-            out.append(f"unsloth_zoo {decision.version} cannot read some image embedded in the messages as given")
-    return list(dict.fromkeys(out))
+        out += _content_image_problems(example, decision)
+    return out
+
+
+def _content_image_problems(example: Any, decision: Decision) -> list[str]:
+    """What the release gets wrong on images embedded in the messages."""
+    release = _release(decision)
+    out: list[str] = []
+    if release < TYPED_VISION_PARTS and _text_part_with_image_key(example):
+        out.append(
+            f"unsloth_zoo {decision.version} reads a text part with an `image` key (Arrow's None filler) as an image"
+        )
+    if release < CONTENT_BESIDE_COLUMN:
+        out.append(f"unsloth_zoo {decision.version} cannot batch images embedded in the messages beside column rows")
+    elif not all(_reads_content(img, release) for img in _payloads(example)):
+        out.append(f"unsloth_zoo {decision.version} cannot read some image embedded in the messages as given")
+    return out
 
 
 def _text_part_with_image_key(example: Any) -> bool:
     return any(not is_image_part(p) and "image" in p for p in content_parts(messages_of(example)))
 
 
-def _payloads(example: Any) -> list:
+def _payloads(example: Any) -> list[Any]:
     return [part_payload(p) for p in image_parts(messages_of(example))]
 
 

@@ -44,7 +44,7 @@ IMAGE_PART_TYPES = ("image", "image_url")
 PAYLOAD_KEYS = ("image", "image_url", "url", "path")
 
 #: ``fn(k, part) -> new part or None`` (None drops the part); ``k`` counts image parts in order.
-PartFn = Callable[[int, Mapping], "Mapping | None"]
+PartFn = Callable[[int, Mapping[str, Any]], "Mapping[str, Any] | None"]
 
 
 def is_chat(value: Any) -> bool:
@@ -57,7 +57,7 @@ def is_pc_row(example: Any) -> bool:
     return isinstance(example, Mapping) and example.get("prompt") is not None and example.get("completion") is not None
 
 
-def chat_sides(example: Any) -> list[tuple[str | None, list]]:
+def chat_sides(example: Any) -> list[tuple[str | None, list[Any]]]:
     """``(key, messages)`` for each chat list of ``example``, in reading order.
 
     ``key`` is None when the example itself is the list of messages. A prompt/completion row
@@ -76,12 +76,12 @@ def chat_sides(example: Any) -> list[tuple[str | None, list]]:
     return []
 
 
-def messages_of(example: Any) -> list:
+def messages_of(example: Any) -> list[Any]:
     """Every message of ``example``, in order (prompt then completion for prompt/completion rows)."""
     return [m for _key, messages in chat_sides(example) for m in messages]
 
 
-def content_parts(messages: Sequence[Any]) -> Iterator[Mapping]:
+def content_parts(messages: Sequence[Any]) -> Iterator[Mapping[str, Any]]:
     """Every dict content part of every message, in order."""
     for message in messages:
         if not isinstance(message, Mapping):
@@ -98,12 +98,12 @@ def is_image_part(part: Any) -> bool:
     return isinstance(part, Mapping) and part.get("type") in IMAGE_PART_TYPES
 
 
-def image_parts(messages: Sequence[Any]) -> list[Mapping]:
+def image_parts(messages: Sequence[Any]) -> list[Mapping[str, Any]]:
     """The image parts of ``messages``, in order."""
     return [p for p in content_parts(messages) if is_image_part(p)]
 
 
-def part_payload(part: Mapping) -> Any | None:
+def part_payload(part: Mapping[str, Any]) -> Any | None:
     """The image an image part carries, or None for a bare placeholder.
 
     ``{"type": "image_url", "image_url": {"url": ...}}`` (the OpenAI layout) carries its URL.
@@ -117,12 +117,12 @@ def part_payload(part: Mapping) -> Any | None:
     return None
 
 
-def bare_part(part: Mapping) -> dict:
+def bare_part(part: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``part`` as a bare ``{"type": "image"}`` placeholder (other keys kept)."""
     return {**{k: (None if k in PAYLOAD_KEYS else v) for k, v in part.items()}, "type": "image"}
 
 
-def carrying_part(part: Mapping, image: Any) -> dict:
+def carrying_part(part: Mapping[str, Any], image: Any) -> dict[str, Any]:
     """A copy of ``part`` as an ``{"type": "image", "image": image}`` part (other keys kept)."""
     return {**bare_part(part), "image": image}
 
@@ -132,18 +132,18 @@ def has_column(example: Any) -> bool:
     return isinstance(example, Mapping) and example.get("images") is not None
 
 
-def column_entries(example: Mapping) -> list:
+def column_entries(example: Mapping[str, Any]) -> list[Any]:
     """The row's ``images`` value as a list (a single image counts as a list of one)."""
     column = example["images"]
     return list(column) if isinstance(column, (list, tuple)) else [column]
 
 
-def _with_contents(example: Any, fn: Callable[[Sequence[Any]], list]) -> Any:
+def _with_contents(example: Any, fn: Callable[[Sequence[Any]], list[Any]]) -> Any:
     """A copy of ``example`` whose list contents are ``fn(content)``, message by message in
     reading order. Only the chat lists are copied (their messages and content lists are new
     objects); every other key of the row is kept as it is."""
 
-    def messages(chat: Sequence[Any]) -> list:
+    def messages(chat: Sequence[Any]) -> list[Any]:
         out = []
         for message in chat:
             content = message.get("content") if isinstance(message, Mapping) else None
@@ -160,7 +160,7 @@ def _with_contents(example: Any, fn: Callable[[Sequence[Any]], list]) -> Any:
     return out
 
 
-def rewrite_contents(example: Any, fn: Callable[[Sequence[Any]], list]) -> Any:
+def rewrite_contents(example: Any, fn: Callable[[Sequence[Any]], list[Any]]) -> Any:
     """A copy of ``example`` whose list contents are ``fn(content)``, message by message in reading
     order (only the chat lists are copied; every other key of the row is kept as it is)."""
     return _with_contents(example, fn)
@@ -174,7 +174,7 @@ def rewrite_image_parts(example: Any, fn: PartFn) -> Any:
     """
     counter = iter(range(1 << 62))
 
-    def parts(content: Sequence[Any]) -> list:
+    def parts(content: Sequence[Any]) -> list[Any]:
         out = []
         for part in content:
             if is_image_part(part):

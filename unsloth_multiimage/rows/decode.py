@@ -106,85 +106,126 @@ def load_image(
     With ``header_only`` an image file is opened but not decoded: the result has its ``size`` and
     ``mode`` (every check that needs no pixels ran) and cannot be drawn (a dry run of many rows).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    opener: Callable[[], BinaryIO]
     if isinstance(obj, Image.Image):
         return _normalise(obj, row, index)
     if _is_array(obj):
         return _normalise(array_to_image(obj, row, index), row, index)
     if isinstance(obj, Mapping):
-        stored, path = obj.get("bytes"), obj.get("path")
-        if stored is not None:
-            obj = stored
-        elif path is not None:
-            obj = path
-        else:
-            held = [k for k in ("bytes", "path") if k in obj]
-            found = (
-                f"a dict whose {' and '.join(repr(k) for k in held)} {'are both' if len(held) == 2 else 'is'} None"
-                if held
-                else f"a dict without 'bytes' or 'path' (keys: {sorted(map(str, obj))})"
-            )
-            raise ImageLoadError(
-                f"unsloth_multiimage: {_where(row, index)} is {found}. Fix: store the image bytes or a local file path.",
-                row=row,
-            )
+        obj = _stored_value(obj, row, index)
+    source, opener = _source(obj, row, index, allow_urls, timeout)
+    return _decode(opener, source, row, index, header_only)
+
+
+#: Opens the image file (or its bytes) for PIL.
+_Opener = Callable[[], BinaryIO]
+
+
+def _stored_value(obj: Mapping[str, Any], row: int, index: int) -> Any:
+    """The ``bytes`` (else the ``path``) of a ``{"bytes", "path"}`` dict, as ``datasets`` stores an image."""
+    stored, path = obj.get("bytes"), obj.get("path")
+    if stored is not None:
+        return stored
+    if path is not None:
+        return path
+    held = [k for k in ("bytes", "path") if k in obj]
+    found = (
+        f"a dict whose {' and '.join(repr(k) for k in held)} {'are both' if len(held) == 2 else 'is'} None"
+        if held
+        else f"a dict without 'bytes' or 'path' (keys: {sorted(map(str, obj))})"
+    )
+    raise ImageLoadError(
+        f"unsloth_multiimage: {_where(row, index)} is {found}. Fix: store the image bytes or a local file path.",
+        row=row,
+    )
+
+
+def _source(obj: Any, row: int, index: int, allow_urls: bool, timeout: float) -> tuple[str, _Opener]:
+    """Where the image comes from (said in errors) and how to open it, by the kind of ``obj``."""
     if isinstance(obj, (bytes, bytearray, memoryview)):
-        data = bytes(obj)
-        if not data:
-            raise ImageLoadError(
-                f"unsloth_multiimage: {_where(row, index)} is empty bytes. Fix: store the image file's bytes.", row=row
-            )
-        source, opener = f"{len(data)} bytes", lambda: io.BytesIO(data)
-    elif isinstance(obj, (str, os.PathLike)):
-        text = os.fspath(obj)
-        if isinstance(text, bytes):
-            text = os.fsdecode(text)
-        lowered = text[:16].lower()
-        local = file_uri_path(text) if lowered.startswith("file://") else None
-        if local is not None:
-            text, lowered = local, ""
-        if lowered.startswith("data:"):
-            try:
-                data = data_uri_bytes(text)
-            except ValueError as exc:
-                raise ImageLoadError(
-                    f"unsloth_multiimage: {_where(row, index)} is {exc}. Fix: use data:image/png;base64,<base64 data>, "
-                    f"a local path or bytes.",
-                    row=row,
-                ) from None
-            source, opener = f"a data: URI of {len(data)} bytes", lambda: io.BytesIO(data)
-        elif lowered.startswith(("http://", "https://")):
-            if not allow_urls:
-                raise ImageLoadError(
-                    f"unsloth_multiimage: {_where(row, index)} is a URL ({text[:80]}); URLs are not fetched unless "
-                    f"you opt in. Fix: download the images first, or set UNSLOTH_MULTIIMAGE_ALLOW_URLS=1 "
-                    f"(configure(allow_urls=True)).",
-                    row=row,
-                )
-            data = _fetch(text, timeout, row, index)
-            source, opener = text, lambda: io.BytesIO(data)
-        elif "://" in text[:16]:
-            raise ImageLoadError(
-                f"unsloth_multiimage: {_where(row, index)} is an unsupported image reference ({text[:40]}...). "
-                f"Fix: use a local path, bytes or a PIL image.",
-                row=row,
-            )
-        else:
-            if not os.path.isfile(text):
-                raise ImageLoadError(
-                    f"unsloth_multiimage: {_where(row, index)}: no such image file {text!r}. Fix: correct the path "
-                    f"(relative paths are read from {os.getcwd()!r}).",
-                    row=row,
-                )
-            source, opener = text, lambda: open(text, "rb")
-    else:
+        return _bytes_source(bytes(obj), row, index)
+    if isinstance(obj, (str, os.PathLike)):
+        return _text_source(obj, row, index, allow_urls, timeout)
+    raise ImageLoadError(
+        f"unsloth_multiimage: {_where(row, index)} is a {type(obj).__name__}, not an image. Fix: use a PIL "
+        f"image, bytes, a local path or a dict with 'bytes'/'path'.",
+        row=row,
+    )
+
+
+def _bytes_source(data: bytes, row: int, index: int) -> tuple[str, _Opener]:
+    if not data:
         raise ImageLoadError(
-            f"unsloth_multiimage: {_where(row, index)} is a {type(obj).__name__}, not an image. Fix: use a PIL "
-            f"image, bytes, a local path or a dict with 'bytes'/'path'.",
+            f"unsloth_multiimage: {_where(row, index)} is empty bytes. Fix: store the image file's bytes.", row=row
+        )
+    return f"{len(data)} bytes", lambda: io.BytesIO(data)
+
+
+def _text_source(
+    obj: str | os.PathLike[Any], row: int, index: int, allow_urls: bool, timeout: float
+) -> tuple[str, _Opener]:
+    """A path or URI: a ``file://`` URI is its local path; ``data:``, ``http(s)://`` and plain paths
+    each have their own reader; any other scheme is refused."""
+    text = os.fspath(obj)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    lowered = text[:16].lower()
+    local = file_uri_path(text) if lowered.startswith("file://") else None
+    if local is not None:
+        text, lowered = local, ""
+    if lowered.startswith("data:"):
+        return _data_uri_source(text, row, index)
+    if lowered.startswith(("http://", "https://")):
+        return _url_source(text, row, index, allow_urls, timeout)
+    if "://" in text[:16]:
+        raise ImageLoadError(
+            f"unsloth_multiimage: {_where(row, index)} is an unsupported image reference ({text[:40]}...). "
+            f"Fix: use a local path, bytes or a PIL image.",
             row=row,
         )
+    return _file_source(text, row, index)
+
+
+def _data_uri_source(text: str, row: int, index: int) -> tuple[str, _Opener]:
+    try:
+        data = data_uri_bytes(text)
+    except ValueError as exc:
+        raise ImageLoadError(
+            f"unsloth_multiimage: {_where(row, index)} is {exc}. Fix: use data:image/png;base64,<base64 data>, "
+            f"a local path or bytes.",
+            row=row,
+        ) from None
+    return f"a data: URI of {len(data)} bytes", lambda: io.BytesIO(data)
+
+
+def _url_source(text: str, row: int, index: int, allow_urls: bool, timeout: float) -> tuple[str, _Opener]:
+    if not allow_urls:
+        raise ImageLoadError(
+            f"unsloth_multiimage: {_where(row, index)} is a URL ({text[:80]}); URLs are not fetched unless "
+            f"you opt in. Fix: download the images first, or set UNSLOTH_MULTIIMAGE_ALLOW_URLS=1 "
+            f"(configure(allow_urls=True)).",
+            row=row,
+        )
+    data = _fetch(text, timeout, row, index)
+    return text, lambda: io.BytesIO(data)
+
+
+def _file_source(text: str, row: int, index: int) -> tuple[str, _Opener]:
+    if not os.path.isfile(text):
+        raise ImageLoadError(
+            f"unsloth_multiimage: {_where(row, index)}: no such image file {text!r}. Fix: correct the path "
+            f"(relative paths are read from {os.getcwd()!r}).",
+            row=row,
+        )
+    return text, lambda: open(text, "rb")
+
+
+def _decode(opener: _Opener, source: str, row: int, index: int, header_only: bool) -> Any:
+    """The image ``opener`` reads, decoded (only its header with ``header_only``) and normalised;
+    ``source`` names it in the error when PIL cannot read it."""
+    from PIL import Image, UnidentifiedImageError
+
     shown = source if len(source) < 80 else source[:77] + "..."
     try:
         with opener() as fh:
@@ -399,7 +440,7 @@ def _fetch(url: str, timeout: float, row: int, index: int) -> bytes:
 
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (opt-in only)
-            data = response.read(MAX_URL_BYTES + 1)
+            data: bytes = response.read(MAX_URL_BYTES + 1)
     except Exception as exc:
         raise ImageLoadError(
             f"unsloth_multiimage: {_where(row, index)}: fetching {url[:80]} failed: {type(exc).__name__}: {exc}",

@@ -56,7 +56,7 @@ def label(fmt: str) -> str:
     return _LABELS.get(fmt, "rows of an unknown layout")
 
 
-def chat_of(example: Mapping, keys: Sequence[str] = CHAT_KEYS) -> tuple[str | None, list | None]:
+def chat_of(example: Mapping[str, Any], keys: Sequence[str] = CHAT_KEYS) -> tuple[str | None, list[Any] | None]:
     """The first of ``keys`` holding a list, and that list (Arrow gives absent keys as None)."""
     for key in keys:
         value = example.get(key)
@@ -109,18 +109,7 @@ def detect(example: Any) -> str:
         return CAULDRON
     key, chat = chat_of(example)
     if chat is not None:
-        turns = [m for m in chat if isinstance(m, Mapping)]
-        if not turns:
-            return _empty_chat_layout(example, key) if not chat else UNKNOWN
-        if turns[0].get("from") is not None or turns[0].get("value") is not None:
-            return LLAVA
-        if turns[0].get("role") is None and turns[0].get("content") is None:
-            return UNKNOWN
-        if any(p.get("type") == "image_url" for p in content_parts(turns)):
-            return OPENAI
-        if any(isinstance(m.get("content"), str) for m in turns) and not image_parts(turns):
-            return LLAMAFACTORY if key == "messages" else MANTIS
-        return MESSAGES
+        return _chat_layout(example, key, chat)
     if is_message_list(example.get("prompt")) and example.get("prompt"):
         return PROMPT_COMPLETION
     if isinstance(texts, (list, tuple)) and not texts:
@@ -128,7 +117,23 @@ def detect(example: Any) -> str:
     return UNKNOWN
 
 
-def _empty_chat_layout(example: Mapping, key: str | None) -> str:
+def _chat_layout(example: Mapping[str, Any], key: str | None, chat: list[Any]) -> str:
+    """Rules 2-6 of :func:`detect`: the layout of a row by its chat list under ``key``."""
+    turns = [m for m in chat if isinstance(m, Mapping)]
+    if not turns:
+        return _empty_chat_layout(example, key) if not chat else UNKNOWN
+    if turns[0].get("from") is not None or turns[0].get("value") is not None:
+        return LLAVA
+    if turns[0].get("role") is None and turns[0].get("content") is None:
+        return UNKNOWN
+    if any(p.get("type") == "image_url" for p in content_parts(turns)):
+        return OPENAI
+    if any(isinstance(m.get("content"), str) for m in turns) and not image_parts(turns):
+        return LLAMAFACTORY if key == "messages" else MANTIS
+    return MESSAGES
+
+
+def _empty_chat_layout(example: Mapping[str, Any], key: str | None) -> str:
     """The layout of a row whose chat is an empty list: named by its keys, since there is no turn
     to read (a LLaVA row with ``conversations: []`` and an ``image`` is LLaVA, not ``messages``,
     so that converting it reads ``image`` and refuses the row instead of dropping its images)."""

@@ -56,7 +56,7 @@ class PreparedRow:
     decoded: bool
 
 
-def format_rows(examples: Sequence[Any], formatting_func: Callable[[Any], Any] | None) -> list:
+def format_rows(examples: Sequence[Any], formatting_func: Callable[[Any], Any] | None) -> list[Any]:
     """``formatting_func`` applied to each row (as the collator does), its result checked."""
     if formatting_func is None:
         return list(examples)
@@ -123,7 +123,7 @@ def prepare_batch(
     return [PreparedRow(p.row, e, p, g, d) for e, p, g, d in zip(final, plans, given, decoded)]
 
 
-def _expand_batch(examples: Sequence[Any], settings: Settings, first_row: int) -> list:
+def _expand_batch(examples: Sequence[Any], settings: Settings, first_row: int) -> list[Any]:
     """Every row's videos as frames (:func:`~unsloth_multiimage.rows.video.expand_videos`); rows with
     videos are decoded on the decoding pool (PyAV releases the GIL), the first failure raised in order."""
     todo = [(row, example) for row, example in enumerate(examples, first_row) if has_videos(example)]

@@ -39,7 +39,7 @@ class RowPlan:
     """
 
     row: int
-    images: tuple
+    images: tuple[Any, ...]
     column: bool
     merged: bool
     upstream_count: int
@@ -50,7 +50,13 @@ def plan_row(example: Any, row: int) -> RowPlan:
     """Decide the images of one example. Raises :class:`ImageCountError` on inconsistent input."""
     parts = image_parts(messages_of(example))
     filled = [part_payload(p) for p in parts]
-    n_bare = sum(v is None for v in filled)
+    _refuse_nested_parts(filled, row)
+    if not has_column(example):
+        return _content_plan(filled, row)
+    return _column_plan(_column_images(example, row), filled, row)
+
+
+def _refuse_nested_parts(filled: list[Any], row: int) -> None:
     nested_parts = [(k, v) for k, v in enumerate(filled) if isinstance(v, (list, tuple))]
     if nested_parts:
         k, value = nested_parts[0]
@@ -61,18 +67,24 @@ def plan_row(example: Any, row: int) -> RowPlan:
             row=row,
         )
 
-    if not has_column(example):
-        if n_bare:
-            raise ImageCountError(
-                f"unsloth_multiimage: row {row} has {n_bare} image placeholder(s) without an image "
-                f"({len(parts)} image parts in all) and no `images` column. Fix: put the image in the part "
-                f'(`{{"type": "image", "image": <PIL image or path>}}`) or add an `images` column with '
-                f"{n_bare} image(s) for row {row}.",
-                row=row,
-            )
-        images = tuple(filled)
-        return RowPlan(row, images, column=False, merged=False, upstream_count=len(images), placeholders=len(parts))
 
+def _content_plan(filled: list[Any], row: int) -> RowPlan:
+    """A row without an ``images`` column: every image part must carry its image."""
+    n_bare = sum(v is None for v in filled)
+    if n_bare:
+        raise ImageCountError(
+            f"unsloth_multiimage: row {row} has {n_bare} image placeholder(s) without an image "
+            f"({len(filled)} image parts in all) and no `images` column. Fix: put the image in the part "
+            f'(`{{"type": "image", "image": <PIL image or path>}}`) or add an `images` column with '
+            f"{n_bare} image(s) for row {row}.",
+            row=row,
+        )
+    images = tuple(filled)
+    return RowPlan(row, images, column=False, merged=False, upstream_count=len(images), placeholders=len(filled))
+
+
+def _column_images(example: Any, row: int) -> list[Any]:
+    """The row's ``images`` column as a flat list without None entries (else the error that says why)."""
     column = column_entries(example)
     nested = [i for i, img in enumerate(column) if isinstance(img, (list, tuple))]
     if nested:
@@ -91,7 +103,13 @@ def plan_row(example: Any, row: int) -> RowPlan:
             f"whole `images` value to None to use the images embedded in the messages.",
             row=row,
         )
-    n_filled = len(parts) - n_bare
+    return column
+
+
+def _column_plan(column: list[Any], filled: list[Any], row: int) -> RowPlan:
+    """A row with an ``images`` column: its images fill the bare placeholders, in order."""
+    n_bare = sum(v is None for v in filled)
+    n_filled = len(filled) - n_bare
     if n_filled == 0:
         if n_bare and n_bare != len(column):
             raise ImageCountError(
@@ -101,14 +119,14 @@ def plan_row(example: Any, row: int) -> RowPlan:
             )
         # Plain column row (the usual TRL/Unsloth layout); the rendered text is checked later.
         images = tuple(column)
-        return RowPlan(row, images, column=True, merged=False, upstream_count=len(images), placeholders=len(parts))
+        return RowPlan(row, images, column=True, merged=False, upstream_count=len(images), placeholders=len(filled))
     if not column and n_bare == 0:
         # An empty column beside embedded images: upstream lets the empty column win.
-        return RowPlan(row, tuple(filled), column=True, merged=True, upstream_count=0, placeholders=len(parts))
+        return RowPlan(row, tuple(filled), column=True, merged=True, upstream_count=0, placeholders=len(filled))
     if n_bare == 0:
         raise ImageCountError(
             f"unsloth_multiimage: row {row} has {len(column)} image(s) in its `images` column but every one of "
-            f"its {len(parts)} image parts already carries an image, so there is no placeholder for them. "
+            f"its {len(filled)} image parts already carries an image, so there is no placeholder for them. "
             f'Fix: add one bare {{"type": "image"}} part per column image where each belongs, or drop the column.',
             row=row,
         )
@@ -121,7 +139,7 @@ def plan_row(example: Any, row: int) -> RowPlan:
         )
     it = iter(column)
     images = tuple(next(it) if v is None else v for v in filled)
-    return RowPlan(row, images, column=True, merged=True, upstream_count=len(column), placeholders=len(parts))
+    return RowPlan(row, images, column=True, merged=True, upstream_count=len(column), placeholders=len(filled))
 
 
 def count_token(text: str, token: str) -> int:

@@ -60,7 +60,9 @@ _DEFAULTS = Settings()
 _MAX_ROWS_NAMED = 20
 
 
-def apply_policies(examples: Sequence[Any], plans: Sequence[RowPlan], settings: Settings) -> tuple[list, list[RowPlan]]:
+def apply_policies(
+    examples: Sequence[Any], plans: Sequence[RowPlan], settings: Settings
+) -> tuple[list[Any], list[RowPlan]]:
     """Apply the configured policies to a batch.
 
     Args:
@@ -106,7 +108,7 @@ def _active(settings: Settings) -> bool:
     )
 
 
-def _as_list(seq: Sequence[Any]) -> list:
+def _as_list(seq: Sequence[Any]) -> list[Any]:
     return seq if isinstance(seq, list) else list(seq)
 
 
@@ -196,7 +198,7 @@ def _pil_images(images: Sequence[Any], row: int, why: str) -> None:
             )
 
 
-def _fit_budget(images: list, budget: int, row: int) -> list:
+def _fit_budget(images: list[Any], budget: int, row: int) -> list[Any]:
     _pil_images(images, row, "max_pixels_per_example")
     sizes = [img.size for img in images]
     target = budget_sizes(sizes, budget)
@@ -257,12 +259,12 @@ def _apply_row(example: Any, plan: RowPlan, settings: Settings) -> tuple[Any, Ro
     return new_example, _replan(new_example, plan, images), n if capped else None
 
 
-def _column_entries(example: Mapping, plan: RowPlan, images: list) -> list:
+def _column_entries(example: Mapping[str, Any], plan: RowPlan, images: list[Any]) -> list[Any]:
     """The plain column row's new ``images`` list: original entries where the image is unchanged."""
     return [entry if new is old else new for entry, old, new in zip(column_entries(example), plan.images, images)]
 
 
-def _rebuild(example: Any, plan: RowPlan, keep: list[int], images: list, grid: bool) -> Any:
+def _rebuild(example: Any, plan: RowPlan, keep: list[int], images: list[Any], grid: bool) -> Any:
     """A new example holding only the image parts of ``keep``, with ``images`` (one per kept part,
     or the one canvas at the first kept part for a grid row).
 
@@ -274,9 +276,9 @@ def _rebuild(example: Any, plan: RowPlan, keep: list[int], images: list, grid: b
     bare = [part_payload(p) is None for p in image_parts(messages_of(example))]
     to_column = grid and column and any(bare[i] for i in keep)
     new_image = {keep[0]: images[0]} if grid else dict(zip(keep, images))
-    new_column: list = []
+    new_column: list[Any] = []
 
-    def part(k: int, p: Mapping) -> dict | None:
+    def part(k: int, p: Mapping[str, Any]) -> dict[str, Any] | None:
         entry = next(entries) if (bare[k] and column) else None
         if k not in new_image:
             return None  # dropped, together with its column entry (consumed above)
@@ -297,7 +299,7 @@ def _rebuild(example: Any, plan: RowPlan, keep: list[int], images: list, grid: b
     return out
 
 
-def _replan(example: Any, plan: RowPlan, images: list) -> RowPlan:
+def _replan(example: Any, plan: RowPlan, images: list[Any]) -> RowPlan:
     new = plan_row(example, plan.row)
     if len(new.images) != len(images):  # pragma: no cover - an internal invariant
         raise RuntimeError(

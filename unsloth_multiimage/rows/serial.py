@@ -57,12 +57,12 @@ def needs_serial(example: Any) -> bool:
     return any(_n_images(m) >= 2 for _key, chat in chat_sides(example) for m in chat)
 
 
-def _split(message: Mapping) -> list[dict]:
+def _split(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One message per image part of ``message`` (see the module docstring)."""
     content = list(message["content"])
     k = sum(1 for part in content if is_image_part(part))
-    turns: list[list] = []
-    current: list = []
+    turns: list[list[Any]] = []
+    current: list[Any] = []
     seen = 0
     for part in content:
         if not is_image_part(part):
@@ -97,8 +97,8 @@ def serialise(example: Any) -> Any:
     if not needs_serial(example):
         return example
 
-    def messages(chat: Sequence[Any]) -> list:
-        out: list = []
+    def messages(chat: Sequence[Any]) -> list[Any]:
+        out: list[Any] = []
         for message in chat:
             out.extend(_split(message) if _n_images(message) >= 2 else [message])
         return out
@@ -111,7 +111,7 @@ def serialise(example: Any) -> Any:
     return out
 
 
-def template_refusal(render: Callable[[list], str], key: str) -> str | None:
+def template_refusal(render: Callable[[list[Any]], str], key: str) -> str | None:
     """Why a chat template cannot take two user turns in a row, or None when it can.
 
     ``render(messages) -> text`` renders a chat (e.g. ``apply_chat_template(..., tokenize=False)``);

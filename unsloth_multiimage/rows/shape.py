@@ -62,42 +62,47 @@ def _check_turns(example: Any, key: str, chat: Any, row: int) -> None:
             row=row,
         )
     for t, turn in enumerate(chat):
-        if not isinstance(turn, Mapping):
+        _check_turn(example, key, t, turn, row)
+
+
+def _check_turn(example: Any, key: str, t: int, turn: Any, row: int) -> None:
+    """One turn: a dict with a ``role`` and a ``content`` that is None, a string, or a list of typed parts."""
+    if not isinstance(turn, Mapping):
+        raise RowShapeError(
+            f"unsloth_multiimage: row {row}, `{key}` turn {t} is a {_kind(turn)}, not a "
+            f'{{"role": ..., "content": ...}} dict. Fix: write each turn as such a dict.',
+            row=row,
+        )
+    missing = [k for k in ("role", "content") if k not in turn]
+    if missing:
+        raise _foreign(example, row, f"turns with the keys {sorted(map(str, turn))}") or RowShapeError(
+            f"unsloth_multiimage: row {row}, `{key}` turn {t} has no {' and no '.join(map(repr, missing))} "
+            f"(keys: {sorted(map(str, turn))}). Fix: give every turn a `role` and a `content`.",
+            row=row,
+        )
+    content = turn["content"]
+    if content is None or isinstance(content, str):
+        return
+    if t == 0 and not content:
+        # unsloth_zoo reads the first turn's first part (``content[0]``): an IndexError.
+        raise RowShapeError(
+            f"unsloth_multiimage: row {row}, `{key}` turn 0 has an empty content list. Fix: give it its "
+            f'parts (e.g. [{{"type": "text", "text": ...}}]), or drop the turn.',
+            row=row,
+        )
+    if not isinstance(content, (list, tuple)):
+        raise RowShapeError(
+            f"unsloth_multiimage: row {row}, `{key}` turn {t} has a content that is a {_kind(content)}. Fix: "
+            f'use a string, or a list of parts such as {{"type": "text", "text": ...}} and {{"type": "image"}}.',
+            row=row,
+        )
+    for p, part in enumerate(content):
+        if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
             raise RowShapeError(
-                f"unsloth_multiimage: row {row}, `{key}` turn {t} is a {_kind(turn)}, not a "
-                f'{{"role": ..., "content": ...}} dict. Fix: write each turn as such a dict.',
+                f"unsloth_multiimage: row {row}, `{key}` turn {t}, content part {p} is a {_kind(part)}, not a "
+                f'typed part. Fix: write it as {{"type": "text", "text": ...}} or {{"type": "image", ...}}.',
                 row=row,
             )
-        missing = [k for k in ("role", "content") if k not in turn]
-        if missing:
-            raise _foreign(example, row, f"turns with the keys {sorted(map(str, turn))}") or RowShapeError(
-                f"unsloth_multiimage: row {row}, `{key}` turn {t} has no {' and no '.join(map(repr, missing))} "
-                f"(keys: {sorted(map(str, turn))}). Fix: give every turn a `role` and a `content`.",
-                row=row,
-            )
-        content = turn["content"]
-        if content is None or isinstance(content, str):
-            continue
-        if t == 0 and not content:
-            # unsloth_zoo reads the first turn's first part (``content[0]``): an IndexError.
-            raise RowShapeError(
-                f"unsloth_multiimage: row {row}, `{key}` turn 0 has an empty content list. Fix: give it its "
-                f'parts (e.g. [{{"type": "text", "text": ...}}]), or drop the turn.',
-                row=row,
-            )
-        if not isinstance(content, (list, tuple)):
-            raise RowShapeError(
-                f"unsloth_multiimage: row {row}, `{key}` turn {t} has a content that is a {_kind(content)}. Fix: "
-                f'use a string, or a list of parts such as {{"type": "text", "text": ...}} and {{"type": "image"}}.',
-                row=row,
-            )
-        for p, part in enumerate(content):
-            if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
-                raise RowShapeError(
-                    f"unsloth_multiimage: row {row}, `{key}` turn {t}, content part {p} is a {_kind(part)}, not a "
-                    f'typed part. Fix: write it as {{"type": "text", "text": ...}} or {{"type": "image", ...}}.',
-                    row=row,
-                )
 
 
 def check_row(example: Any, row: int) -> None:

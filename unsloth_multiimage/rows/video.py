@@ -82,7 +82,7 @@ def is_video_part(part: Any) -> bool:
     return isinstance(part, Mapping) and part.get("type") in VIDEO_PART_TYPES
 
 
-def video_payload(part: Mapping) -> Any | None:
+def video_payload(part: Mapping[str, Any]) -> Any | None:
     """The video a video part carries, or None for a bare placeholder (``{"url": ...}`` read too)."""
     for key in VIDEO_PAYLOAD_KEYS:
         value = part.get(key)
@@ -93,7 +93,7 @@ def video_payload(part: Mapping) -> Any | None:
     return None
 
 
-def video_parts(messages: Sequence[Any]) -> list[Mapping]:
+def video_parts(messages: Sequence[Any]) -> list[Mapping[str, Any]]:
     """The video parts of ``messages``, in order."""
     return [p for p in content_parts(messages) if is_video_part(p)]
 
@@ -149,7 +149,7 @@ class _Request:
     end: float | None
 
     @classmethod
-    def of(cls, part: Mapping, settings: Settings, where: str, row: int) -> _Request:
+    def of(cls, part: Mapping[str, Any], settings: Settings, where: str, row: int) -> _Request:
         fps, max_frames, sampling = settings.video_fps, settings.video_max_frames, settings.video_sampling
         try:
             if part.get("nframes") is not None:
@@ -205,7 +205,7 @@ def _describe(video: Any) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-def _natural_key(name: str) -> list:
+def _natural_key(name: str) -> list[int | str]:
     return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
 
 
@@ -214,7 +214,9 @@ def _frame_files(folder: str) -> list[str]:
     return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
 
 
-def read_video(video: Any, row: int, index: int, settings: Settings, part: Mapping | None = None) -> list[Frame]:
+def read_video(
+    video: Any, row: int, index: int, settings: Settings, part: Mapping[str, Any] | None = None
+) -> list[Frame]:
     """The sampled frames of one video, in time order (see the module docstring).
 
     Args:
@@ -232,49 +234,9 @@ def read_video(video: Any, row: int, index: int, settings: Settings, part: Mappi
     where = f"row {row}, video {index} ({_describe(video)})"
     request = _Request.of(part or {}, settings, where, row)
     if isinstance(video, Mapping):
-        stored, path = video.get("bytes"), video.get("path")
-        if stored is None and path is None:
-            raise VideoLoadError(
-                f"unsloth_multiimage: {where} is a dict without 'bytes' or 'path' (keys: {sorted(map(str, video))}). "
-                f"Fix: store the video file's bytes or a local path.",
-                row=row,
-            )
-        video = stored if stored is not None else path
+        video = _stored_video(video, where, row)
     if isinstance(video, (str, os.PathLike)):
-        text = os.fspath(video)
-        text = os.fsdecode(text) if isinstance(text, bytes) else text
-        if text[:7].lower() == "file://":
-            local = file_uri_path(text)
-            if local is None:
-                raise VideoLoadError(
-                    f"unsloth_multiimage: {where} is a file:// URI on a remote host. Fix: copy the video locally.",
-                    row=row,
-                )
-            text = local
-        if "://" in text[:16]:
-            if not settings.allow_urls:
-                raise VideoLoadError(
-                    f"unsloth_multiimage: {where} is a URL; URLs are not fetched unless you opt in. Fix: download "
-                    f"the video first, or set UNSLOTH_MULTIIMAGE_ALLOW_URLS=1 (configure(allow_urls=True)).",
-                    row=row,
-                )
-            return _decode(lambda: text, where, row, request)
-        if os.path.isdir(text):
-            files = _frame_files(text)
-            if not files:
-                raise VideoLoadError(
-                    f"unsloth_multiimage: {where} is a folder without frame files ({', '.join(FRAME_SUFFIXES)}). "
-                    f"Fix: point the row at a folder of frames, or at a video file.",
-                    row=row,
-                )
-            return _from_frames(files, where, row, index, request, settings)
-        if not os.path.isfile(text):
-            raise VideoLoadError(
-                f"unsloth_multiimage: {where}: no such video file. Fix: correct the path (relative paths are read "
-                f"from {os.getcwd()!r}; unsloth_multiimage.formats.resolve_paths joins them to a folder).",
-                row=row,
-            )
-        return _decode(lambda: text, where, row, request)
+        return _read_path(video, where, row, index, request, settings)
     if isinstance(video, (bytes, bytearray, memoryview)):
         data = bytes(video)
         if not data:
@@ -295,7 +257,61 @@ def read_video(video: Any, row: int, index: int, settings: Settings, part: Mappi
     )
 
 
-def _from_frames(frames: list, where: str, row: int, index: int, request: _Request, settings: Settings) -> list[Frame]:
+def _stored_video(video: Mapping[str, Any], where: str, row: int) -> Any:
+    """The ``bytes`` (else the ``path``) of a ``{"bytes", "path"}`` dict."""
+    stored, path = video.get("bytes"), video.get("path")
+    if stored is None and path is None:
+        raise VideoLoadError(
+            f"unsloth_multiimage: {where} is a dict without 'bytes' or 'path' (keys: {sorted(map(str, video))}). "
+            f"Fix: store the video file's bytes or a local path.",
+            row=row,
+        )
+    return stored if stored is not None else path
+
+
+def _read_path(
+    video: str | os.PathLike[Any], where: str, row: int, index: int, request: _Request, settings: Settings
+) -> list[Frame]:
+    """A video named by a path or URI: a URL (opt-in), a folder of frames, or a video file."""
+    text = os.fspath(video)
+    text = os.fsdecode(text) if isinstance(text, bytes) else text
+    if text[:7].lower() == "file://":
+        local = file_uri_path(text)
+        if local is None:
+            raise VideoLoadError(
+                f"unsloth_multiimage: {where} is a file:// URI on a remote host. Fix: copy the video locally.",
+                row=row,
+            )
+        text = local
+    if "://" in text[:16]:
+        if not settings.allow_urls:
+            raise VideoLoadError(
+                f"unsloth_multiimage: {where} is a URL; URLs are not fetched unless you opt in. Fix: download "
+                f"the video first, or set UNSLOTH_MULTIIMAGE_ALLOW_URLS=1 (configure(allow_urls=True)).",
+                row=row,
+            )
+        return _decode(lambda: text, where, row, request)
+    if os.path.isdir(text):
+        files = _frame_files(text)
+        if not files:
+            raise VideoLoadError(
+                f"unsloth_multiimage: {where} is a folder without frame files ({', '.join(FRAME_SUFFIXES)}). "
+                f"Fix: point the row at a folder of frames, or at a video file.",
+                row=row,
+            )
+        return _from_frames(files, where, row, index, request, settings)
+    if not os.path.isfile(text):
+        raise VideoLoadError(
+            f"unsloth_multiimage: {where}: no such video file. Fix: correct the path (relative paths are read "
+            f"from {os.getcwd()!r}; unsloth_multiimage.formats.resolve_paths joins them to a folder).",
+            row=row,
+        )
+    return _decode(lambda: text, where, row, request)
+
+
+def _from_frames(
+    frames: list[Any], where: str, row: int, index: int, request: _Request, settings: Settings
+) -> list[Frame]:
     """A list of frames (or frame files) as a video sampled at ``video_fps``."""
     times = [k / settings.video_fps for k in range(len(frames))]
     picked = request.pick(times)
@@ -393,7 +409,7 @@ def _decode_all(av: Any, source: Callable[[], Any], where: str, row: int, reques
 # ----------------------------------------------------------------------------------- the row
 
 
-def _column(example: Any, row: int, n_bare: int) -> list:
+def _column(example: Any, row: int, n_bare: int) -> list[Any]:
     value = example.get(VIDEOS) if isinstance(example, Mapping) else None
     entries = [] if value is None else (list(value) if isinstance(value, (list, tuple)) else [value])
     if len(entries) != n_bare:
@@ -426,8 +442,8 @@ def expand_videos(example: Any, row: int, settings: Settings) -> Any:
     grid = settings.strategy == "grid"
     label = settings.video_frame_label
 
-    def expand(content: Sequence[Any]) -> list:
-        out: list = []
+    def expand(content: Sequence[Any]) -> list[Any]:
+        out: list[Any] = []
         for part in content:
             if not is_video_part(part):
                 out.append(part)

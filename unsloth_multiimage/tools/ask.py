@@ -76,7 +76,7 @@ def _settings(args: argparse.Namespace) -> Any:
     return dataclasses.replace(get_settings(), **{k: v for k, v in changes.items() if v is not None})
 
 
-def _prompt(args: argparse.Namespace) -> tuple[Any, list | None, str | None, str]:
+def _prompt(args: argparse.Namespace) -> tuple[Any, list[Any] | None, str | None, str]:
     """``(messages or row, images, image_root, what was asked)``."""
     if args.dataset:
         if args.image or args.question:
@@ -90,7 +90,7 @@ def _prompt(args: argparse.Namespace) -> tuple[Any, list | None, str | None, str
         return row, None, root, f"row {args.row} of {args.dataset}"
     if not args.question:
         raise ValueError("give a question (and --image FILE for each image), or --dataset FILE --row N")
-    content: list[dict] = [{"type": "image"} for _ in args.image]
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in args.image]
     content.append({"type": "text", "text": args.question})
     return [{"role": "user", "content": content}], list(args.image), args.image_root, repr(args.question)
 

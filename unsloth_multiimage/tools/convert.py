@@ -27,7 +27,7 @@ class ConvertResult:
 
     rows: int = 0
     written: int = 0
-    formats: collections.Counter = field(default_factory=collections.Counter)
+    formats: collections.Counter[str] = field(default_factory=collections.Counter)
     errors: list[tuple[int, str]] = field(default_factory=list)
     relative_paths: int = 0
 

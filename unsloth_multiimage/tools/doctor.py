@@ -76,19 +76,8 @@ def patch_fix(st: Any, import_error: str | None = None, imported: bool = True) -
     module = st.target.split(":")[0]
     dist = st.distribution or module.split(".")[0]
     decision = str(st.decision)
-    if decision == "pending" and _native_when_imported(st):
-        return None  # upstream does it all on this version: nothing will be patched, nothing to fix
-    if decision == "pending" and import_error is None:
-        if imported:
-            return None  # its module imported, so the patch applied; nothing to fix
-        return f"applied when {module} is imported: nothing to do (doctor without --no-import imports it)"
-    if decision == "pending" and module.startswith("unsloth_zoo"):
-        return (
-            f"`import {module}` fails here ({import_error}): `import unsloth` before unsloth_zoo (GPU), or set "
-            f"UNSLOTH_ZOO_DISABLE_GPU_INIT=1 before importing it (CPU, the collator only)"
-        )
     if decision == "pending":
-        return f"`import {module}` fails here ({import_error}): install what it needs, then it is patched on import"
+        return _pending_fix(st, module, import_error, imported)
     if decision == "blocked":
         return f"remove {st.name!r} from {_env.DISABLE_PATCHES.name}"
     if decision in ("unsupported", "untested"):
@@ -102,6 +91,22 @@ def patch_fix(st: Any, import_error: str | None = None, imported: bool = True) -
     if decision == "inactive":
         return "call unsloth_multiimage.activate()"
     return f"see the plugin's error with `unsloth-multiimage -v doctor`; fix or uninstall the plugin of {st.name}"
+
+
+def _pending_fix(st: Any, module: str, import_error: str | None, imported: bool) -> str | None:
+    """:func:`patch_fix` for a patch waiting for its module's import."""
+    if _native_when_imported(st):
+        return None  # upstream does it all on this version: nothing will be patched, nothing to fix
+    if import_error is None:
+        if imported:
+            return None  # its module imported, so the patch applied; nothing to fix
+        return f"applied when {module} is imported: nothing to do (doctor without --no-import imports it)"
+    if module.startswith("unsloth_zoo"):
+        return (
+            f"`import {module}` fails here ({import_error}): `import unsloth` before unsloth_zoo (GPU), or set "
+            f"UNSLOTH_ZOO_DISABLE_GPU_INIT=1 before importing it (CPU, the collator only)"
+        )
+    return f"`import {module}` fails here ({import_error}): install what it needs, then it is patched on import"
 
 
 def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
@@ -243,7 +248,7 @@ class DatasetCheck:
 
     path: str
     layout: str
-    reports: list
+    reports: list[Any]
     seconds: float
     refused: str | None  # the collator's error for the first row as it is, when the layout needs converting
     processor_note: str
@@ -316,7 +321,7 @@ def check_dataset(
     if num_proc <= 1:
         _worker = dry
     init, initargs = (_init_worker, (model, mode)) if num_proc > 1 else (None, ())
-    reports: list = []
+    reports: list[Any] = []
     layouts: collections.Counter[str] = collections.Counter()
     paths = PathReport(root)
     for report, layout, missing in worker_map(work, items, num_proc, initializer=init, initargs=initargs):
@@ -424,7 +429,7 @@ def check_tokens(
         _token_counter = counter
     init, initargs = (_init_token_worker, (model,)) if num_proc > 1 else (None, ())
     start = time.perf_counter()
-    counted: list = []
+    counted: list[Any] = []
     items = enumerate(read_source(path, limit=limit))
     for done in worker_map(
         functools.partial(_count_item, image_root=root), items, num_proc, initializer=init, initargs=initargs

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from ..engine.decision import Decision
 from ..errors import RowError
+from ..rows.chat import is_pc_row
 from ..rows.pipeline import PreparedRow, prepare_batch
 from ..rows.plan import check_rendered_counts
 from ..settings import Settings, get_settings
@@ -160,6 +161,12 @@ class DryRun:
             return RowReport(row, "?", None, None, None, "error", str(exc))
         n = len(prepared.plan.images)
         layout = _layout(prepared)
+        # The collator refuses a prompt/completion row on such a release before it renders anything.
+        problem = self._release.pc_path_problem(self.zoo) if is_pc_row(prepared.example) else None
+        if problem:
+            return RowReport(
+                row, layout, prepared.given, None, None, "error", self._collator.pc_row_error(row, problem).args[0]
+            )
         tokens = None
         if self.processor is not None and self.adapter is not None:
             try:
@@ -170,11 +177,6 @@ class DryRun:
                     self._collator.process_row(self.processor, text, prepared.plan.images, row, self.zoo)
             except RowError as exc:
                 return RowReport(row, layout, prepared.given, None, tokens, "error", str(exc))
-        problem = self._release.pc_path_problem(self.zoo) if self._release.is_pc_row(prepared.example) else None
-        if problem:
-            return RowReport(
-                row, layout, prepared.given, None, tokens, "error", self._collator.pc_row_error(row, problem).args[0]
-            )
         nesting = self.adapter.nesting if self.adapter is not None else None
         notes = self._release.upstream_problems(prepared, self.zoo, self.pc_zoo, nesting)
         videos, framed = _video_note(example, prepared, settings, native, self.adapter)

@@ -97,10 +97,10 @@ _MASK_WORDS = {
 def render_preview(
     example: Any,
     processor: Any,
-    out_path: str | os.PathLike,
+    out_path: str | os.PathLike[str],
     strategy: str = "native",
     cross_attention: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Write the preview PNG of ``example`` and return its metadata.
 
     ``cross_attention``: ``latest`` or ``cumulative`` for this preview (default: the
@@ -116,26 +116,8 @@ def render_preview(
     """
     from PIL import Image, ImageDraw
 
-    from ..settings import get_settings, overriding
-    from .common import prepare_rows, starts_with_bos
-
     out_path = os.fspath(out_path)
-    settings = replace(get_settings(), strategy=cast("Strategy", strategy))
-    _examples, plans, texts = prepare_rows([example], processor, settings)
-    images = [img.convert("RGB") if getattr(img, "mode", "RGB") != "RGB" else img for img in plans[0].images]
-    text = texts[0]
-    kwargs: dict[str, Any] = {
-        "text": [text],
-        "return_tensors": "pt",
-        "add_special_tokens": not starts_with_bos(processor, [text]),
-    }
-    if images:
-        kwargs["images"] = [images]
-    if cross_attention is None:
-        batch = processor(**kwargs)
-    else:
-        with overriding(mllama_cross_attention=cross_attention):
-            batch = processor(**kwargs)
+    images, text, batch = _processed(example, processor, strategy, cross_attention)
     kind = mask_kind(batch, processor)
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = batch["input_ids"][0].tolist()
@@ -208,16 +190,7 @@ def render_preview(
         draw.text((x, y_images + thumb.height + 2), f"{label} {k} ({img.width}x{img.height})", fill=_INK, font=font)
         x += thumb.width + _MARGIN
 
-    draw.text((_MARGIN, y_text - line_h), "Rendered chat ([IMG k] = the k-th image token):", fill=_MUTED, font=font)
-    for n, ln in enumerate(lines):
-        draw.text((_MARGIN, y_text + n * line_h), ln, fill=_INK, font=font)
-        if "[IMG " in ln:  # redraw the markers in the accent colour, in place
-            start = 0
-            while (pos := ln.find("[IMG ", start)) >= 0:
-                end = ln.index("]", pos) + 1
-                dx = _text_size(font, ln[:pos])[0] if pos else 0
-                draw.text((_MARGIN + dx, y_text + n * line_h), ln[pos:end], fill=_ACCENT, font=font)
-                start = end
+    _draw_chat(draw, font, lines, y_text, line_h)
 
     draw.text(
         (_MARGIN, y_heat_title),
@@ -226,21 +199,20 @@ def render_preview(
         font=font,
     )
     x0 = _MARGIN + label_w
-    for s in range(n_slots):
-        draw.text((x0 + s * _CELL_W + 4, y_heat - line_h), f"{label} {s + 1}", fill=_INK, font=font)
-    for i in range(seq):
-        y = y_heat + i * cell_h
-        if show_labels:
-            colour = _ACCENT if tokens[i] == token else _INK
-            draw.text((_MARGIN, y), label_texts[i], fill=colour, font=font)
-        for s in range(n_slots):
-            draw.rectangle(
-                [x0 + s * _CELL_W, y, x0 + (s + 1) * _CELL_W - 1, y + cell_h - 1], fill=mask_colour(heat[i][s])
-            )
-    box = (x0, y_heat, x0 + n_slots * _CELL_W, y_heat + seq * cell_h)
-    if n_slots:  # thin separators on the cell borders (cell centres keep their colour)
-        for s in range(n_slots + 1):
-            draw.line([(x0 + s * _CELL_W, y_heat), (x0 + s * _CELL_W, box[3] - 1)], fill=_GRID_LINE)
+    box = _draw_heatmap(
+        draw,
+        font,
+        heat,
+        seq,
+        n_slots,
+        (x0, y_heat),
+        line_h,
+        cell_h,
+        label,
+        label_texts if show_labels else None,
+        tokens,
+        token,
+    )
 
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     canvas.save(out_path, format="PNG")
@@ -259,6 +231,79 @@ def render_preview(
         "mask_kind": kind,
         "title": title,
     }
+
+
+def _processed(example: Any, processor: Any, strategy: str, cross_attention: str | None) -> tuple[list[Any], str, Any]:
+    """The row's images (RGB), its rendered chat, and the processor's batch for it."""
+    from ..settings import get_settings, overriding
+    from .common import prepare_rows, starts_with_bos
+
+    settings = replace(get_settings(), strategy=cast("Strategy", strategy))
+    _examples, plans, texts = prepare_rows([example], processor, settings)
+    images = [img.convert("RGB") if getattr(img, "mode", "RGB") != "RGB" else img for img in plans[0].images]
+    text = texts[0]
+    kwargs: dict[str, Any] = {
+        "text": [text],
+        "return_tensors": "pt",
+        "add_special_tokens": not starts_with_bos(processor, [text]),
+    }
+    if images:
+        kwargs["images"] = [images]
+    if cross_attention is None:
+        batch = processor(**kwargs)
+    else:
+        with overriding(mllama_cross_attention=cross_attention):
+            batch = processor(**kwargs)
+    return images, text, batch
+
+
+def _draw_chat(draw: Any, font: Any, lines: list[str], y_text: int, line_h: int) -> None:
+    """Panel 2: the rendered chat, its ``[IMG k]`` markers in the accent colour."""
+    draw.text((_MARGIN, y_text - line_h), "Rendered chat ([IMG k] = the k-th image token):", fill=_MUTED, font=font)
+    for n, ln in enumerate(lines):
+        draw.text((_MARGIN, y_text + n * line_h), ln, fill=_INK, font=font)
+        if "[IMG " in ln:  # redraw the markers in the accent colour, in place
+            start = 0
+            while (pos := ln.find("[IMG ", start)) >= 0:
+                end = ln.index("]", pos) + 1
+                dx = _text_size(font, ln[:pos])[0] if pos else 0
+                draw.text((_MARGIN + dx, y_text + n * line_h), ln[pos:end], fill=_ACCENT, font=font)
+                start = end
+
+
+def _draw_heatmap(
+    draw: Any,
+    font: Any,
+    heat: list[list[float]],
+    seq: int,
+    n_slots: int,
+    origin: tuple[int, int],
+    line_h: int,
+    cell_h: int,
+    label: str,
+    label_texts: list[str] | None,
+    tokens: list[str],
+    token: str,
+) -> tuple[int, int, int, int]:
+    """Panel 3: the ``seq x n_slots`` cells of ``heat`` from ``origin`` (token labels beside them when
+    ``label_texts`` is given, image tokens in the accent colour); returns the cells' box."""
+    x0, y_heat = origin
+    for s in range(n_slots):
+        draw.text((x0 + s * _CELL_W + 4, y_heat - line_h), f"{label} {s + 1}", fill=_INK, font=font)
+    for i in range(seq):
+        y = y_heat + i * cell_h
+        if label_texts is not None:
+            colour = _ACCENT if tokens[i] == token else _INK
+            draw.text((_MARGIN, y), label_texts[i], fill=colour, font=font)
+        for s in range(n_slots):
+            draw.rectangle(
+                [x0 + s * _CELL_W, y, x0 + (s + 1) * _CELL_W - 1, y + cell_h - 1], fill=mask_colour(heat[i][s])
+            )
+    box = (x0, y_heat, x0 + n_slots * _CELL_W, y_heat + seq * cell_h)
+    if n_slots:  # thin separators on the cell borders (cell centres keep their colour)
+        for s in range(n_slots + 1):
+            draw.line([(x0 + s * _CELL_W, y_heat), (x0 + s * _CELL_W, box[3] - 1)], fill=_GRID_LINE)
+    return box
 
 
 def run(args: argparse.Namespace, default_rows: list[Any] | None = None) -> int:
