@@ -42,7 +42,8 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     # Image tokens attend to each other by these per-token types: TRL builds them with the
-    # processor's padding side beside left-padded ids; the TRL patches lay them over each row's tokens.
+    # processor's padding side beside left-padded ids; the TRL patches lay them over each row's tokens
+    # (a completion token takes the last prompt token's type: text, the generation prompt's end).
     row_inputs=("token_type_ids",),
     token_inputs=("token_type_ids",),
 )

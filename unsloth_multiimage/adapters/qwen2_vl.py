@@ -30,6 +30,11 @@ def count_images(processor: Any, ids: Any) -> int:
     return pairs(ids, pad, end)
 
 
+#: Per-token image/video types for M-RoPE (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): TRL builds them with the
+#: processor's padding side beside left-padded ids; the TRL patches lay them over each row's real tokens
+#: (a completion token takes the last prompt token's type: text, the generation prompt's end).
+TOKEN_TYPES = ("mm_token_type_ids",)
+
 ADAPTER = ModelAdapter(
     processor_classes=("Qwen2VLProcessor", "Qwen2_5_VLProcessor"),
     name="qwen2_vl",
@@ -38,8 +43,6 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     native_video=True,
-    # Per-token image/video types for M-RoPE: TRL builds them with the processor's padding side
-    # beside left-padded ids; the TRL patches lay them over each row's real tokens.
-    row_inputs=("mm_token_type_ids",),
-    token_inputs=("mm_token_type_ids",),
+    row_inputs=TOKEN_TYPES,
+    token_inputs=TOKEN_TYPES,
 )

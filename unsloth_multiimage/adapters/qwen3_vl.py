@@ -13,7 +13,7 @@ transformers 5.17.0 ``processing_qwen3_vl.py`` (transformers 4.57.3 has the same
 from __future__ import annotations
 
 from . import ModelAdapter
-from .qwen2_vl import PLACEHOLDER, count_images
+from .qwen2_vl import PLACEHOLDER, TOKEN_TYPES, count_images
 
 ADAPTER = ModelAdapter(
     processor_classes=("Qwen3VLProcessor",),
@@ -23,8 +23,6 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     native_video=True,
-    # Per-token image/video types for M-RoPE: TRL builds them with the processor's padding side
-    # beside left-padded ids; the TRL patches lay them over each row's real tokens.
-    row_inputs=("mm_token_type_ids",),
-    token_inputs=("mm_token_type_ids",),
+    row_inputs=TOKEN_TYPES,
+    token_inputs=TOKEN_TYPES,
 )
