@@ -3,8 +3,10 @@
 ``import unsloth_multiimage`` (before or after ``import unsloth``/``transformers``) activates the
 registered patches; ``UNSLOTH_MULTIIMAGE_DISABLE=1`` turns that off. See README.md.
 
-The import itself is cheap: the public names below load on first use, and the activation waits
-for the first import of a patched library when none is imported yet (see ``_bootstrap``).
+This is the users' face; plugin authors import :mod:`unsloth_multiimage.plugin`. The import
+itself is cheap: the names below load on first use (type checkers see them through the
+``TYPE_CHECKING`` imports), and the activation waits for the first import of a patched library
+when none is imported yet (see ``_bootstrap``).
 """
 
 from . import _bootstrap
@@ -14,28 +16,37 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: the import must stay cheap
     from typing import Any
 
-# The public surface, written once: name -> the module that defines it (a name equal to its
-# module's last part is that module itself, e.g. ``unsloth_multiimage.formats``).
+    from . import errors, formats
+    from .engine.activation import PatchStatus, activate, deactivate, find_adapter, is_disabled, status
+    from .errors import (
+        ConfigurationError,
+        ImageCountError,
+        ImageLoadError,
+        RowError,
+        RowShapeError,
+        UnslothMultiimageError,
+        VideoLoadError,
+    )
+    from .inference.generation import generate_answer
+    from .inference.prompt import PreparedPrompt, prepare_inputs, prepare_prompt
+    from .settings import Settings, configure, get_settings, reset_settings
+
+# The users' names, written once: name -> the module that defines it (a name equal to its module's
+# last part is that module itself, e.g. ``unsloth_multiimage.formats``).
 _PUBLIC = {
     "activate": "engine.activation",
     "deactivate": "engine.activation",
     "status": "engine.activation",
-    "plugin_records": "engine.activation",
     "find_adapter": "engine.activation",
     "is_disabled": "engine.activation",
     "PatchStatus": "engine.activation",
-    "Decision": "engine.decision",
-    "State": "engine.decision",
-    "Patch": "engine.patching",
-    "signature_accepts": "engine.patching",
-    "PatchCompat": "engine.compat",
-    "FixRange": "engine.compat",
-    "hookimpl": "hooks",
-    "ModelAdapter": "adapters",
     "Settings": "settings",
     "configure": "settings",
     "get_settings": "settings",
     "reset_settings": "settings",
+    "errors": "errors",
+    "UnslothMultiimageError": "errors",
+    "ConfigurationError": "errors",
     "RowError": "errors",
     "ImageCountError": "errors",
     "ImageLoadError": "errors",
@@ -47,16 +58,57 @@ _PUBLIC = {
     "PreparedPrompt": "inference.prompt",
     "generate_answer": "inference.generation",
 }
+# Plugin authors' names that lived here before unsloth_multiimage.plugin: still found, with a
+# DeprecationWarning, and never listed (one import path each).
+_MOVED_TO_PLUGIN = frozenset(
+    {"hookimpl", "Patch", "signature_accepts", "PatchCompat", "FixRange", "Decision", "State", "ModelAdapter"}
+    | {"plugin_records"}
+)
 
-__all__ = ["__version__", *_PUBLIC]
+# A literal list, so type checkers read the re-exports (a test checks it against _PUBLIC).
+__all__ = [
+    "__version__",
+    "activate",
+    "deactivate",
+    "status",
+    "find_adapter",
+    "is_disabled",
+    "PatchStatus",
+    "Settings",
+    "configure",
+    "get_settings",
+    "reset_settings",
+    "errors",
+    "UnslothMultiimageError",
+    "ConfigurationError",
+    "RowError",
+    "ImageCountError",
+    "ImageLoadError",
+    "VideoLoadError",
+    "RowShapeError",
+    "formats",
+    "prepare_inputs",
+    "prepare_prompt",
+    "PreparedPrompt",
+    "generate_answer",
+]
 
 
 def __getattr__(name: str) -> "Any":
+    import importlib
+
+    if name in _MOVED_TO_PLUGIN:
+        import warnings
+
+        warnings.warn(
+            f"unsloth_multiimage.{name} moved to unsloth_multiimage.plugin.{name}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(f"{__name__}.plugin"), name)
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
     loaded = importlib.import_module(f"{__name__}.{module}")
     value = loaded if module.rpartition(".")[2] == name else getattr(loaded, name)
     globals()[name] = value  # later lookups skip this function

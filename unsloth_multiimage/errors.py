@@ -1,12 +1,18 @@
-"""The errors a row can raise: each a ``ValueError`` whose message names the row, what was found
-and the fix, and whose ``row`` attribute holds the row's index in its batch (None when unknown).
+"""Every error the plugin raises on purpose: one base class, :class:`UnslothMultiimageError`.
 
-An error met in a collator call also says which batch row it is and what identifies the row in the
-dataset (:meth:`RowError.locate`, called once, by the collator patch)."""
+A bad row raises a :class:`RowError` (a ``ValueError``) whose message names the row, what was found
+and the fix, and whose ``row`` attribute holds the row's index in its batch (None when unknown); met
+in a collator call, it also says where the row is (:meth:`RowError.locate`). A failure of the
+plugin's own logic, never the user's data, is an :class:`InternalError`."""
 
 from __future__ import annotations
 
 __all__ = [
+    "UnslothMultiimageError",
+    "ConfigurationError",
+    "BatchError",
+    "DatasetIOError",
+    "InternalError",
     "RowError",
     "ImageCountError",
     "ImageLoadError",
@@ -18,7 +24,28 @@ __all__ = [
 ]
 
 
-class RowError(ValueError):
+class UnslothMultiimageError(Exception):
+    """The base of every error unsloth_multiimage raises on purpose (catch this to catch them all)."""
+
+
+class ConfigurationError(UnslothMultiimageError, ValueError):
+    """A setting (``configure()`` or an ``UNSLOTH_MULTIIMAGE_*`` variable) has a value it cannot take."""
+
+
+class BatchError(UnslothMultiimageError, ValueError):
+    """A batch the installed release cannot collate as a whole, though each row is fine."""
+
+
+class DatasetIOError(UnslothMultiimageError, ValueError):
+    """A dataset file cannot be read or written; the message names the file, the row or line and the fix."""
+
+
+class InternalError(UnslothMultiimageError, RuntimeError):
+    """The plugin's own logic failed (a bug to report, never blamed on a row); the message says how
+    to run without the patch involved."""
+
+
+class RowError(UnslothMultiimageError, ValueError):
     """One row cannot be sent to the model (the message names it, the counts and the fix)."""
 
     def __init__(self, message: str, row: int | None = None) -> None:

@@ -1,7 +1,7 @@
 """The pluggy markers of the plugin contract, on the bottom floor so that both the engine (which
-loads the plugins) and the adapters (which implement a hook) import them without one importing
-the other. Third parties use ``unsloth_multiimage.hookimpl`` (this module's ``hookimpl``); the hook
-specifications themselves are in :mod:`unsloth_multiimage.engine.hookspecs`.
+loads the plugins) and the adapter table (which implements a hook) import them without one
+importing the other. Third parties use ``unsloth_multiimage.plugin.hookimpl``; the hook
+specifications are in :mod:`unsloth_multiimage.engine.hookspecs`.
 """
 
 from __future__ import annotations

@@ -226,8 +226,7 @@ def test_one_placeholder_too_many_names_the_row(fam, collate):
 THIRD_PARTY_MODULE = textwrap.dedent(
     '''
     """unsloth-multiimage adapter for the (made-up) NewVLM family."""
-    from unsloth_multiimage import hookimpl
-    from unsloth_multiimage.adapters import ModelAdapter, processor_is
+    from unsloth_multiimage.plugin import ModelAdapter, hookimpl, processor_is
 
     ADAPTER = ModelAdapter(
         name="newvlm",

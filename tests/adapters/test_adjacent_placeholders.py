@@ -70,7 +70,7 @@ def test_side_by_side_placeholders_collate_as_upstream_does(side_by_side, vision
 
 def _batch(side_by_side):
     from unsloth_multiimage import find_adapter
-    from unsloth_multiimage.patches.zoo_proxy import BatchImages
+    from unsloth_multiimage.collate.proxy import BatchImages
     from unsloth_multiimage.rows.plan import plan_row
 
     tiny, processor = side_by_side

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from unsloth_multiimage.adapters import ModelAdapter
-from unsloth_multiimage.patches.zoo_proxy import BatchImages, ProcessorProxy
+from unsloth_multiimage.collate.proxy import BatchImages, ProcessorProxy
 from unsloth_multiimage.rows.plan import plan_row
 
 torch = pytest.importorskip("torch")

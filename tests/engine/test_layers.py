@@ -12,30 +12,38 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "unsloth_multiimage"
-BASE = {"__init__", "__main__", "_bootstrap", "_env", "_version", "settings", "errors", "hooks"}
+BASE = {"__main__", "_bootstrap", "_env", "_version", "settings", "errors", "hooks"}
+#: Top-level modules that are a layer of their own: the users' face (the package itself) and the
+#: plugin authors' face.
+FACES = {"__init__": "users", "plugin": "plugin"}
 
-#: layer -> the layers it may import from (besides itself).
+#: layer -> the layers it may import from (besides itself). No layer may import ``patches``: a
+#: patch is a leaf, loaded only by the engine through its entry point.
 ALLOWED = {
     "base": {"base"},
+    # What users import: names re-exported from the layers that define them (loaded lazily).
+    "users": {"base", "engine", "rows", "formats", "adapters", "collate", "inference"},
     "engine": {"base", "adapters"},  # the engine hands the patches the adapter lookup it builds
     "rows": {"base"},
     "formats": {"base", "rows"},
     "adapters": {"base"},  # the hookimpl marker is in the base (hooks), as a third party uses it
-    "patches": {"base", "engine", "rows", "formats", "adapters"},
-    # After training: prompts through the training pipeline (the collator's row steps and patches).
-    "inference": {"base", "engine", "rows", "formats", "adapters", "patches"},
+    # What third parties (and the built-in patches) import: the engine's data and the adapters.
+    "plugin": {"base", "engine", "adapters"},
+    # What the patches share with the commands and inference: collation logic.
+    "collate": {"base", "engine", "rows", "formats", "adapters"},
+    # Leaves: a patch's declaration and its thin wrappers.
+    "patches": {"base", "plugin", "collate"},
+    # After training: prompts through the training pipeline (the collator's row steps).
+    "inference": {"base", "engine", "rows", "formats", "adapters", "collate"},
     # Measurements over prepared rows and a processor (the token report): no commands.
-    "measure": {"base", "engine", "rows", "formats", "adapters", "patches"},
-    "tools": {"base", "engine", "rows", "formats", "adapters", "patches", "inference", "measure"},
+    "measure": {"base", "engine", "rows", "formats", "adapters", "collate"},
+    "tools": {"base", "engine", "rows", "formats", "adapters", "collate", "inference", "measure"},
     # The demo harness: may use everything below; only the CLI imports it (it dispatches).
-    "demo": {"base", "engine", "rows", "formats", "adapters", "patches", "tools", "inference", "measure"},
+    "demo": {"base", "engine", "rows", "formats", "adapters", "collate", "tools", "inference", "measure"},
 }
 #: The deliberate exceptions, each with its reason (the lazy public names of ``__init__`` go
 #: through ``importlib`` with computed names, which no layer rule reads).
 EXCEPTIONS = {
-    # The bootstrap's activation callback, the single upward import: the package hands it to
-    # `_bootstrap.start`, so `_bootstrap` itself never imports the engine (import stays cheap).
-    ("__init__", "engine.activation"): "the bootstrap's activation callback",
     ("__main__", "tools.cli"): "the `python -m unsloth_multiimage` entry point",
 }
 
@@ -47,7 +55,7 @@ COMMANDS = {"tools.doctor", "tools.convert", "tools.preview", "tools.ask", "demo
 
 def layer_of(module: str) -> str:
     top = module.split(".")[0]
-    return "base" if top in BASE else top
+    return "base" if top in BASE else FACES.get(top, top)
 
 
 def imports(path: Path, nodes: list[ast.stmt] | None = None) -> set[str]:
@@ -110,9 +118,27 @@ def test_every_import_goes_to_a_layer_the_importer_may_use():
 
 def test_the_layers_cover_every_folder_of_the_package():
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")}
-    assert folders == set(ALLOWED) - {"base"}
+    assert folders == set(ALLOWED) - {"base"} - set(FACES.values())
     top = {p.stem for p in PACKAGE.glob("*.py")}
-    assert top == BASE
+    assert top == BASE | set(FACES)
+
+
+def test_nothing_outside_patches_imports_a_patch_module():
+    """Patches are leaves: the engine loads them through their entry points, nothing imports them."""
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in sorted(_graph().items())
+        if not module.startswith("patches.")
+        for target in sorted(targets)
+        if target.startswith("patches.") and target != "patches.__init__"
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_patch_modules_are_thin():
+    """A patch module is its Patch declarations and thin wrappers: the work lives in ``collate``."""
+    long = {p.name: n for p in (PACKAGE / "patches").glob("*.py") if (n := len(p.read_text().splitlines())) > 150}
+    assert not long, f"patch modules over 150 lines: {long}"
 
 
 def _graph() -> dict[str, set[str]]:

@@ -330,7 +330,7 @@ def test_the_patched_collator_in_dataloader_workers(method, tiny, processor, zoo
 
 @needs_zoo
 def test_an_internal_error_propagates_and_the_processor_is_restored(tiny, zoo_collator, monkeypatch):
-    from unsloth_multiimage.patches import zoo_proxy
+    from unsloth_multiimage.collate import proxy as zoo_proxy
     from unsloth_multiimage.rows import pipeline
 
     processor = zoo_collator.processor
@@ -359,7 +359,7 @@ def test_an_internal_error_propagates_and_the_processor_is_restored(tiny, zoo_co
 
 @needs_zoo
 def test_an_internal_inconsistency_raises_runtime_error_asking_to_report(tiny, zoo_collator):
-    from unsloth_multiimage.patches.zoo_proxy import BatchImages
+    from unsloth_multiimage.collate.proxy import BatchImages
     from unsloth_multiimage.rows.plan import plan_row
 
     rows = _dataset_rows(tiny)
@@ -371,7 +371,7 @@ def test_an_internal_inconsistency_raises_runtime_error_asking_to_report(tiny, z
 @needs_zoo
 def test_an_image_dropped_internally_is_caught_not_collated(tiny, zoo_collator, monkeypatch):
     """A helper that silently loses an image must not produce a batch: the per-row check stops it."""
-    from unsloth_multiimage.patches import zoo_proxy
+    from unsloth_multiimage.collate import proxy as zoo_proxy
 
     real_align = zoo_proxy.BatchImages.align
 

@@ -1,6 +1,6 @@
 """A plugin whose ``umi_patches()`` returns something that is not a Patch."""
 
-from unsloth_multiimage import hookimpl
+from unsloth_multiimage.plugin import hookimpl
 
 
 @hookimpl

@@ -12,7 +12,7 @@ import pathlib
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from unsloth_multiimage import FixRange, Patch, PatchCompat, hookimpl, signature_accepts
+from unsloth_multiimage.plugin import FixRange, Patch, PatchCompat, hookimpl, signature_accepts
 
 CONFIG = json.loads(pathlib.Path(__file__).with_suffix(".json").read_text(encoding="utf-8"))
 CALLS: list = []  # every wrapper call lands here too: observable from the test

@@ -1,6 +1,6 @@
 """A plugin whose hook name is misspelt: ``umi_patchez`` instead of ``umi_patches``."""
 
-from unsloth_multiimage import hookimpl
+from unsloth_multiimage.plugin import hookimpl
 
 
 @hookimpl

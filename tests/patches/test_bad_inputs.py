@@ -394,7 +394,7 @@ def test_every_test_the_bad_inputs_table_names_exists():
 def test_an_upstream_failure_names_the_family_and_says_its_reason_once():
     """What the plugin lets through and the family's own processor refuses is named with the
     family and upstream's reason, its final period not doubled by the fix that follows."""
-    from unsloth_multiimage.patches.unsloth_collator import failure
+    from unsloth_multiimage.collate.zoo_collator import failure
 
     exc = ValueError("height:4 or width:4 must be larger than factor:28.")
     message = str(failure(1, exc, "2025.3.9", "qwen2_vl"))

@@ -5,7 +5,7 @@ model records what every forward receives (generation, the old-policy log-probs,
 coded images (tests/tiles.py) are read back from ``pixel_values``, so each test proves that every
 image of every prompt reached the model, and that the cross-attention mask covers the completion.
 Without the patches the first step fails as reported (trl_grpo_* and trl_dpo_collator, see
-unsloth_multiimage/patches/trl_vision_inputs.py).
+unsloth_multiimage/patches/trl_vision_inputs.py, the work in unsloth_multiimage/collate/trl_inputs.py).
 
 TRL 1.15+ scores log-probs with a Triton kernel (``trl/kernels/chunked_logprob.py``) and has no
 fallback: on CPU it runs with ``triton`` installed and ``TRITON_INTERPRET=1`` (Triton's interpreter;
@@ -410,12 +410,12 @@ def test_grpo_batch_of_left_padded_prompts_equals_each_prompt_alone(mllama, tmp_
 def test_left_padded_generation_without_the_fix_differs(mllama, tmp_path, monkeypatch):
     """The negative control: with only the generation re-layout off, a shorter prompt's tokens see the
     wrong images in the batch, and its generation log-probs are not what they are alone."""
-    from unsloth_multiimage.patches import trl_vision_inputs
+    from unsloth_multiimage.collate import trl_inputs
 
     processor, model, weights = mllama
     model.load_state_dict(weights)
     _cross_attention_decides(model)
-    monkeypatch.setattr(trl_vision_inputs, "_generation_override", lambda *args, **kwargs: None)
+    monkeypatch.setattr(trl_inputs, "_generation_override", lambda *args, **kwargs: None)
     alone, batch, _ = _left_pad_rollout(processor, model, tmp_path)
     worst = max(float((logps[:1] - alone[tuple(prompt)][1][:1]).abs().max()) for prompt, _, logps in batch)
     assert worst > 1e-2, f"the first generated token's log-prob moved by {worst} only without the fix"

@@ -29,7 +29,9 @@ import pytest
 
 import unsloth_multiimage
 from unsloth_multiimage.engine import compat
-from unsloth_multiimage.patches import vllm_image_limit as vl
+from unsloth_multiimage.collate import vllm_limit as vl
+from unsloth_multiimage.patches import vllm_image_limit
+from unsloth_multiimage.tools import vllm_report
 
 from helpers import UNSLOTH_ZOO, patches_off
 
@@ -40,8 +42,8 @@ ZOO = str(UNSLOTH_ZOO)
 _PATH = Path(list(importlib.util.find_spec("unsloth_zoo").submodule_search_locations)[0]) / "vllm_utils.py"
 SOURCE = _PATH.read_text(encoding="utf-8") if _PATH.is_file() else ""  # 2024.12: no vLLM module at all
 LOAD_VLLM = vl.load_vllm_node(SOURCE)
-FUNCTION = compat.decide(vl.PATCH_NAME, ZOO)
-INLINE = compat.decide(vl.INLINE_PATCH_NAME, ZOO)
+FUNCTION = compat.decide(vl.FUNCTION_PATCH, ZOO)
+INLINE = compat.decide(vl.INLINE_PATCH, ZOO)
 
 
 def _calls(node: ast.AST, name: str) -> bool:
@@ -113,7 +115,7 @@ def test_the_inline_wrapper_puts_vllm_back_even_when_load_vllm_fails(fake_vllm):
         seen.update({n: getattr(sys.modules["vllm"], n) for n in originals})
         raise RuntimeError("no GPU")
 
-    wrapper = vl.make_inline_wrapper(INLINE)
+    wrapper = vllm_image_limit.make_inline_wrapper(INLINE)
     with pytest.raises(RuntimeError, match="no GPU"):
         wrapper(failing, None, (), {"is_vision_model": True})
     assert all(seen[n] is not originals[n] and seen[n].__wrapped__ is originals[n] for n in originals)
@@ -151,15 +153,15 @@ def test_the_real_engine_arguments_take_the_raised_limit(vllm_utils):
     with patches_off():
         assert vllm_utils._get_multimodal_engine_args(config, True) == {"limit_mm_per_prompt": {"image": 1, "video": 0}}
     status = {s.name: s for s in unsloth_multiimage.status()}
-    assert status[vl.PATCH_NAME].applied and not status[vl.INLINE_PATCH_NAME].applied
+    assert status[vl.FUNCTION_PATCH].applied and not status[vl.INLINE_PATCH].applied
 
 
 def test_doctor_reports_the_limit_and_a_datasets_most_images():
-    report = "\n".join(vl.limit_report())
+    report = "\n".join(vllm_report.limit_report())
     if FUNCTION.applies or INLINE.applies:
         assert f"unsloth_zoo {ZOO} builds vision engines with limit_mm_per_prompt image=1" in report
         assert "raised by the plugin to 8 per prompt" in report
-        assert vl.rollout_limit_line(8).endswith("takes 8 per prompt: admitted")
-        assert "REFUSED" in vl.rollout_limit_line(9)
+        assert vllm_report.rollout_limit_line(8).endswith("takes 8 per prompt: admitted")
+        assert "REFUSED" in vllm_report.rollout_limit_line(9)
     else:
-        assert "sets none" in report and "no unsloth_zoo vLLM image limit" in vl.rollout_limit_line(3)
+        assert "sets none" in report and "no unsloth_zoo vLLM image limit" in vllm_report.rollout_limit_line(3)

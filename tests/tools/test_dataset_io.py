@@ -11,7 +11,8 @@ import pytest
 
 import unsloth_multiimage.formats.files as io_
 from unsloth_multiimage import formats
-from unsloth_multiimage.formats.files import DatasetIOError, count_rows, read_rows, write_rows
+from unsloth_multiimage.errors import DatasetIOError
+from unsloth_multiimage.formats.files import count_rows, read_rows, write_rows
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x01"
 ROWS = [

@@ -82,7 +82,7 @@ def test_convert_doctor_preview_and_compare_read_the_same_rows(folder, layout, t
 
     check = doctor.check_dataset(str(path), limit=None, decode=False)
     verdicts = [r.verdict for r in check.reports]
-    from unsloth_multiimage.patches import zoo_release
+    from unsloth_multiimage.collate import release as zoo_release
 
     if layout == "prompt_completion" and zoo_release.pc_path_problem(zoo_release.installed_decision()):
         # this unsloth_zoo release collates no prompt/completion row at all: the dry run says so for each

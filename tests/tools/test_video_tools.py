@@ -100,7 +100,7 @@ def test_an_inference_prompt_gets_the_same_frames(clip, processor):
 
 
 def test_doctor_says_what_a_video_becomes_per_family():
-    from unsloth_multiimage.patches import zoo_release
+    from unsloth_multiimage.collate import release as zoo_release
     from unsloth_multiimage.tools.doctor import doctor_report
 
     def videos_column(report: str) -> dict:

@@ -219,7 +219,7 @@ def _to(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
 
 def _check_mask(arm: str, batch: Mapping[str, Any], processor: Any) -> None:
     """The cumulative arms' batches must hold cumulative masks (the patch built them)."""
-    from ..patches.cross_attention import cumulative_cross_attention_mask
+    from ..collate.cross_attention import cumulative_cross_attention_mask
 
     cam = batch.get("cross_attention_mask")
     if ARM_SETTINGS[arm].get("mllama_cross_attention") != "cumulative" or cam is None:

@@ -1,7 +1,7 @@
-"""Version gating: decide, per installed upstream version, what a patch does.
-
-The data lives in ``compat_table.toml`` (shipped in the wheel); ``compat/matrix.toml`` in the
-repository lists the CI rows and the decisions this module must compute for them.
+"""The reader of ``compat_table.toml`` (shipped in the wheel), the one place release facts are
+written: :func:`decide` says per installed version what a patch does, :func:`has` whether a
+release does something by itself. ``compat/matrix.toml`` in the repository lists the CI rows and
+the decisions this module must compute for them.
 """
 
 from __future__ import annotations
@@ -33,9 +33,14 @@ __all__ = [
     "Decision",
     "FixRange",
     "PatchCompat",
+    "Capability",
+    "capabilities",
     "compat_table",
     "decide",
+    "has",
     "installed_version",
+    "parse_version",
+    "since",
 ]
 
 
@@ -80,11 +85,59 @@ def _parse_table(raw: Mapping[str, Any]) -> dict[str, PatchCompat]:
     return table
 
 
+@dataclass(frozen=True)
+class Capability:
+    """Something a distribution's releases do by themselves, from the first release that does it."""
+
+    distribution: str
+    name: str
+    since: Version
+    what: str
+
+
+@functools.cache
+def _raw_table() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("compat_table.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
 @functools.cache
 def compat_table() -> dict[str, PatchCompat]:
     """The parsed compat table shipped with the package, keyed by patch name."""
-    text = resources.files(__package__).joinpath("compat_table.toml").read_text(encoding="utf-8")
-    return _parse_table(tomllib.loads(text))
+    return _parse_table(_raw_table())
+
+
+@functools.cache
+def capabilities() -> dict[tuple[str, str], Capability]:
+    """The table's ``[releases.<distribution>]`` facts, keyed by (distribution, capability)."""
+    return {
+        (dist, name): Capability(dist, name, Version(entry["since"]), entry["what"])
+        for dist, facts in _raw_table().get("releases", {}).items()
+        for name, entry in facts.items()
+    }
+
+
+def parse_version(version: str | Version | None) -> Version | None:
+    """The one reading of a version string: None when absent or unreadable."""
+    if version is None or isinstance(version, Version):
+        return version
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return None
+
+
+def has(distribution: str, capability: str, version: str | Version | None) -> bool:
+    """Whether release ``version`` of ``distribution`` does ``capability`` by itself. An absent or
+    unreadable version counts as older than every release (as :func:`decide`: unsupported)."""
+    parsed = parse_version(version)
+    fact = capabilities()[(distribution, capability)]
+    return parsed is not None and parsed.release >= fact.since.release
+
+
+def since(distribution: str, capability: str) -> str:
+    """The first release of ``distribution`` that does ``capability`` (for messages)."""
+    return str(capabilities()[(distribution, capability)].since)
 
 
 def installed_version(distribution: str) -> str | None:
@@ -113,10 +166,7 @@ def decide(
     dist = entry.distribution
     if version is None:
         return Decision(ABSENT, f"{dist} is not installed", applies=False)
-    try:
-        parsed = Version(version)
-    except InvalidVersion:
-        parsed = None
+    parsed = parse_version(version)
     if force:
         fixes = frozenset(f.name for f in entry.fixes)
         return Decision(

@@ -6,8 +6,8 @@ A plugin is any importable object (usually a module) listed in the entry-point g
     [project.entry-points.unsloth_multiimage]
     my_patch = "my_package.my_patch_module"
 
-and implementing one or more of the hooks below with ``@unsloth_multiimage.hookimpl``.
-The package's own patches (``unsloth_multiimage.patches.*``) are registered the same way.
+and implementing one or more of the hooks below with ``@unsloth_multiimage.plugin.hookimpl``.
+The package's own patches (``unsloth_multiimage.patches``) are registered the same way.
 A hook implementation whose name matches no hook here is rejected when the plugins load
 (a misspelt hook is reported by ``status()`` and ``unsloth-multiimage doctor``).
 """
@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..hooks import PROJECT_NAME, hookimpl, hookspec
+from ..hooks import PROJECT_NAME, hookspec
 
 if TYPE_CHECKING:
     from ..adapters import ModelAdapter
     from .patching import Patch
 
-# The markers live one floor down (``unsloth_multiimage.hooks``); re-exported for existing imports.
-__all__ = ["PROJECT_NAME", "PatchSpecs", "hookimpl", "hookspec"]
+__all__ = ["PatchSpecs"]
 
 
 class PatchSpecs:
@@ -31,7 +30,7 @@ class PatchSpecs:
 
     @hookspec
     def umi_patches(self) -> list[Patch]:
-        """Return the patches this plugin provides (a list of :class:`~unsloth_multiimage.patching.Patch`).
+        """Return the patches this plugin provides (a list of :class:`~unsloth_multiimage.plugin.Patch`).
 
         Called once when the plugins load. Each patch name must be unique across plugins and
         must have an entry in a compat table (the built-in ``compat_table.toml``, or the
@@ -41,7 +40,7 @@ class PatchSpecs:
 
     @hookspec(firstresult=True)
     def umi_model_adapter(self, processor: object, config: object) -> ModelAdapter | None:
-        """Return a :class:`~unsloth_multiimage.adapters.ModelAdapter` if this plugin knows the
+        """Return a :class:`~unsloth_multiimage.plugin.ModelAdapter` if this plugin knows the
         family of ``processor`` (``config`` is the model config when known, else None), else None.
 
         The first non-None answer wins. The adapter tells the patches which string stands for

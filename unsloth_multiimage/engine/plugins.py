@@ -15,12 +15,13 @@ from typing import Any
 import pluggy
 
 from ..adapters import AdapterLookup
+from ..hooks import PROJECT_NAME
 from . import hookspecs
 from .patching import Patch
 
 logger = logging.getLogger(__name__)
 
-ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+ENTRY_POINT_GROUP = PROJECT_NAME
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginRecord", "LoadedPlugins", "load_plugins"]
 
@@ -61,7 +62,7 @@ def load_plugins(blocked: frozenset[str] = frozenset(), extra: Iterable[tuple[st
 
     ``blocked`` names plugins that are not even imported.
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs.PatchSpecs)
     candidates: list[tuple[str, str, str | None, Any]] = [
         (ep.name, ep.value, _dist_name(ep), ep) for ep in _entry_points()

@@ -27,7 +27,9 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["DatasetIOError", "read_rows", "count_rows", "write_rows", "BATCH_ROWS"]
+from ..errors import DatasetIOError
+
+__all__ = ["read_rows", "count_rows", "write_rows", "BATCH_ROWS"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +37,6 @@ logger = logging.getLogger(__name__)
 BATCH_ROWS = 1024
 
 _SUFFIXES = ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".parquet", "parquet"))
-
-
-class DatasetIOError(ValueError):
-    """A dataset file cannot be read or written; the message names the file, the row or line and the fix."""
 
 
 def _kind(path: str, *, writing: bool = False) -> str:

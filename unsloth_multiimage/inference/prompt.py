@@ -266,7 +266,7 @@ def _cross_attention(adapter: ModelAdapter | None, settings: Settings) -> Iterat
 def _call_processor(
     processor: Any, text: str, images: list[Any], adapter: ModelAdapter | None, settings: Settings, return_tensors: str
 ) -> Any:
-    from ..patches.zoo_proxy import BatchImages
+    from ..collate.proxy import BatchImages
 
     kwargs: dict[str, Any] = {
         "text": [text],
@@ -282,7 +282,7 @@ def _call_processor(
         "labels", None
     )  # PaliGemma's processor writes training labels; the collator replaces them, generate takes none
     if adapter is not None and adapter.name == "mllama" and settings.mllama_cross_attention == "cumulative":
-        from ..patches.mllama_processor import with_cumulative_mask
+        from ..collate.mllama import with_cumulative_mask
 
         out = with_cumulative_mask(processor, out)  # idempotent; also where the patch is not applied
     return _without_processor_suffix(processor, text, out)
@@ -292,7 +292,7 @@ def _collator_adds_special_tokens() -> bool:
     """As the installed unsloth_zoo's collator calls the processor: from 2025.3.11 (and without
     unsloth_zoo) the chat template alone writes the special tokens; before, the tokenizer added
     its own too (a second BOS, which the model then trained with)."""
-    from ..patches.zoo_release import collator_adds_special_tokens, installed_decision
+    from ..collate.release import collator_adds_special_tokens, installed_decision
 
     return collator_adds_special_tokens(installed_decision())
 
@@ -350,11 +350,9 @@ def _adapter_of(processor: Any) -> ModelAdapter | None:
 def _check_serial(processor: Any, prepared: Sequence[Any], adapter: ModelAdapter | None, settings: Settings) -> None:
     if settings.strategy != "serial":
         return
-    from ..patches import unsloth_collator
+    from ..collate.zoo_collator import check_serial_template
 
-    check = getattr(unsloth_collator, "check_serial_template", None)
-    if check is not None:
-        check(processor, prepared, adapter.name if adapter is not None else None)
+    check_serial_template(processor, prepared, adapter.name if adapter is not None else None)
 
 
 def prepare_prompt(

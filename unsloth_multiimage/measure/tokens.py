@@ -112,7 +112,7 @@ class TokenCounter:
 
     def __init__(self, processor: Any, adapter: Any = None, settings: Settings | None = None) -> None:
         from ..engine.activation import find_adapter
-        from ..patches import zoo_release
+        from ..collate import release as zoo_release
 
         self.processor = processor
         found = adapter if adapter is not None else find_adapter(processor)
@@ -177,7 +177,7 @@ class TokenCounter:
 
     def count_row(self, example: Any, row: int) -> RowTokens:
         """The tokens of one row."""
-        from ..patches.unsloth_collator import render_row
+        from ..collate.zoo_collator import render_row
 
         single = self.family if not self.adapter.multi_image else None
         try:
@@ -212,7 +212,7 @@ class TokenCounter:
         return RowTokens(row, len(sizes), text, total - text, total, ends[-1] if ends else 0, tuple(sizes), tuple(ends))
 
     def _from_processor(self, prepared: PreparedRow, text: str) -> RowTokens:
-        from ..patches.unsloth_collator import process_row
+        from ..collate.zoo_collator import process_row
 
         images = list(prepared.plan.images)
         row = prepared.plan.row
@@ -282,7 +282,7 @@ class TokenReport:
         batch, here its dataset row), else the plugin's collator check in words."""
         lost = r.images_cut(self.max_seq_length)
         if self.family == "mllama" and lost:
-            from ..patches.mllama_processor import truncation_error
+            from ..collate.mllama import truncation_error
 
             error = truncation_error(r.row, lost, r.images, self.max_seq_length, r.total, r.image_end)
             return f"row {r.row}: training raises {type(error).__name__}: {error}"

@@ -1,57 +1,30 @@
 """Built-in plugin: ``UnslothVisionDataCollator`` sends every image of every example.
 
-One wrapper on the zoo class's ``__call__`` covers every release line and every layout (the
-monolithic ``__call__`` until 2025.9.2, the helper methods after), and the unsloth subclass
-(``unsloth.trainer.UnslothVisionDataCollator``, a subclass since unsloth 2026.6):
-
-1. run the row pipeline (:func:`unsloth_multiimage.rows.pipeline.prepare_batch`: shape, every
-   image in placeholder order, cap, decoding, budget, grid; bad rows raise naming the row);
-2. hand upstream examples it can digest on its own release (:func:`.zoo_release.for_upstream`),
-   so its own chat rendering, masking, padding and dtype handling run unchanged;
-3. while upstream runs, its processor is seen through :class:`.zoo_proxy.ProcessorProxy`;
-4. when upstream still fails, find the row that fails alone and name it.
-
-A second patch repairs the prompt/completion path of 2025.9.14 - 2025.10.13, whose image
-extraction returns a tuple where its caller expects the image list.
+One wrapper on the zoo class's ``__call__`` covers every release line and every method layout,
+and the unsloth subclass (``unsloth.trainer.UnslothVisionDataCollator``); the work is
+:func:`unsloth_multiimage.collate.zoo_collator.collate`. A second patch repairs the
+prompt/completion image extraction of the releases that need ``pc_extract_tuple``.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from ..adapters import AdapterLookup
-from ..engine.decision import Decision
-from ..engine.patching import Patch, Wrapper, signature_accepts
-from ..errors import RowError, RowShapeError
-from ..hooks import hookimpl
-from ..rows import serial
-from ..rows.chat import is_pc_row, messages_of
-from ..rows.identity import row_identity
-from ..rows.pipeline import PreparedRow, format_rows, prepare_batch
-from ..rows.plan import RowPlan
-from ..settings import get_settings
-from . import pc_cross_attention
-from .zoo_proxy import BatchImages, ProcessorProxy
-from .zoo_release import Fix, PcFix, for_upstream, pc_path_problem, resizer, takes_native_video
+from ..collate.release import Fix, PcFix
+from ..collate.zoo_collator import collate
+from ..plugin import AdapterLookup, Decision, Patch, Wrapper, hookimpl, signature_accepts
 
-__all__ = ["Fix", "PcFix", "umi_patches", "make_wrapper", "render_row", "process_row"]
+__all__ = ["umi_patches"]
 
 MODULE = "unsloth_zoo.vision_utils"
-PATCH_NAME = "unsloth_collator"
-PC_PATCH_NAME = "unsloth_collator_pc_extract"
-
-# Serialises the swap of the collator's processor slot (collators are called from one thread
-# per process in practice; DataLoader workers are processes).
-_swap_lock = threading.RLock()
 
 
 @hookimpl
 def umi_patches() -> list[Patch]:
     return [
         Patch(
-            name=PATCH_NAME,
+            name="unsloth_collator",
             module=MODULE,
             attribute="UnslothVisionDataCollator.__call__",
             make_wrapper=make_wrapper,
@@ -59,7 +32,7 @@ def umi_patches() -> list[Patch]:
             fixes=tuple(Fix),
         ),
         Patch(
-            name=PC_PATCH_NAME,
+            name="unsloth_collator_pc_extract",
             module=MODULE,
             attribute="UnslothVisionDataCollator._extract_images_for_pc",
             make_wrapper=make_pc_extract_wrapper,
@@ -67,117 +40,6 @@ def umi_patches() -> list[Patch]:
             fixes=tuple(PcFix),
         ),
     ]
-
-
-def make_pc_extract_wrapper(decision: Decision) -> Wrapper:
-    """``_extract_images_for_pc`` of 2025.9.14 - 2025.10.13 returns ``(images, videos, video_kwargs)``
-    to a caller that resizes what it gets as the image list: every prompt/completion row fails."""
-
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        result = wrapped(*args, **kwargs)
-        if isinstance(result, tuple) and len(result) == 3:
-            return result[0]
-        return result
-
-    return wrapper
-
-
-def failure(row: int | None, exc: BaseException, version: str | None, family: str | None = None) -> RowError:
-    """The row-named error for a failure inside upstream code (its chat template, its processor or
-    the collator itself) on a row the plugin's own checks let through; ``family`` names the model
-    family whose processor it is (what it cannot take is its own rule, said in its message)."""
-    where = f"row {row}" if row is not None else "this batch"
-    processor = f"the {family} processor" if family else "the processor"
-    text = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""  # said once: ". Fix:" follows
-    return RowError(
-        f"unsloth_multiimage: {where} cannot be collated: the plugin's checks pass, but upstream code "
-        f"(unsloth_zoo {version}, the chat template or {processor}) fails on it with {type(exc).__name__}"
-        f"{': ' + text[:300] if text else ''}. Fix: compare {where} with the layout your chat template expects "
-        f"(`unsloth-multiimage doctor --dataset FILE` checks every row), or leave it out.",
-        row=row,
-    )
-
-
-def render_row(processor: Any, example: Any, row: int, decision: Decision) -> str:
-    """The row's chat rendered by the processor's chat template, as upstream renders it for the
-    placeholder count (a template error becomes the collator's row-named error)."""
-    owner = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
-    try:
-        rendered: str = owner.apply_chat_template(messages_of(example), tokenize=False, add_generation_prompt=False)
-        return rendered
-    except Exception as exc:
-        raise failure(row, exc, decision.version) from exc
-
-
-def process_row(processor: Any, text: str, images: Sequence[Any], row: int, decision: Decision) -> Any:
-    """The processor on one rendered row (a processor error becomes the collator's row-named error)."""
-    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "padding": True}
-    if images:
-        kwargs["images"] = [list(images)]
-    try:
-        return processor(**kwargs)
-    except RowError:
-        raise
-    except Exception as exc:
-        raise failure(row, exc, decision.version) from exc
-
-
-def check_serial_template(processor: Any, prepared: Sequence[PreparedRow], family: str | None) -> None:
-    """Under ``strategy="serial"``: the first row with consecutive user turns raises when the
-    processor's chat template cannot render them (probed once per template)."""
-    rows = [p.row for p in prepared if serial.consecutive_turns(p.example)]
-    if not rows:
-        return
-    owner = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
-    key = f"{type(owner).__name__}:{getattr(owner, 'chat_template', None)}"
-    why = serial.template_refusal(
-        lambda chat: owner.apply_chat_template(chat, tokenize=False, add_generation_prompt=False), key
-    )
-    if why is not None:
-        raise serial.serial_template_error(rows[0], family or type(processor).__name__, why)
-
-
-def pc_row_error(row: int, problem: str) -> RowShapeError:
-    """The error for a prompt/completion row on a release that cannot collate one."""
-    return RowShapeError(
-        f"unsloth_multiimage: row {row} is a prompt/completion row, but {problem}. Fix: upgrade unsloth_zoo, "
-        f'or write the row as {{"messages": prompt + completion, "images": [...]}} (which trains on the '
-        f"whole chat unless you use train_on_responses_only).",
-        row=row,
-    )
-
-
-def _check_layouts(examples: Sequence[Any], decision: Decision) -> None:
-    """Upstream collates a whole batch the way its first row asks (prompt/completion or messages)."""
-    pc = [is_pc_row(e) for e in examples]
-    if any(pc):
-        problem = pc_path_problem(decision)
-        if problem:
-            raise pc_row_error(pc.index(True), problem)
-    for row, is_pc in enumerate(pc):
-        if is_pc != pc[0]:
-            kinds = ("prompt/completion", "messages")
-            first, this = (kinds[0], kinds[1]) if pc[0] else (kinds[1], kinds[0])
-            raise RowShapeError(
-                f"unsloth_multiimage: row {row} is a {this} row, but the first row of the batch is a {first} row: unsloth_zoo collates a "
-                f"whole batch in the layout of its first row. Fix: use one layout for the whole dataset.",
-                row=row,
-            )
-
-
-def _pre_resize(collator: Any) -> Callable[[RowPlan, Any], Any]:
-    """Resize a decoded column image on the decoding thread, the way this release resizes it: the
-    release then finds it at its size already (its resize is idempotent), so its serial loop
-    does no work. Images of content rows are left alone (upstream resizes those after its own
-    smart_resize)."""
-    resize = resizer(collator)
-
-    def after_decode(plan: RowPlan, image: Any) -> Any:
-        if plan.column and not plan.merged:
-            return resize([image])[0]
-        return image
-
-    return after_decode
 
 
 def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Wrapper:
@@ -190,121 +52,19 @@ def make_wrapper(decision: Decision, *, adapters: AdapterLookup) -> Wrapper:
         examples = list(args[0])
         if not examples:
             return wrapped(*args, **kwargs)
-        try:
-            return _collate_batch(wrapped, instance, examples, decision, adapters)
-        except RowError as exc:
-            # The one place a row error learns where its row is: batch position and dataset identity.
-            if exc.row is not None and 0 <= exc.row < len(examples):
-                exc.locate(len(examples), row_identity(examples[exc.row]))
-            raise
+        return collate(wrapped, instance, examples, decision, adapters)
 
     return wrapper
 
 
-def _collate_batch(
-    wrapped: Callable[..., Any], instance: Any, examples: list[Any], decision: Decision, adapters: AdapterLookup
-) -> Any:
-    """The batch formatted, prepared and checked by the plugin, then collated by upstream (with the
-    collator's formatting function switched off meanwhile: it ran already)."""
-    formatting = getattr(instance, "formatting_func", None)
-    examples = format_rows(examples, formatting)
-    adapter = adapters(instance.processor)
-    prepared = _prepare(instance, examples, adapter, decision)
-    with _swap_lock:
-        if formatting is not None:
-            instance.formatting_func = None  # already applied above
-        try:
-            return _collate_or_name_the_row(wrapped, instance, prepared, adapter, decision)
-        finally:
-            if formatting is not None:
-                instance.formatting_func = formatting
+def make_pc_extract_wrapper(decision: Decision) -> Wrapper:
+    """``_extract_images_for_pc`` returns ``(images, videos, video_kwargs)`` to a caller that resizes
+    what it gets as the image list, so every prompt/completion row fails: give it the images."""
 
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = wrapped(*args, **kwargs)
+        if isinstance(result, tuple) and len(result) == 3:
+            return result[0]
+        return result
 
-def _prepare(instance: Any, examples: list[Any], adapter: Any, decision: Decision) -> list[PreparedRow]:
-    """The rows as the plugin prepares them (images decoded, placed and counted), with the checks
-    upstream's release needs: the serial template and one layout per batch."""
-    single = adapter.name if adapter is not None and not adapter.multi_image else None
-    settings = get_settings()
-    prepared = prepare_batch(
-        examples,
-        settings,
-        single_image_family=single,
-        after_decode=_pre_resize(instance),
-        native_video=takes_native_video(decision, adapter),
-    )
-    if settings.strategy == "serial":
-        check_serial_template(instance.processor, prepared, adapter.name if adapter is not None else None)
-    _check_layouts([p.example for p in prepared], decision)
-    return prepared
-
-
-def _collate_or_name_the_row(
-    wrapped: Callable[..., Any], instance: Any, prepared: Sequence[PreparedRow], adapter: Any, decision: Decision
-) -> Any:
-    """Upstream's collation of ``prepared``; when it fails, the error that names the failing row."""
-    try:
-        return _collate(wrapped, instance, prepared, adapter, decision)
-    except RowError:
-        raise
-    except Exception as exc:
-        if getattr(exc, "_umi_own", False):
-            raise  # the plugin's own alignment failed: a bug to report, not a bad row
-        if _image_less_batch(exc, prepared):
-            raise ValueError(
-                f"unsloth_multiimage: every row of this batch ({len(prepared)} rows) is text-only, and "
-                f"unsloth_zoo {decision.version} can only collate batches with at least one image. Fix: "
-                f"upgrade unsloth_zoo (2025.11.1+ collates text-only batches), or mix image rows into every batch."
-            ) from exc
-        raise _name_the_row(wrapped, instance, prepared, adapter, exc, decision) from exc
-
-
-def _collate(
-    wrapped: Callable[..., Any], instance: Any, prepared: Sequence[PreparedRow], adapter: Any, decision: Decision
-) -> Any:
-    """Upstream's collator on the rows as its release can digest them, its processor seen through
-    :class:`.zoo_proxy.ProcessorProxy`."""
-    plans = [p.plan for p in prepared]
-    handed = [for_upstream(p, decision.fixes) for p in prepared]
-    images = BatchImages(plans, instance, adapter, [p.example for p in prepared], [k for _, k in handed])
-    processor = instance.processor
-    instance.processor = ProcessorProxy(processor, images)
-    try:
-        out = wrapped([example for example, _ in handed])
-    finally:
-        instance.processor = processor
-    if Fix.PC_CROSS_ATTENTION in decision.fixes and len(images.outputs) >= 2 and pc_cross_attention.needs_repair(out):
-        tokenizer = getattr(processor, "tokenizer", processor)
-        pc_cross_attention.extend_over_completions(
-            out, images.outputs[0], images.outputs[1], getattr(tokenizer, "padding_side", "right")
-        )
-    return out
-
-
-def _image_less_batch(exc: BaseException, rows: Sequence[PreparedRow]) -> bool:
-    """True when upstream failed only because no row has an image: releases before 2025.11.1
-    index ``batch["pixel_values"]`` even then (2025.10.13 still does; 2025.11.1 checks for the key)."""
-    return isinstance(exc, KeyError) and exc.args == ("pixel_values",) and not any(p.plan.images for p in rows)
-
-
-def _name_the_row(
-    wrapped: Callable[..., Any],
-    instance: Any,
-    prepared: Sequence[PreparedRow],
-    adapter: Any,
-    exc: BaseException,
-    decision: Decision,
-) -> RowError:
-    """The row that fails alone (upstream's own exception named), or a batch-level error."""
-    family = getattr(adapter, "name", None)
-    if len(prepared) > 1:
-        for p in prepared:
-            try:
-                _collate(wrapped, instance, [p], adapter, decision)
-            except RowError as inner:
-                return inner
-            except Exception as inner:  # the first row that fails on its own is the bad one
-                if _image_less_batch(inner, [p]):
-                    continue  # a text-only row alone
-                return failure(p.row, inner, decision.version, family)
-        return failure(None, exc, decision.version, family)
-    return failure(0, exc, decision.version, family)
+    return wrapper

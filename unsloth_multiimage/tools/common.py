@@ -47,7 +47,7 @@ def native_video(processor: Any) -> bool:
     if processor is None:
         return False
     from ..engine.activation import find_adapter
-    from ..patches import zoo_release
+    from ..collate import release as zoo_release
 
     return zoo_release.takes_native_video(zoo_release.installed_decision(), find_adapter(processor))
 

@@ -156,10 +156,10 @@ def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
         shown = f"INVALID: {exc}"
     out += [f"Settings: {shown}", ""]
     out += [cross_attention_report(), ""]
-    from ..patches.vllm_image_limit import limit_report
+    from .vllm_report import limit_report
 
     out += [*limit_report(), ""]
-    from ..patches import zoo_release
+    from ..collate import release as zoo_release
     from ..rows.video import frames_mode
 
     zoo = zoo_release.installed_decision()
@@ -358,7 +358,7 @@ def format_dataset_check(check: DatasetCheck, table_rows: int = 200) -> str:
             out.append(f"... and {len(errors) - _SHOWN_ERRORS} more error(s)")
     sent = [r.sent for r in check.reports if r.sent is not None]
     if sent:
-        from ..patches.vllm_image_limit import rollout_limit_line
+        from .vllm_report import rollout_limit_line
 
         out.append(rollout_limit_line(max(sent)))
     rate = n / check.seconds if check.seconds > 0 else float("inf")

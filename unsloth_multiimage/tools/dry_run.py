@@ -7,7 +7,7 @@ processor itself. The verdict of a row:
 
 - ``error``: the patched collator raises on this row, with this very message;
 - ``fixed``: it collates, and the installed unsloth_zoo release without the plugin would get the
-  row wrong (the note says how: :func:`unsloth_multiimage.patches.unsloth_collator.upstream_problems`);
+  row wrong (the note says how: :func:`unsloth_multiimage.collate.release.upstream_problems`);
 - ``ok``: it collates, and the release alone would have collated it the same way.
 
 Verdicts are about a row in a batch beside rows with images (what a shuffled dataset gives). The
@@ -120,19 +120,20 @@ class DryRun:
         zoo: Decision | None = None,
         mode: Mode = "full",
     ) -> None:
-        from ..patches import unsloth_collator, zoo_release
+        from ..collate import release as zoo_release
+        from ..collate import zoo_collator
 
         self.processor = processor
         self.settings = settings or get_settings()
         self.zoo = zoo or zoo_release.installed_decision()
-        self.pc_zoo = zoo_release.installed_decision(unsloth_collator.PC_PATCH_NAME)
+        self.pc_zoo = zoo_release.installed_decision("unsloth_collator_pc_extract")
         self.mode = mode
         self.adapter = None
         if processor is not None:
             from ..engine.activation import find_adapter
 
             self.adapter = find_adapter(processor)
-        self._collator = unsloth_collator
+        self._collator = zoo_collator
         self._release = zoo_release
 
     def check(self, example: Any, row: int) -> RowReport:

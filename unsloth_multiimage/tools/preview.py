@@ -70,7 +70,7 @@ def _marked_text(text: str, token: str) -> str:
 def mask_kind(batch: Any, processor: Any) -> str:
     """Which cross-attention mask ``batch`` holds: ``latest``, ``cumulative``, ``same`` (the row's
     images form one group: both masks are this one) or ``none`` (no mask: a text-only row)."""
-    from ..patches.cross_attention import cumulative_cross_attention_mask
+    from ..collate.cross_attention import cumulative_cross_attention_mask
 
     cam = batch.get("cross_attention_mask")
     image_id = getattr(processor, "image_token_id", None)

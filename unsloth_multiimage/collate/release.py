@@ -1,9 +1,9 @@
 """What each unsloth_zoo release does with a row: the facts the collator patch and the dry run share.
 
-The fixes (:class:`Fix`) are the release bugs the patch repairs; their version ranges live in
-``compat_table.toml``. The capabilities below are what upstream does by itself from some release
-on (read from the released wheels; see the project's research notes): they decide which rows
-the plugin must hand over already loaded, and which rows upstream alone would get wrong.
+The fixes (:class:`Fix`) are the release bugs the patch repairs, and the capabilities what a
+release does by itself; both are written in ``compat_table.toml`` (``[patches.unsloth_collator]``,
+``[releases.unsloth_zoo]``) and read through :mod:`unsloth_multiimage.engine.compat`. They decide
+which rows the plugin must hand over already loaded, and which rows upstream alone gets wrong.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from ..engine import compat
 from ..engine.decision import Decision, StrEnum
 from ..rows.chat import (
     carrying_part,
@@ -30,8 +31,11 @@ from ..rows.pipeline import PreparedRow
 from ..rows.plan import RowPlan
 
 __all__ = [
+    "DISTRIBUTION",
     "Fix",
+    "PcFix",
     "collator_adds_special_tokens",
+    "does",
     "for_upstream",
     "takes_native_video",
     "installed_decision",
@@ -44,7 +48,7 @@ DISTRIBUTION = "unsloth_zoo"
 
 
 class Fix(StrEnum):
-    """The upstream bugs the collator patches repair (their version ranges: ``compat_table.toml``)."""
+    """The upstream bugs the collator patch repairs (``[patches.unsloth_collator]`` fixes)."""
 
     ALL_COLUMN_IMAGES = "all_column_images"
     TEXT_ONLY_ROW_SLOTS = "text_only_row_slots"
@@ -56,48 +60,34 @@ class Fix(StrEnum):
 
 
 class PcFix(StrEnum):
-    """The upstream bug the prompt/completion extraction patch repairs."""
+    """The upstream bug the prompt/completion extraction patch repairs (``[patches.unsloth_collator_pc_extract]``)."""
 
     PC_EXTRACT_TUPLE = "pc_extract_tuple"
 
 
-# Releases from which upstream does something itself (first release that does it).
-PC_PATH = (2025, 9, 3)  # prompt/completion rows are collated at all
-COLUMN_LIST = (2025, 3, 11)  # a column row's images go to the processor as a list per row (before: a bare image)
-CONTENT_BESIDE_COLUMN = (2025, 3, 11)  # a content row in a batch with column rows
-TYPED_VISION_PARTS = (2025, 8, 1)  # content parts are images by their type (before: any part with an `image` key)
-CONTENT_BYTES = (2025, 12, 4)  # bytes and {"bytes"/"path"} dicts embedded in the messages
-COLUMN_DECODING = (2026, 9, 8)  # str / bytes / dict entries of the images column are decoded
-NO_SPECIAL_TOKENS = (2025, 3, 11)  # the processor is called with add_special_tokens=False (before: a second BOS)
-NATIVE_VIDEO = (2025, 9, 14)  # video parts are read and handed to the processor as `videos=` (not in 2025.9.3)
 _COLUMN_DECODED_TYPES = (str, bytes, bytearray, Mapping)
 
 
-def _release(decision: Decision) -> tuple[int, ...]:
-    """The release as a tuple of ints; the newest behaviour when the version is unknown or newer."""
-    try:
-        return tuple(int(p) for p in (decision.version or "").split(".")[:3])
-    except ValueError:
-        return (9999,)
+def does(decision: Decision, capability: str) -> bool:
+    """Whether the release of ``decision`` does ``capability`` (a key of ``[releases.unsloth_zoo]``)."""
+    return compat.has(DISTRIBUTION, capability, decision.version)
 
 
 def takes_native_video(decision: Decision, adapter: Any) -> bool:
     """Whether this release hands video parts to the processor and the family's adapter says its
     processor takes videos (``video="auto"`` then leaves them alone)."""
-    return bool(adapter is not None and getattr(adapter, "native_video", False)) and _release(decision) >= NATIVE_VIDEO
+    return bool(adapter is not None and getattr(adapter, "native_video", False)) and does(decision, "native_video")
 
 
 def collator_adds_special_tokens(decision: Decision) -> bool:
     """True when this release's collator lets the tokenizer add its special tokens to the rendered
-    chat (up to 2025.3.9: the chat template's BOS and the tokenizer's, twice)."""
-    return _release(decision) < NO_SPECIAL_TOKENS
+    chat (before ``no_special_tokens``: the chat template's BOS and the tokenizer's, twice)."""
+    return not does(decision, "no_special_tokens")
 
 
 def installed_decision(patch: str = "unsloth_collator") -> Decision:
     """A collator patch's decision for the installed unsloth_zoo, without importing it (the
     newest tested release's when unsloth_zoo is not installed)."""
-    from ..engine import compat
-
     version = compat.installed_version(DISTRIBUTION)
     if version is None:
         version = str(compat.compat_table()[patch].newest_tested)
@@ -110,17 +100,17 @@ def installed_decision(patch: str = "unsloth_collator") -> Decision:
 def resizer(collator: Any) -> Callable[[list[Any]], list[Any]]:
     """Resize a row's images the way this release resizes the images it keeps."""
     own = getattr(collator, "_resize_images_inplace", None)
-    if own is not None:  # 2025.9.3+: upstream's own method
+    if own is not None:  # upstream's own method (`own_resize`)
         return lambda imgs: own(list(imgs)) or []
-    if hasattr(type(collator), "image_size"):  # 2025.3.11 - 2025.9.2: inline resize by `image_size`
+    if hasattr(type(collator), "image_size"):  # before `own_resize`: an inline resize by `image_size`
         size = getattr(collator, "image_size", None)
         return lambda imgs: [_inline_resize(img, size) for img in imgs]
-    return list  # up to 2025.3.9: no resizing
+    return list  # the first releases resize nothing
 
 
 def _inline_resize(img: Any, size: Any) -> Any:
-    # Behaviour of the 2025.3.11-2025.9.2 inline loop: a tuple is an exact size; an int caps the
-    # width, keeping the aspect ratio; "max" (None) leaves the image alone.
+    # The inline loop before `own_resize`: a tuple is an exact size; an int caps the width,
+    # keeping the aspect ratio; "max" (None) leaves the image alone.
     if size is None or not hasattr(img, "resize"):
         return img
     from PIL import Image
@@ -163,7 +153,7 @@ def for_upstream(prepared: PreparedRow, fixes: frozenset[str]) -> tuple[Any, int
     if any(k in example and example[k] is None for k in _LAYOUT_KEYS):
         example = {k: v for k, v in example.items() if not (k in _LAYOUT_KEYS and v is None)}
     if "conversations" in example and "messages" not in example:
-        # Releases before 2025.3 read `messages` only; later ones read `conversations` the same way.
+        # The first releases read `messages` only; later ones read `conversations` the same way.
         example = {("messages" if k == "conversations" else k): v for k, v in example.items()}
     pc = is_pc_row(example)
     lost_pc_column = pc and Fix.PC_COLUMN_IMAGES in fixes  # this release reads a pc row's images from its content
@@ -192,9 +182,10 @@ def for_upstream(prepared: PreparedRow, fixes: frozenset[str]) -> tuple[Any, int
 
 def pc_path_problem(decision: Decision) -> str | None:
     """Why this release cannot collate prompt/completion rows at all, or None."""
-    if _release(decision) < PC_PATH:
+    if not does(decision, "pc_path"):
         return (
-            f"unsloth_zoo {decision.version} collates `messages` rows only (prompt/completion rows arrived in 2025.9.3)"
+            f"unsloth_zoo {decision.version} collates `messages` rows only (prompt/completion rows arrived in "
+            f"{compat.since(DISTRIBUTION, 'pc_path')})"
         )
     return None
 
@@ -211,10 +202,10 @@ def upstream_problems(
     images (its adapter's), which decides whether a release that sends bare images gets it wrong.
     """
     example, plan = prepared.example, prepared.plan
-    fixes, release = decision.fixes, _release(decision)
+    fixes = decision.fixes
     n = len(plan.images)
     pc = is_pc_row(example)
-    out = _arrow_filler_problems(example, pc, release)
+    out = _arrow_filler_problems(example, pc, decision)
     if pc and pc_decision is not None and PcFix.PC_EXTRACT_TUPLE in pc_decision.fixes:
         out.append(
             f"unsloth_zoo {decision.version} fails on every prompt/completion row (its image extraction "
@@ -222,7 +213,7 @@ def upstream_problems(
         )
     entries = column_entries(example) if has_column(example) else []
     out += _column_value_problems(example, decision)
-    if n and plan.column and release < COLUMN_LIST and nesting == "per_row":
+    if n and plan.column and not does(decision, "column_list") and nesting == "per_row":
         out.append(
             f"unsloth_zoo {decision.version} hands the processor one bare image per row, a flat list this "
             f"processor reads as one sample"
@@ -233,11 +224,11 @@ def upstream_problems(
     return list(dict.fromkeys(out))
 
 
-def _arrow_filler_problems(example: Any, pc: bool, release: tuple[int, ...]) -> list[str]:
+def _arrow_filler_problems(example: Any, pc: bool, decision: Decision) -> list[str]:
     """Upstream tests keys for presence; Arrow's filler is a None under every absent column."""
     if not isinstance(example, Mapping) or pc:
         return []
-    if release >= PC_PATH and "prompt" in example and "completion" in example:
+    if does(decision, "pc_path") and "prompt" in example and "completion" in example:
         return [
             "upstream picks its code path by the keys of a batch's first row: this row's None-valued "
             "`prompt`/`completion` (Arrow's filler) would send the batch down the prompt/completion one"
@@ -256,7 +247,7 @@ def _column_value_problems(example: Any, decision: Decision) -> list[str]:
         isinstance(example, Mapping)
         and "images" in example
         and example["images"] is None
-        and _release(decision) < COLUMN_DECODING
+        and not does(decision, "column_decoding")
     ):
         out.append(f"unsloth_zoo {decision.version} indexes `images: None` instead of reading the messages")
     return out
@@ -265,17 +256,17 @@ def _column_value_problems(example: Any, decision: Decision) -> list[str]:
 def _image_source_problems(example: Any, plan: RowPlan, pc: bool, entries: list[Any], decision: Decision) -> list[str]:
     """What the release gets wrong reading the row's images from where they are: the column, the
     messages, or both."""
-    fixes, release, n = decision.fixes, _release(decision), len(plan.images)
-    if pc and n and release < COLUMN_DECODING:
+    fixes, n = decision.fixes, len(plan.images)
+    if pc and n and not does(decision, "column_decoding"):
         return [f"unsloth_zoo {decision.version} loses the images of prompt/completion rows"]
     if plan.merged and not (pc and not entries):
-        # (A prompt/completion row reads its content when its column is empty, since 2026.9.8.)
+        # (A prompt/completion row reads its content when its column is empty, since `column_decoding`.)
         return ["upstream would let the `images` column hide the images embedded in the messages"]
     out: list[str] = []
     if n and plan.column and entries:
         if n > 1 and Fix.ALL_COLUMN_IMAGES in fixes:
             out.append(f"upstream would send only the first of the {n} images ({n - 1} dropped)")
-        if _needs_loading(entries, release):
+        if _needs_loading(entries, decision):
             out.append(f"unsloth_zoo {decision.version} would pass unloaded image files to the processor")
     elif n:
         out += _content_image_problems(example, decision)
@@ -284,15 +275,14 @@ def _image_source_problems(example: Any, plan: RowPlan, pc: bool, entries: list[
 
 def _content_image_problems(example: Any, decision: Decision) -> list[str]:
     """What the release gets wrong on images embedded in the messages."""
-    release = _release(decision)
     out: list[str] = []
-    if release < TYPED_VISION_PARTS and _text_part_with_image_key(example):
+    if not does(decision, "typed_vision_parts") and _text_part_with_image_key(example):
         out.append(
             f"unsloth_zoo {decision.version} reads a text part with an `image` key (Arrow's None filler) as an image"
         )
-    if release < CONTENT_BESIDE_COLUMN:
+    if not does(decision, "content_beside_column"):
         out.append(f"unsloth_zoo {decision.version} cannot batch images embedded in the messages beside column rows")
-    elif not all(_reads_content(img, release) for img in _payloads(example)):
+    elif not all(_reads_content(img, decision) for img in _payloads(example)):
         out.append(f"unsloth_zoo {decision.version} cannot read some image embedded in the messages as given")
     return out
 
@@ -305,15 +295,15 @@ def _payloads(example: Any) -> list[Any]:
     return [part_payload(p) for p in image_parts(messages_of(example))]
 
 
-def _reads_content(payload: Any, release: tuple[int, ...]) -> bool:
+def _reads_content(payload: Any, decision: Decision) -> bool:
     """True when upstream's own content extraction reads this embedded image as the plugin does."""
     pil = _pil_class()
     if (pil is not None and isinstance(payload, pil)) or isinstance(payload, str):
         return True
-    return release >= CONTENT_BYTES and isinstance(payload, (bytes, bytearray, Mapping))
+    return does(decision, "content_bytes") and isinstance(payload, (bytes, bytearray, Mapping))
 
 
-def _needs_loading(entries: Sequence[Any], release: tuple[int, ...]) -> bool:
+def _needs_loading(entries: Sequence[Any], decision: Decision) -> bool:
     """True when upstream would hand some column entry to the processor unread."""
     from ..rows.decode import needs_decoding
 
@@ -321,7 +311,7 @@ def _needs_loading(entries: Sequence[Any], release: tuple[int, ...]) -> bool:
     for entry in entries:
         if pil is not None and isinstance(entry, pil):
             continue  # the processor converts modes itself
-        if release >= COLUMN_DECODING and isinstance(entry, _COLUMN_DECODED_TYPES):
+        if does(decision, "column_decoding") and isinstance(entry, _COLUMN_DECODED_TYPES):
             continue
         if needs_decoding(entry):
             return True

@@ -15,9 +15,9 @@ from typing import Any
 
 from ..adapters import ModelAdapter, id_list, token_id
 from ..engine.patching import AnyObjectProxy
-from ..errors import ImageCountError
+from ..errors import ImageCountError, InternalError, RowError
 from ..rows.plan import RowPlan, check_rendered_counts
-from .zoo_release import resizer
+from .release import resizer
 
 __all__ = ["BatchImages", "ProcessorProxy"]
 
@@ -83,7 +83,7 @@ class BatchImages:
             return [img for row in aligned for img in row]
         if self.nesting == "per_row" or upstream is None or len(upstream) == len(aligned):
             return aligned
-        # Unknown family on a release that leaves text-only rows out (2025.9.3-2026.9.7): keep that.
+        # Unknown family on a release that leaves text-only rows out (`text_only_row_slots`): keep that.
         return [row for row in aligned if row]
 
     def align(self, upstream: Any) -> list[list[Any]]:
@@ -93,11 +93,11 @@ class BatchImages:
         if not entries:
             entries = [[] for _ in range(n)]  # upstream found no image at all: every row's come from the plan
         if len(entries) != n:
-            # Releases 2025.9.3-2026.9.7 leave out the rows whose extraction came back empty.
+            # Releases that need `text_only_row_slots` leave out the rows whose extraction came back empty.
             # Merged rows reach upstream through their message content, every image included.
             rows = [i for i, k in enumerate(self.found) if k > 0]
             if len(entries) != len(rows):
-                raise RuntimeError(
+                raise InternalError(
                     f"unsloth_multiimage: cannot line up the collator's {len(entries)} image lists with "
                     f"{n} rows ({len(rows)} rows with images). Please report this with your unsloth_zoo version; "
                     f"set UNSLOTH_MULTIIMAGE_DISABLE_PATCHES={PATCH_NAME} to run without the patch."
@@ -213,9 +213,14 @@ class ProcessorProxy(AnyObjectProxy):
                     kwargs["images"] = images
                 else:
                     kwargs.pop("images", None)  # an all-text batch: as upstream does
-            except Exception as exc:
-                exc._umi_own = True  # type: ignore[attr-defined]  # the plugin's own: never blamed on a row
+            except (RowError, InternalError):
                 raise
+            except Exception as exc:  # the plugin's own alignment failed: never blamed on a row
+                raise InternalError(
+                    f"unsloth_multiimage: lining up the batch's images failed ({type(exc).__name__}: {exc}). Please "
+                    f"report this with your unsloth_zoo version; set UNSLOTH_MULTIIMAGE_DISABLE_PATCHES={PATCH_NAME} "
+                    f"to run without the patch."
+                ) from exc
             out = None
             if _needs_image_row_first(batch, aligned):  # Idefics2: see ModelAdapter.image_row_first
                 out = _call_image_row_first(self.__wrapped__, kwargs, aligned, batch)
