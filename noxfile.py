@@ -59,6 +59,9 @@ TEST_TOOLS = (
     "num2words",
     "av>=14",
 )
+# The type checker, pinned: the lint session's, and the default test session's (a user's script
+# type-checked against the public face).
+MYPY = "mypy==2.4.1"
 # Bump when the install recipe below changes, so every reused venv is rebuilt.
 RECIPE = "2"
 
@@ -123,9 +126,12 @@ def _recreate_venv(session: nox.Session) -> None:
             venv.reuse_existing = reuse
 
 
-def run_row(session: nox.Session, name: str, extra_env: dict[str, str] | None = None) -> None:
+def run_row(
+    session: nox.Session, name: str, extra_env: dict[str, str] | None = None, extra_tools: tuple[str, ...] = ()
+) -> None:
     row = ROWS[name]
     with_deps, no_deps = row_requirements(row)
+    with_deps += list(extra_tools)
     venv_dir = Path(session.virtualenv.location)
     stamp_file = venv_dir / ".umi-pins"
     stamp = _stamp(with_deps, no_deps, row["python"])
@@ -166,7 +172,8 @@ def run_row(session: nox.Session, name: str, extra_env: dict[str, str] | None = 
 def tests(session: nox.Session) -> None:
     """The test suite on the newest unsloth_zoo row (the default session), with the full
     2,000-example property runs."""
-    run_row(session, DEFAULT_ROW, {"UMI_HYPOTHESIS_PROFILE": "ci-full"})
+    # mypy: tests/engine/test_public_faces.py type-checks a user's script against the public face.
+    run_row(session, DEFAULT_ROW, {"UMI_HYPOTHESIS_PROFILE": "ci-full"}, extra_tools=(MYPY,))
 
 
 def _make_row_session(name: str):
@@ -189,7 +196,7 @@ for _name in ROWS:
 
 
 # Pinned, so that CI lints the same way on every run.
-LINT_TOOLS = ("ruff==0.17.6", "mypy==2.4.1")
+LINT_TOOLS = ("ruff==0.17.6", MYPY)
 # What mypy needs to see of the runtime dependencies (torch, transformers, PIL, numpy are optional).
 LINT_DEPS = ("wrapt>=1.14", "pluggy>=1.3", "packaging>=22")
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Print the README's compatibility table, generated from compat/matrix.toml + compat_table.toml.
+"""Print the README's version tables, generated from compat/matrix.toml + compat_table.toml.
 
-    python scripts/compat_table_md.py                 # print the markdown table
-    python scripts/compat_table_md.py --check README.md   # exit 1 (with a diff) if the README's block differs
-    python scripts/compat_table_md.py --write README.md   # replace the README's block
+    python scripts/compat_table_md.py                 # print the markdown tables
+    python scripts/compat_table_md.py --check README.md   # exit 1 (with a diff) if a README block differs
+    python scripts/compat_table_md.py --write README.md   # replace the README's blocks
 
-The block is the text between ``<!-- compat-table:start -->`` and ``<!-- compat-table:end -->``.
+Two blocks: the tested rows (``<!-- compat-table:start -->`` ... ``<!-- compat-table:end -->``, from
+compat/matrix.toml and the decisions of compat_table.toml) and the upstream bugs each patch repairs
+with the releases that have them (``<!-- fixes-table:start -->`` ... ``<!-- fixes-table:end -->``,
+from compat_table.toml alone).
 Decisions come from unsloth_multiimage/engine/compat.py of this checkout (imported without the package's
 ``__init__``, so only ``packaging`` is needed, not the installed package nor its dependencies).
 """
@@ -30,42 +33,11 @@ TABLE_PATH = ROOT / "unsloth_multiimage" / "engine" / "compat_table.toml"
 COMPAT_PATH = ROOT / "unsloth_multiimage" / "engine" / "compat.py"
 START = "<!-- compat-table:start -->"
 END = "<!-- compat-table:end -->"
-
-# Short words for each fix, in the table's cells.
-FIX_WORDS = {
-    "flat_images_regroup": "flat image list regrouped",
-    "dropped_rows_realign": "dropped rows realigned",
-    "mixed_text_only_rows": "text-only rows in image batches",
-    "row_named_errors": "errors name the row",
-    "truncation_check": "truncation check",
-    "padding_side_kwarg": "padding_side honoured",
-    "all_column_images": "every images-column image",
-    "text_only_row_slots": "text-only rows kept",
-    "pc_column_images": "prompt/completion images",
-    "none_entries": "None entries reported",
-    "column_content_merge": "column + content images merged",
-    "row_count_validation": "per-row count check",
-    "pc_extract_tuple": "prompt/completion rows collate",
-    "pc_cross_attention": "prompt/completion cross-attention mask",
-    "row_vision_inputs": "family's vision inputs carried",
-    "completion_cross_attention": "cross-attention mask over completions",
-    "left_padded_generation": "cross-attention mask left-padded for generation",
-    "vllm_image_limit": "vLLM images per prompt raised",
-}
-PATCH_TITLES = {
-    "mllama_processor": "MllamaProcessor patch",
-    "unsloth_collator": "UnslothVisionDataCollator patch",
-    "unsloth_collator_pc_extract": "prompt/completion extraction patch",
-    "trl_grpo_rollout": "GRPO rollout patch",
-    "trl_grpo_loss": "GRPO loss patch",
-    "trl_dpo_collator": "DPO vision collator patch",
-    "vllm_image_limit": "vLLM image limit patch",
-    "vllm_image_limit_inline": "vLLM image limit patch (inline releases)",
-}
-
+FIXES_START = "<!-- fixes-table:start -->"
+FIXES_END = "<!-- fixes-table:end -->"
 
 def load_compat():
-    """unsloth_multiimage.compat from this checkout, without running the package's __init__
+    """unsloth_multiimage.engine.compat from this checkout, without running the package's __init__
     (which activates the patches and needs wrapt/pluggy): a bare parent package is registered
     whose __path__ is the source folder, so only compat.py and its light siblings are imported."""
     name = "_umi_checkout"
@@ -92,7 +64,8 @@ def decision_cell(decision, entry) -> str:
     if not decision.fixes:
         return decision.state
     active = [f.name for f in entry.fixes if f.name in decision.fixes]  # in the table's order
-    return f"{decision.state}: " + ", ".join(FIX_WORDS.get(f, f) for f in active)
+    words = {f.name: f.short or f.name for f in entry.fixes}
+    return f"{decision.state}: " + ", ".join(words[f] for f in active)
 
 
 def render(matrix: dict | None = None, table_text: str | None = None) -> str:
@@ -103,7 +76,7 @@ def render(matrix: dict | None = None, table_text: str | None = None) -> str:
     table = compat._parse_table(raw)
     patches = list(table)
     header = ["row", "python", "torch", "transformers", "unsloth_zoo", "trl", "datasets"]
-    header += [PATCH_TITLES.get(p, p) for p in patches]
+    header += [table[p].title for p in patches]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -119,7 +92,7 @@ def render(matrix: dict | None = None, table_text: str | None = None) -> str:
     for patch in patches:
         entry = table[patch]
         legend.append(
-            f"- {PATCH_TITLES.get(patch, patch)} (`{entry.distribution}`): supported {entry.supported}, "
+            f"- {entry.title} (`{entry.distribution}`): supported {entry.supported}, "
             f"newest tested {entry.newest_tested}; newer versions are patched only if the target keeps its shape."
         )
     text = "\n".join(lines) + "\n\n" + "\n".join(legend) + "\n"
@@ -127,13 +100,33 @@ def render(matrix: dict | None = None, table_text: str | None = None) -> str:
     return text
 
 
-def split_block(text: str) -> tuple[str, str, str] | None:
+def render_fixes(table_text: str | None = None) -> str:
+    """The upstream bugs each patch repairs and the releases that have them (no markers)."""
+    compat = load_compat()
+    raw = tomllib.loads(table_text if table_text is not None else TABLE_PATH.read_text(encoding="utf-8"))
+    lines = ["| patch | fix | releases with the bug | what the fix does |", "|---|---|---|---|"]
+    for entry in compat._parse_table(raw).values():
+        for fix in entry.fixes:
+            # Lower bounds first ("'>=4.45.2, <5.23'"); a pipe inside a cell would end it.
+            needed = ", ".join(sorted((str(spec) for spec in fix.needed), key=lambda spec: not spec.startswith(">")))
+            why = fix.why.replace("|", "\\|")
+            lines.append(f"| {entry.title} | `{fix.name}` | {entry.distribution} `{needed}` | {why} |")
+    text = "\n".join(lines) + "\n"
+    text += "\nGenerated by `python scripts/compat_table_md.py --write README.md` from `unsloth_multiimage/engine/compat_table.toml`.\n"
+    return text
+
+
+#: Each generated block: its markers and its renderer.
+BLOCKS = ((START, END, render), (FIXES_START, FIXES_END, render_fixes))
+
+
+def split_block(text: str, start_marker: str = START, end_marker: str = END) -> tuple[str, str, str] | None:
     """(before, block, after) around the markers, or None when the markers are missing."""
-    start = text.find(START)
-    end = text.find(END, start + len(START)) if start >= 0 else -1
+    start = text.find(start_marker)
+    end = text.find(end_marker, start + len(start_marker)) if start >= 0 else -1
     if start < 0 or end < 0:
         return None
-    head = start + len(START)
+    head = start + len(start_marker)
     return text[:head], text[head:end], text[end:]
 
 
@@ -144,42 +137,49 @@ def wrap(table: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--check", metavar="README", type=Path, help="exit 1 if the README block differs")
-    group.add_argument("--write", metavar="README", type=Path, help="replace the README block")
+    group.add_argument("--check", metavar="README", type=Path, help="exit 1 if a README block differs")
+    group.add_argument("--write", metavar="README", type=Path, help="replace the README blocks")
     args = parser.parse_args(argv)
-    table = render()
     target = args.check or args.write
     if target is None:
-        sys.stdout.write(table)
+        sys.stdout.write("\n".join(renderer() for _, _, renderer in BLOCKS))
         return 0
     text = target.read_text(encoding="utf-8")
-    parts = split_block(text)
-    if parts is None:
-        print(f"{target}: no {START} ... {END} block", file=sys.stderr)
-        return 2
-    before, block, after = parts
-    wanted = wrap(table)
-    if args.check:
+    stale = False
+    for start, end, renderer in BLOCKS:
+        parts = split_block(text, start, end)
+        if parts is None:
+            print(f"{target}: no {start} ... {end} block", file=sys.stderr)
+            return 2
+        before, block, after = parts
+        wanted = wrap(renderer())
         if block == wanted:
-            print(f"{target}: compat table up to date")
-            return 0
-        diff = difflib.unified_diff(
-            block.splitlines(keepends=True),
-            wanted.splitlines(keepends=True),
-            fromfile=f"{target} (compat-table block)",
-            tofile="generated",
-        )
-        sys.stdout.writelines(diff)
-        print(
-            f"\n{target}: compat table is stale; run python scripts/compat_table_md.py --write {target}",
-            file=sys.stderr,
-        )
-        return 1
-    if block != wanted:
-        target.write_text(before + wanted + after, encoding="utf-8")
-        print(f"{target}: compat table written")
+            continue
+        stale = True
+        if args.check:
+            diff = difflib.unified_diff(
+                block.splitlines(keepends=True),
+                wanted.splitlines(keepends=True),
+                fromfile=f"{target} ({start} block)",
+                tofile="generated",
+            )
+            sys.stdout.writelines(diff)
+        else:
+            text = before + wanted + after
+    if args.check:
+        if stale:
+            print(
+                f"\n{target}: a version table is stale; run python scripts/compat_table_md.py --write {target}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{target}: version tables up to date")
+        return 0
+    if stale:
+        target.write_text(text, encoding="utf-8")
+        print(f"{target}: version tables written")
     else:
-        print(f"{target}: compat table already up to date")
+        print(f"{target}: version tables already up to date")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Patch lifecycle on the REAL targets: import order, re-import, reload, activate/deactivate cycles,
 threads, changed signatures, DataLoader workers (fork and spawn), pickling, and errors that
-propagate instead of turning into wrong data. (Fake targets: tests/test_machinery.py.)"""
+propagate instead of turning into wrong data. (Fake targets: tests/engine/test_patching.py.)"""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import wrapt
 import unsloth_multiimage
 from unsloth_multiimage.adapters.mllama import ADAPTER as MLLAMA_ADAPTER
 from unsloth_multiimage.engine import activation
+from unsloth_multiimage.errors import InternalError
 
 from conftest import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
 
@@ -138,6 +139,7 @@ def test_pending_hooks_are_registered_once_per_module():
         """
 import json, wrapt, unsloth_multiimage
 from unsloth_multiimage.engine import activation
+from unsloth_multiimage.errors import InternalError
 for _ in range(1000):
     unsloth_multiimage.deactivate(); unsloth_multiimage.activate()
 hooks = wrapt.importer._post_import_hooks
@@ -352,7 +354,7 @@ def test_an_internal_error_propagates_and_the_processor_is_restored(tiny, zoo_co
 
     monkeypatch.setattr(zoo_proxy, "resizer", failing_resizer)
     monkeypatch.setattr(zoo_proxy.BatchImages, "align", lambda self, upstream: failing_resizer(None)([]))
-    with pytest.raises(RuntimeError, match="resize failed"):
+    with pytest.raises(InternalError, match="resize failed"):
         zoo_collator(_dataset_rows(tiny))
     assert zoo_collator.processor is processor
 
@@ -364,7 +366,7 @@ def test_an_internal_inconsistency_raises_runtime_error_asking_to_report(tiny, z
 
     rows = _dataset_rows(tiny)
     batch = BatchImages([plan_row(r, i) for i, r in enumerate(rows)], zoo_collator, MLLAMA_ADAPTER)
-    with pytest.raises(RuntimeError, match=r"cannot line up .* Please report"):
+    with pytest.raises(InternalError, match=r"cannot line up .* Please report"):
         batch.align([[1], [2]])  # 2 lists for 4 rows, 3 of which have images
 
 

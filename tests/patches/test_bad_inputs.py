@@ -8,8 +8,12 @@ inside upstream. docs/bad-inputs.md names the test of each line (keep them in sy
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
+
+from unsloth_multiimage.engine import compat
+from unsloth_multiimage.errors import BatchError
 
 from conftest import TRANSFORMERS, UNSLOTH_ZOO
 from imagekit import exif_rotated, png_bytes, serve_png, solid
@@ -169,10 +173,11 @@ def test_an_all_text_batch_collates(collator, processor, request):
     source = inspect.getsource(vision_utils)
     guarded = "'pixel_values' in batch" in source or '"pixel_values" in batch' in source
     text_row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "describe the image"}]}]}
-    if not guarded:  # releases before 2025.11.1 index batch["pixel_values"] unconditionally
-        with pytest.raises(
-            ValueError, match=r"every row of this batch \(2 rows\) is text-only.*2025\.11\.1\+ collates"
-        ):
+    # Releases before `text_only_batches` index batch["pixel_values"] unconditionally.
+    assert guarded == compat.has("unsloth_zoo", "text_only_batches", UNSLOTH_ZOO)
+    if not guarded:
+        first = re.escape(compat.since("unsloth_zoo", "text_only_batches"))
+        with pytest.raises(BatchError, match=rf"every row of this batch \(2 rows\) is text-only.*{first}\+ collates"):
             collator([text_row, dict(text_row)])
         return
     batch = collator([text_row, dict(text_row)])

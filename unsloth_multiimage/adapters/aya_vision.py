@@ -4,8 +4,8 @@ The Hub chat template renders ``<image>`` for each image. The processor replaces
 ``<|START_OF_IMG|>`` [``TILE_k`` + ``<|IMG_PATCH|>`` x n per crop] ``TILE_GLOBAL`` + ``<|IMG_PATCH|>`` x n
 ``<|END_OF_IMG|>``; note that ``processor.image_token_id`` is the PATCH token, not the placeholder.
 ``count_in_ids`` counts the ``<|END_OF_IMG|>`` ids: one per complete image, whatever its crops.
-``pixel_values`` holds every image's crops in placeholder order across the batch: ``flat``. Checked
-against transformers 5.17.0 ``processing_aya_vision.py``.
+``pixel_values`` holds every image's crops in placeholder order across the batch: ``flat``. Read
+from transformers' ``processing_aya_vision.py``.
 """
 
 from __future__ import annotations

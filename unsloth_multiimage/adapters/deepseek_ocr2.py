@@ -10,7 +10,7 @@ across the batch: ``flat``. ``count_in_ids`` splits each run of ``<image>`` ids 
 144 being coprime); a run with no solution (cut by truncation) counts the images that surely fit,
 below the row's count. The processor REFUSES a call without images, so an all-text batch raises
 upstream, with or without the plugin. Multi-image rows work in the model code; the checkpoint is
-tuned on one document page per prompt. Checked against transformers 5.17.0
+tuned on one document page per prompt. Read from transformers'
 ``processing_deepseek_ocr2.py``.
 """
 

@@ -5,8 +5,8 @@ The chat format (``User: <image_placeholder>...\\n\\nAssistant: ...``) renders t
 ``image_token`` (``<image_placeholder>`` in the real tokenizers; ``placeholder_attr`` reads the
 processor's own) for each image. The processor repeats it ``num_image_tokens`` times (576 by
 default). ``count_in_ids`` divides those ids by ``num_image_tokens`` (a cut image is not counted).
-``pixel_values`` holds the batch's images in placeholder order: ``flat``. Checked against
-transformers 5.17.0 ``processing_deepseek_vl.py`` / ``processing_deepseek_vl_hybrid.py`` (the hybrid
+``pixel_values`` holds the batch's images in placeholder order: ``flat``. Read from
+transformers' ``processing_deepseek_vl.py`` / ``processing_deepseek_vl_hybrid.py`` (the hybrid
 processor is claimed from that reading; the fixtures build the v1 one).
 """
 

@@ -3,8 +3,8 @@
 The chat template renders ``<start_of_image>`` (the begin-of-image token) once per image; the
 processor replaces each by ``\\n\\n<start_of_image>`` + ``image_seq_length`` x ``<image_soft_token>`` +
 ``<end_of_image>\\n\\n``. ``processor.image_token`` is NOT the placeholder on every release: on
-transformers 4.x (checked 4.57.3) it is the expanded soft token ``<image_soft_token>`` (256 per
-image), so the ``image_token`` fallback would count 0 per rendered row; on 5.x (checked 5.17.0) it
+transformers 4.x it is the expanded soft token ``<image_soft_token>`` (256 per
+image), so the ``image_token`` fallback would count 0 per rendered row; on 5.x it
 is the boi token. This adapter says ``<start_of_image>`` on both. ``count_in_ids`` counts the
 ``<end_of_image>`` ids (the tokenizer's ``eoi_token``): one per complete image, so an image whose soft
 tokens were cut by truncation is not counted (with pan-and-scan every crop has its own

@@ -7,7 +7,7 @@ placeholder AND the expanded token. The processor replaces each by ``\\n\\n<star
 ``count_in_ids`` is Gemma 3's: the ``<end_of_image>`` ids (the tokenizer's ``eoi_token``), one per
 complete image. The processor nests images per text and requires ``len(images) == len(text)``:
 ``per_row``. The vision tower is a timm model (``TimmWrapperModel``, MobileNetV5), so the model needs
-``timm``. Checked against transformers 5.17.0 ``processing_gemma3n.py``.
+``timm``. Read from transformers' ``processing_gemma3n.py``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ placeholder AND the expanded soft token. The processor replaces each by ``<|imag
 ``<image|>``. So ``<|image|>`` must never be counted in ``input_ids``; ``count_in_ids`` counts an
 ``<|image|>`` directly followed by ``<image|>``: one per complete image, none per video frame. The
 processor nests images per text (``make_nested_list_of_images``) and checks the count per sample:
-``per_row`` (one list per text, ``[]`` for a text-only row). Checked against transformers 5.17.0
+``per_row`` (one list per text, ``[]`` for a text-only row). Read from transformers'
 ``processing_gemma4.py``.
 """
 

@@ -1,5 +1,5 @@
 """Built-in model adapter: GLM-4.1V / GLM-4.5V (``Glm4vProcessor``) and GLM-4.6V (``Glm46VProcessor``,
-a copy of the GLM-4.1V processor in transformers 5.17.0; the two files differ only in names and in the
+a copy of the GLM-4.1V processor in transformers 5.x; the two files differ only in names and in the
 video timestamp format).
 
 The chat template renders ``<|begin_of_image|><|image|><|end_of_image|>`` for each image; the processor
@@ -8,7 +8,7 @@ reuse both markers and the ``<|image|>`` token, inside ``<|begin_of_video|>`` ..
 ``<|begin_of_image|><|image|>...<|end_of_image|>{timestamp}`` per frame. So ``count_in_ids`` counts an
 ``<|image|>`` directly followed by ``<|end_of_image|>`` OUTSIDE a video segment: complete images only
 (truncation inside an image's run leaves it unclosed). The processor flattens the batch's images (one
-``image_grid_thw`` row per image, in placeholder order): ``flat``. Checked against transformers 5.17.0
+``image_grid_thw`` row per image, in placeholder order): ``flat``. Read from transformers'
 ``processing_glm4v.py`` / ``processing_glm46v.py``.
 """
 

@@ -7,11 +7,11 @@ tokens merged). ``count_in_ids`` divides the ``<image>`` ids by that fixed per-i
 image is not counted). ``pixel_values`` is (rows, most images in a row, C, H, W), zero-padded, plus
 ``pixel_attention_mask``: one slot per text, so ``per_row``.
 
-``image_row_first``: transformers 5.17.0's image processor reads ``images[0][0]`` (the PIL backend for
+``image_row_first``: transformers 5.x's image processor reads ``images[0][0]`` (the PIL backend for
 the channel count, the torchvision one for shape and device), so a batch whose FIRST row has no image
 raises IndexError, with any nesting. The collator's processor call then gets the rows permuted so an
-image row comes first, and every per-row output is put back in order. Checked against transformers
-5.17.0 ``processing_idefics2.py`` / ``image_processing_pil_idefics2.py``.
+image row comes first, and every per-row output is put back in order. Read from transformers'
+``processing_idefics2.py`` / ``image_processing_pil_idefics2.py``.
 """
 
 from __future__ import annotations

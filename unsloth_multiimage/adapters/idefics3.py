@@ -5,7 +5,7 @@ The chat template renders ``<image>`` once per image; the processor expands each
 ``<row_i_col_j>`` block per crop when the image is split, before the global one). Exactly one
 ``<global-img>`` per image survives the expansion; ``count_in_ids`` counts those whose run of
 ``<image>`` ids is closed by ``<fake_token_around_image>`` (complete images: truncation inside the
-last image leaves its block open). Checked against transformers 4.57.3 and 5.17.0
+last image leaves its block open). Read from transformers' (4.x and 5.x)
 ``processing_idefics3.py`` / ``processing_smolvlm.py``.
 """
 

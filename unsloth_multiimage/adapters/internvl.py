@@ -5,8 +5,8 @@ The chat template (InternVL3-hf) renders ``<IMG_CONTEXT>\\n`` for each image: th
 ``<IMG_CONTEXT>`` x (``image_seq_length`` x the image's tiles) + ``</img>``. ``count_in_ids`` counts
 the ``</img>`` ids (``end_image_token_id``): one per complete image. Video frames are wrapped the same
 way (``FrameN: <img>...</img>``) and would count too (the collator sends no videos with image rows).
-``pixel_values`` holds every image's tiles in placeholder order across the batch: ``flat``. Checked
-against transformers 5.17.0 ``processing_internvl.py``.
+``pixel_values`` holds every image's tiles in placeholder order across the batch: ``flat``. Read
+from transformers' ``processing_internvl.py``.
 """
 
 from __future__ import annotations

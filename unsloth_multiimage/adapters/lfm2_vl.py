@@ -8,9 +8,9 @@ replaces each by ``<|image_start|>`` [per tile: ``<|img_row_R_col_C|>`` + ``<ima
 ``<image>`` that cannot tell adjacent images apart: in a row without ``<|image_start|>`` the count
 falls back to the number of ``<image>`` ids (never below the row's images, so no false alarm; it
 then catches only a cut of every image token). The processor validates the image count per sample:
-``per_row``. Read from transformers
-5.17.0 ``processing_lfm2_vl.py``; NOT run through the collator offline: ``Lfm2VlImageProcessor`` has
-only a torchvision backend in 5.17.0 (no PIL class).
+``per_row``. Read from transformers'
+``processing_lfm2_vl.py``; NOT run through the collator offline: ``Lfm2VlImageProcessor`` has
+only a torchvision backend (no PIL class).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ processor replaces each by ``<|image_start|>`` [tiles: ``<|patch|>`` x n, separa
 (the global view last). ``count_in_ids`` counts the ``<|image_end|>`` ids: one per complete image.
 The processor flattens whatever it gets (``make_flat_list_of_images``) and checks only the batch
 total, so ``flat`` (a per-row mismatch is caught by the plugin's check of the rendered rows, not by
-transformers). Read from transformers 5.17.0 ``processing_llama4.py``; NOT run through the collator
-offline: ``Llama4ImageProcessor`` has only a torchvision backend in 5.17.0 (no PIL class).
+transformers). Read from transformers' ``processing_llama4.py``; NOT run through the collator
+offline: ``Llama4ImageProcessor`` has only a torchvision backend (no PIL class).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The chat template renders ``<image>`` once per image; the processor repeats it
 ``(height // patch_size) * (width // patch_size) + num_additional_image_tokens`` times, minus one
-with ``vision_feature_select_strategy == "default"`` (checked against transformers 4.57.3 and
-5.17.0 ``processing_llava.py``). LLaVA-NeXT / OneVision have their own processor classes (a
+with ``vision_feature_select_strategy == "default"`` (read from transformers' ``processing_llava.py``,
+4.x and 5.x). LLaVA-NeXT / OneVision have their own processor classes (a
 variable number of tokens per image); they get the ``image_token`` fallback, which is also ``<image>``.
 """
 

@@ -11,8 +11,8 @@ its placeholders side by side (``<image><image>``: one run of ids). ``count_in_i
 when a release's processor cannot say) counts runs: the newline token after each placeholder of
 the Hub templates separates neighbours. ``pixel_values`` is (images, patches, C, H, W) in
 placeholder order across the batch plus ``image_sizes``: ``flat``. The model code takes
-several images per row; the 1.6 checkpoints were tuned on one image per conversation. Checked against
-transformers 5.17.0 ``processing_llava_next.py``.
+several images per row; the 1.6 checkpoints were tuned on one image per conversation. Read from
+transformers' ``processing_llava_next.py``.
 """
 
 from __future__ import annotations

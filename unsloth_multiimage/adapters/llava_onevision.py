@@ -8,8 +8,8 @@ feature strategy), a row with one image the anyres one (a size-dependent count).
 silently make every image a single-image anyres input, so ``per_row`` is required. ``count_in_ids``
 splits each run of ``<image>`` ids by the multi-image length: a run of k x that length is k images,
 any other run is one anyres image (so a multi-image run cut by truncation counts 1, below the row's
-count). The model code and the checkpoints take several images per row. Checked against transformers
-5.17.0 ``processing_llava_onevision.py``.
+count). The model code and the checkpoints take several images per row. Read from transformers'
+``processing_llava_onevision.py``.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ adapter's default; ``placeholder_attr`` reads the processor's own). The processo
 ``image_token`` directly followed by ``</image>`` (the tokenizer's ``image_end_token``): one per image
 whose main block is complete (video frames put ``video_token`` before ``</image>``; a cut inside the
 slices after it is not seen). ``pixel_values`` is NaViT-packed (1, C, P, total) with one
-``target_sizes`` row per block, in placeholder order across the batch: ``flat``. Checked against
-transformers 5.17.0 ``processing_minicpmv4_6.py``.
+``target_sizes`` row per block, in placeholder order across the batch: ``flat``. Read from
+transformers' ``processing_minicpmv4_6.py``.
 """
 
 from __future__ import annotations

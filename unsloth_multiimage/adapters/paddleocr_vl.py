@@ -8,7 +8,7 @@ patch (``image_grid_thw.prod() // merge_size**2``). ``count_in_ids`` counts an
 an image's run drops its ``<|IMAGE_END|>``). The batch's images are flattened into ``pixel_values``
 (patches, C, P, P), one ``image_grid_thw`` row each, in placeholder order: ``flat``. The model code
 takes several images per row; the checkpoint's prompts are one document image plus a task prompt.
-Checked against transformers 5.17.0 ``processing_paddleocr_vl.py``.
+Read from transformers' ``processing_paddleocr_vl.py``.
 """
 
 from __future__ import annotations

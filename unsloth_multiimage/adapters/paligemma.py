@@ -6,7 +6,7 @@ There is no Hub chat template (prefix / suffix training); a template in this for
 ``count_in_ids`` divides the ``<image>`` ids by ``image_seq_length`` (a cut image is not counted).
 Images per text: ``per_row``.
 
-Known upstream limits (transformers 5.17.0 ``processing_paligemma.py``): the processor REFUSES a call
+Known upstream limits (transformers' ``processing_paligemma.py``): the processor REFUSES a call
 without images (an all-text batch raises, with or without the plugin); and in a mixed batch a
 text-only row gets its ``<bos>`` at character 6 (``sample.rfind("<image>") + len("<image>")`` is 6
 when the text has no ``<image>``), inside its first word. The model code takes several images per

@@ -4,7 +4,7 @@ uses the same processor class with ``spatial_merge_size=2``; one adapter for bot
 
 The chat template renders ``[IMG]`` once per image; the processor expands each into rows of
 ``[IMG]`` tokens (one per patch) separated by ``[IMG_BREAK]`` and closed by one ``[IMG_END]``
-(checked against transformers 4.57.3 ``processing_pixtral.py``; the 5.17.0 file does the same).
+(read from transformers' ``processing_pixtral.py``, 4.x and 5.x).
 So the rendered text has one ``[IMG]`` per image and ``input_ids`` one ``[IMG_END]`` per complete
 image. The processor flattens the batch's images (one ``image_sizes`` row each): ``flat``.
 """

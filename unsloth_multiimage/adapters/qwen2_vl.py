@@ -6,8 +6,8 @@ The chat template renders ``<|vision_start|><|image_pad|><|vision_end|>`` for ea
 three-token group is the placeholder: it occurs exactly once per image and never for a video
 (``<|vision_start|>`` alone would also count videos). ``count_in_ids`` counts complete images: an
 ``<|image_pad|>`` directly followed by ``<|vision_end|>`` (a video ends ``<|video_pad|><|vision_end|>``;
-an image whose run of pads was cut by truncation has no closing ``<|vision_end|>``). Checked against
-transformers 4.57.3 and 5.17.0 ``processing_qwen2_vl.py`` / ``processing_qwen2_5_vl.py``; Qwen3-VL
+an image whose run of pads was cut by truncation has no closing ``<|vision_end|>``). Read from
+transformers' ``processing_qwen2_vl.py`` / ``processing_qwen2_5_vl.py``; Qwen3-VL
 has its own module (:mod:`.qwen3_vl`) with the same layout.
 """
 

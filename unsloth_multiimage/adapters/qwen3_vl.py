@@ -1,13 +1,13 @@
 """Built-in model adapter: Qwen3-VL (``Qwen3VLProcessor``; also Qwen3-VL-MoE, Qwen3.5 and Qwen3.5-MoE,
-which transformers 5.17.0 maps to the same processor class).
+which transformers 5.x maps to the same processor class).
 
 The chat template renders ``<|vision_start|><|image_pad|><|vision_end|>`` for each image, as Qwen2-VL's
 does; the processor repeats ``<|image_pad|>`` once per merged patch (``image_grid_thw.prod() //
 merge_size**2``). A video frame is ``<t seconds><|vision_start|><|video_pad|>...<|vision_end|>``, so the
 three-token group never occurs for a video. ``count_in_ids`` is Qwen2-VL's: complete images, an
 ``<|image_pad|>`` directly followed by ``<|vision_end|>``. The processor flattens the batch's images
-(one ``image_grid_thw`` row per image, in placeholder order), so ``flat`` is exact. Checked against
-transformers 5.17.0 ``processing_qwen3_vl.py`` (transformers 4.57.3 has the same layout).
+(one ``image_grid_thw`` row per image, in placeholder order), so ``flat`` is exact. Read from
+transformers' ``processing_qwen3_vl.py`` (the same layout on 4.x and 5.x).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The cross-attention mask of a prompt/completion batch, over its completion tokens too.
 
-unsloth_zoo 2025.9.3 - 2026.9.7 encode the prompts (with their images, left-padded) and the
+The unsloth_zoo releases that need ``pc_cross_attention`` encode the prompts (with their images, left-padded) and the
 completions (text only, right-padded) apart, join and re-pad the ids, and keep the prompts'
 ``cross_attention_mask``: shorter than ``input_ids`` (Mllama then fails on the shapes) and laid out
-for the prompts' padding. 2026.9.8 extends it as this module does: every completion token sees
+for the prompts' padding. Later releases extend it as this module does: every completion token sees
 the images the last prompt token sees; padding sees none.
 """
 

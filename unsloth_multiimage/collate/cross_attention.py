@@ -1,7 +1,7 @@
 """Mllama's cross-attention mask, "latest" (upstream's) or "cumulative", as a pure function.
 
 Upstream (``transformers.models.mllama.processing_mllama``: ``get_cross_attention_token_mask`` and
-``convert_sparse_cross_attention_mask_to_dense``, the same from 4.45 to 5.25): image ``j`` (the
+``convert_sparse_cross_attention_mask_to_dense``, the same on every supported release): image ``j`` (the
 ``j``-th ``<|image|>`` token of a row, at position ``p_j``) is attended from its own token up to
 the next ``<|image|>`` token; a run of consecutive image tokens is a group that all attend up to
 the next image token after the run; the last group attends to the end of the padded sequence

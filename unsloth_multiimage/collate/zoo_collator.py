@@ -198,7 +198,7 @@ def _collate(
     wrapped: Callable[..., Any], instance: Any, prepared: Sequence[PreparedRow], adapter: Any, decision: Decision
 ) -> Any:
     """Upstream's collator on the rows as its release can digest them, its processor seen through
-    :class:`.zoo_proxy.ProcessorProxy`."""
+    :class:`.proxy.ProcessorProxy`."""
     plans = [p.plan for p in prepared]
     handed = [for_upstream(p, decision.fixes) for p in prepared]
     images = BatchImages(plans, instance, adapter, [p.example for p in prepared], [k for _, k in handed])

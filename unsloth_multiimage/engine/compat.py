@@ -46,11 +46,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FixRange:
-    """One upstream bug a patch repairs, and the versions where the bug exists."""
+    """One upstream bug a patch repairs, and the versions where the bug exists (``short``: a few
+    words for tables)."""
 
     name: str
     needed: SpecifierSet
     why: str
+    short: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class PatchCompat:
     supported: SpecifierSet
     newest_tested: Version
     fixes: tuple[FixRange, ...]
+    title: str = ""
 
     def fixes_needed(self, version: Version) -> frozenset[str]:
         return frozenset(f.name for f in self.fixes if f.needed.contains(version, prereleases=True))
@@ -72,7 +75,8 @@ def _parse_table(raw: Mapping[str, Any]) -> dict[str, PatchCompat]:
     table = {}
     for name, entry in raw.get("patches", {}).items():
         fixes = tuple(
-            FixRange(name=f["name"], needed=SpecifierSet(f["needed"]), why=f["why"]) for f in entry.get("fixes", ())
+            FixRange(name=f["name"], needed=SpecifierSet(f["needed"]), why=f["why"], short=f.get("short", ""))
+            for f in entry.get("fixes", ())
         )
         table[name] = PatchCompat(
             name=name,
@@ -81,6 +85,7 @@ def _parse_table(raw: Mapping[str, Any]) -> dict[str, PatchCompat]:
             supported=SpecifierSet(entry["supported"]),
             newest_tested=Version(entry["newest_tested"]),
             fixes=fixes,
+            title=entry.get("title", name),
         )
     return table
 

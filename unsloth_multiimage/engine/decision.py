@@ -23,7 +23,7 @@ else:  # pragma: no cover - Python 3.10
 
 
 class State(StrEnum):
-    """The state of one patch. The first five come from the compat table (:func:`compat.decide`);
+    """The state of one patch. The first five come from the compat table (:func:`~unsloth_multiimage.engine.compat.decide`);
     the others only from :func:`~unsloth_multiimage.status`, for what happens around the table."""
 
     APPLY = "apply"  # in the tested range and at least one fix needed: applied

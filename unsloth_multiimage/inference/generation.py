@@ -1,7 +1,7 @@
 """``model.generate`` on a prompt prepared by :func:`~.prompt.prepare_prompt`, the answer decoded.
 
 Llama 3.2 Vision: transformers' Mllama extends ``cross_attention_mask`` for each generated token by
-repeating its last position (``_update_model_kwargs_for_generation``, 4.45 to 5.x). With every image
+repeating its last position (``_update_model_kwargs_for_generation``, every supported release). With every image
 in the prompt, that is the mask training gives answer tokens under both settings (``latest``: the
 latest group of images; ``cumulative``: every image), so the prepared mask needs no generation-time
 change: tests/inference/test_generation.py compares each generated token's logits with one

@@ -11,7 +11,7 @@ What a training row goes through in the patched ``UnslothVisionDataCollator``, a
    image in placeholder order, ``max_images`` / ``on_excess``, decoding, the pixel budget, the
    ``grid`` / ``serial`` strategy, a one-image family's refusal;
 3. the collator's resize (``resize="min"``: images wider than the model's vision ``image_size``
-   are scaled down to it, as unsloth_zoo 2025.9+ does; :func:`resize_like_collator`);
+   are scaled down to it, as unsloth_zoo's own resize does (``own_resize``); :func:`resize_like_collator`);
 4. the chat template with the generation prompt, the rendered placeholders checked against the
    images (:func:`~unsloth_multiimage.rows.plan.check_rendered_counts`), the images laid out for
    the family's processor (its adapter), and the processor call as the collator makes it (no
@@ -202,7 +202,7 @@ def collator_image_size(model: Any, resize: Any = "min") -> int | tuple[int, int
 
 
 def resize_like_collator(images: Sequence[Any], image_size: int | tuple[int, int] | None) -> list[Any]:
-    """``images`` resized as unsloth_zoo's collator (2025.9+, ``resize_dimension=0``) resizes the
+    """``images`` resized as unsloth_zoo's collator (``own_resize``, ``resize_dimension=0``) resizes the
     images it sends: a pair is an exact size; an int caps the width (aspect ratio kept, rounded to
     the nearest pixel, at least 1); LANCZOS. Images already within the size are the same objects."""
     if image_size is None:
@@ -289,9 +289,9 @@ def _call_processor(
 
 
 def _collator_adds_special_tokens() -> bool:
-    """As the installed unsloth_zoo's collator calls the processor: from 2025.3.11 (and without
-    unsloth_zoo) the chat template alone writes the special tokens; before, the tokenizer added
-    its own too (a second BOS, which the model then trained with)."""
+    """As the installed unsloth_zoo's collator calls the processor: from ``no_special_tokens`` on
+    (and without unsloth_zoo) the chat template alone writes the special tokens; before, the
+    tokenizer added its own too (a second BOS, which the model then trained with)."""
     from ..collate.release import collator_adds_special_tokens, installed_decision
 
     return collator_adds_special_tokens(installed_decision())
@@ -417,8 +417,9 @@ def prepare_inputs(
             pixel values cast to its dtype and every tensor moved to its device.
         resize: the collator's ``resize`` argument used in training (``"min"``, ``"max"``, an int,
             or a ``(width, height)`` pair): see :func:`collator_image_size`. The rule followed is
-            unsloth_zoo 2025.9+'s; releases up to 2025.3.9 resize nothing (pass ``"max"``), and
-            2025.3.11 - 2025.9.2 round a resized height down where 2025.9+ rounds it.
+            the rule of unsloth_zoo's own resize (``own_resize`` in ``compat_table.toml``); the
+            first releases resize nothing (pass ``"max"``), and the ones before ``own_resize``
+            round a resized height down where it rounds to the nearest pixel.
         image_root: folder relative image paths are read from.
         row: the number errors give the prompt.
         return_tensors: passed to the processor.

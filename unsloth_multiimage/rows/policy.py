@@ -3,7 +3,7 @@
 :func:`apply_policies` runs, per row and in this order:
 
 1. **cap** (``max_images`` / ``on_excess``): above the cap, ``error`` raises
-   :class:`~unsloth_multiimage.images.ImageCountError` naming every offending row;
+   :class:`~unsloth_multiimage.errors.ImageCountError` naming every offending row;
    ``keep_first`` / ``keep_last`` drop the other images, each with its placeholder (the bare
    ``{"type": "image"}`` part and its column entry, or the part that carries the image), and one
    warning per call names the rows;
@@ -12,7 +12,7 @@
    (aspect ratio kept, LANCZOS, at least 1 px per side), computed in integers so the total fits
    (a row can only stay above the budget when sides are held at 1 px);
 3. **strategy** ``grid`` (early fusion): a row with two or more images gets them composed into
-   one canvas (:func:`unsloth_multiimage.grid.compose_grid`); its image placeholders collapse to
+   one canvas (:func:`unsloth_multiimage.rows.grid.compose_grid`); its image placeholders collapse to
    one, at the first image's position; strategy ``serial``: every message holding two or more
    images is split into one turn per image (:func:`unsloth_multiimage.rows.serial.serialise`;
    needs no pixels, so it also runs before decoding).
