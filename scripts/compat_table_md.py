@@ -36,6 +36,7 @@ END = "<!-- compat-table:end -->"
 FIXES_START = "<!-- fixes-table:start -->"
 FIXES_END = "<!-- fixes-table:end -->"
 
+
 def load_compat():
     """unsloth_multiimage.engine.compat from this checkout, without running the package's __init__
     (which activates the patches and needs wrapt/pluggy): a bare parent package is registered

@@ -41,7 +41,11 @@ def test_slots_modules_and_an_exception_inside_the_block():
     module = types.ModuleType("fake_vllm")
     llm = object()
     module.LLM = llm
-    with pytest.raises(KeyError), swapped(slotted, processor="proxy", formatting_func=None), swapped(module, LLM="shim"):
+    with (
+        pytest.raises(KeyError),
+        swapped(slotted, processor="proxy", formatting_func=None),
+        swapped(module, LLM="shim"),
+    ):
         assert (slotted.processor, slotted.formatting_func, module.LLM) == ("proxy", None, "shim")
         raise KeyError("inside")
     assert slotted.processor is processor and module.LLM is llm

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import unsloth_multiimage
 from unsloth_multiimage import _env
-from unsloth_multiimage.engine.decision import Decision
 from unsloth_multiimage.collate.cross_attention import cumulative_cross_attention_mask, real_tiles
+from unsloth_multiimage.engine.decision import Decision
 from unsloth_multiimage.patches.mllama_processor import make_wrapper
 from unsloth_multiimage.tools.doctor import cross_attention_report
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from unsloth_multiimage.adapters import ModelAdapter
-from unsloth_multiimage.errors import ImageCountError
 from unsloth_multiimage.collate.proxy import BatchImages
+from unsloth_multiimage.errors import ImageCountError
 from unsloth_multiimage.rows.plan import plan_row
 
 IMAGE_ID = 9

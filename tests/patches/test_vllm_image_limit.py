@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 import unsloth_multiimage
-from unsloth_multiimage.engine import compat
 from unsloth_multiimage.collate import vllm_limit as vl
+from unsloth_multiimage.engine import compat
 from unsloth_multiimage.patches import vllm_image_limit
 from unsloth_multiimage.tools import vllm_report
 

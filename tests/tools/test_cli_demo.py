@@ -150,9 +150,9 @@ def test_preview_grid(tmp_path, processor):
 
 def test_preview_draws_the_cumulative_mask_when_configured(tmp_path, processor):
     import unsloth_multiimage
+    from unsloth_multiimage.collate.cross_attention import cumulative_cross_attention_mask
     from unsloth_multiimage.demo import demo_data
     from unsloth_multiimage.demo.training import SimpleCollator
-    from unsloth_multiimage.collate.cross_attention import cumulative_cross_attention_mask
     from unsloth_multiimage.tools.preview import render_preview
 
     example = demo_data.make_rows(8, seed=0)[3]  # multi_turn: an image in turn one, the others with the question

@@ -246,7 +246,7 @@ def _mixed_batch(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     length = max(with_images["input_ids"].shape[1], text_only["input_ids"].shape[1])
 
-    def pad(t: torch.Tensor, value: int, repeat_last: bool = False) -> torch.Tensor:
+    def pad(t: Any, value: int, repeat_last: bool = False) -> Any:  # torch tensors
         missing = length - t.shape[1]
         if missing == 0:
             return t
@@ -277,5 +277,3 @@ def _mixed_batch(
         merged = {k: (v.tolist() if k in ("input_ids", "attention_mask") else v.numpy()) for k, v in merged.items()}
         return BatchFeature(data=merged)
     return BatchFeature(data=merged, tensor_type=requested)
-
-

@@ -29,7 +29,17 @@ from ..engine.swap import swapped
 from ..errors import InternalError
 from . import completion_mask
 
-__all__ = ["Fix", "DpoFix", "LOSS_FIXES", "ROW_PREFIX", "dpo_collate", "extend_token_inputs", "logps_shape", "loss", "rollout"]
+__all__ = [
+    "Fix",
+    "DpoFix",
+    "LOSS_FIXES",
+    "ROW_PREFIX",
+    "dpo_collate",
+    "extend_token_inputs",
+    "logps_shape",
+    "loss",
+    "rollout",
+]
 
 #: The key prefix under which a rollout carries the family's row inputs.
 ROW_PREFIX = "umi_rows:"

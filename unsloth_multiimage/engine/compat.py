@@ -103,7 +103,8 @@ class Capability:
 @functools.cache
 def _raw_table() -> dict[str, Any]:
     text = resources.files(__package__).joinpath("compat_table.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    raw: dict[str, Any] = tomllib.loads(text)
+    return raw
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..hooks import PROJECT_NAME, hookspec
+from ..hooks import hookspec
 
 if TYPE_CHECKING:
     from ..adapters import ModelAdapter

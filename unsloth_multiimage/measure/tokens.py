@@ -111,8 +111,8 @@ class TokenCounter:
     """
 
     def __init__(self, processor: Any, adapter: Any = None, settings: Settings | None = None) -> None:
-        from ..engine.activation import find_adapter
         from ..collate import release as zoo_release
+        from ..engine.activation import find_adapter
 
         self.processor = processor
         found = adapter if adapter is not None else find_adapter(processor)

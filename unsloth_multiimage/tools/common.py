@@ -46,8 +46,8 @@ def native_video(processor: Any) -> bool:
     leaves video parts alone, as the patched collator does); False without a processor."""
     if processor is None:
         return False
-    from ..engine.activation import find_adapter
     from ..collate import release as zoo_release
+    from ..engine.activation import find_adapter
 
     return zoo_release.takes_native_video(zoo_release.installed_decision(), find_adapter(processor))
 
