@@ -11,9 +11,10 @@ with their baselines so that machine noise hits both alike:
    interpreter: paid once, on the first import of transformers or unsloth_zoo;
 3. where transformers is installed: ``import transformers`` with the plugin imported first vs
    disabled, and ``import unsloth_multiimage`` after transformers (activation at once);
-4. the bootstrap's choice: activating at import (wrapt's post-import hooks alone) vs deferring the
-   activation to the first import of a patched library (today's trigger finder), for a script
-   that imports the plugin and then a patched library, and for one that never does.
+4. what a script pays for the plugin: ``import unsloth_multiimage`` then transformers' Mllama
+   processor module (patched on import), and ``import unsloth_multiimage`` alone. Run with
+   ``--checkout PATH`` on another checkout to compare bootstraps (the activation deferred to the
+   first patched import by a trigger finder, up to 3c9f415, against activating at import).
 
 Byte-code is compiled first (``compileall``), as ``pip install`` does: with
 ``PYTHONDONTWRITEBYTECODE=1`` and an editable install every run would recompile the package.
@@ -32,8 +33,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the checkout measured (--checkout replaces it)
 _LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
+
+
+def _set_root(path: Path) -> None:
+    global ROOT
+    ROOT = path.resolve()
 
 
 def _env(**extra: str) -> dict:
@@ -77,12 +83,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--bootstrap-only", action="store_true", help="run section 4 alone")
+    parser.add_argument("--section4-only", action="store_true", help="run section 4 alone")
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="the checkout whose package is measured")
     args = parser.parse_args()
     py, runs = args.python, args.runs
-    if args.bootstrap_only:
-        print(f"load average at start: {tuple(round(x, 2) for x in os.getloadavg())}")
-        _bootstrap_choice(py, runs)
+    _set_root(args.checkout)
+    if args.section4_only:
+        print(f"checkout {ROOT}; load average at start: {tuple(round(x, 2) for x in os.getloadavg())}")
+        _script_cost(py, runs)
         return
 
     compileall.compile_dir(str(ROOT / "unsloth_multiimage"), quiet=1)
@@ -153,32 +161,25 @@ def main() -> None:
         for _ in range(max(5, runs // 3))
     ]
     print(f"   import unsloth_multiimage after transformers (activates at once) {_ms(after)}")
-    _bootstrap_choice(py, runs)
+    _script_cost(py, runs)
 
 
-def _bootstrap_choice(py: str, runs: int) -> None:
-    """Section 4: the deferred activation (the trigger finder) against activating at import."""
-    at_import = "import unsloth_multiimage as u; u._bootstrap.complete('at import')"
-    script = "import json, time; t = time.perf_counter(); {plugin}\n" + (
+def _script_cost(py: str, runs: int) -> None:
+    """Section 4: a script importing the plugin then a patched library, and one importing it alone."""
+    script = (
+        "import json, time; t = time.perf_counter(); import unsloth_multiimage\n"
         "import transformers\nfrom transformers.models.mllama import processing_mllama\n"
         "assert hasattr(processing_mllama.MllamaProcessor.__call__, '__wrapped__')\n"
         "print(json.dumps(time.perf_counter() - t))"
     )
-    deferred, eager, plain_deferred, plain_eager = [], [], [], []
+    patched, base, alone = [], [], []
     for _ in range(max(5, runs // 3)):
-        deferred.append(_inner(py, script.format(plugin="import unsloth_multiimage")))
-        eager.append(_inner(py, script.format(plugin=at_import)))
-        plain_deferred.append(_wall(py, "import unsloth_multiimage"))
-        plain_eager.append(_wall(py, at_import))
-    print("\n4. the bootstrap: activation deferred (trigger finder) vs at import (wrapt post-import hooks alone)")
-    print("   a script importing the plugin, then transformers' Mllama processor (patched on import):")
-    print(f"     deferred                           {_ms(deferred)}")
-    print(f"     at import                          {_ms(eager)}")
-    print(f"     difference, paired per run         {_ms([b - a for a, b in zip(deferred, eager)])}")
-    print("   a script importing the plugin and no patched library (wall time of the interpreter):")
-    print(f"     deferred                           {_ms(plain_deferred)}")
-    print(f"     at import                          {_ms(plain_eager)}")
-    print(f"     difference, paired per run         {_ms([b - a for a, b in zip(plain_deferred, plain_eager)])}")
+        patched.append(_inner(py, script))
+        base.append(_wall(py, "pass"))
+        alone.append(_wall(py, "import unsloth_multiimage"))
+    print("\n4. what a script pays")
+    print(f"   import unsloth_multiimage, then the Mllama processor module (patched)  {_ms(patched)}")
+    print(f"   import unsloth_multiimage alone, minus python -c pass, paired          {_ms([a - b for a, b in zip(alone, base)])}")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@
 ``import unsloth_multiimage`` (before or after ``import unsloth``/``transformers``) activates the
 registered patches; ``UNSLOTH_MULTIIMAGE_DISABLE=1`` turns that off. See README.md.
 
-This is the users' face; plugin authors import :mod:`unsloth_multiimage.plugin`. The import
-itself is cheap: the names below load on first use (type checkers see them through the
-``TYPE_CHECKING`` imports), and the activation waits for the first import of a patched library
-when none is imported yet (see ``_bootstrap``).
+This is the users' face; plugin authors import :mod:`unsloth_multiimage.plugin`. The names below
+load on first use (type checkers see them through the ``TYPE_CHECKING`` imports). The import
+activates the plugins at once (:func:`~unsloth_multiimage.engine.activation.activate_on_import`):
+a patched library imported later is patched by a wrapt post-import hook as it is imported.
 """
 
-from . import _bootstrap
+from . import _env
 from ._version import __version__
 
 TYPE_CHECKING = False
@@ -119,11 +119,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
 
 
-def _activate() -> None:
-    """The bootstrap's activation callback: handed over, so ``_bootstrap`` never imports the engine."""
-    from .engine.activation import _activate as activate
+if not _env.flag(_env.DISABLE):  # disabled: not even the engine is imported
+    from .engine.activation import activate_on_import as _activate_on_import
 
-    activate()
-
-
-_bootstrap.start(_activate)
+    _activate_on_import()

@@ -1,6 +1,7 @@
 """Every ``UNSLOTH_MULTIIMAGE_*`` environment variable, defined once, with its meaning.
 
-Imported by the import-time bootstrap, so it uses ``os`` only. The settings module reads the
+Imported first by ``import unsloth_multiimage`` (``UNSLOTH_MULTIIMAGE_DISABLE`` decides whether
+anything else is), so it uses ``os`` only. The settings module reads the
 variables that carry a :class:`~unsloth_multiimage.settings.Settings` field (``setting``); the
 engine reads the on/off and list ones. README's table of variables is checked against
 :data:`VARIABLES` by the tests.

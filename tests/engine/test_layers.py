@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "unsloth_multiimage"
-BASE = {"__main__", "_bootstrap", "_env", "_version", "settings", "errors", "hooks"}
+BASE = {"__main__", "_env", "_version", "settings", "errors", "hooks"}
 #: Top-level modules that are a layer of their own: the users' face (the package itself) and the
 #: plugin authors' face.
 FACES = {"__init__": "users", "plugin": "plugin"}

@@ -1,9 +1,10 @@
 """Activating and deactivating the registered patches (the OpenTelemetry instrumentor pattern).
 
-``activate()`` is idempotent and thread-safe. A patch whose target module is not imported yet
-gets one wrapt post-import hook per module (wrapt drops it once it fired; the next activate()
-re-arms it; it does nothing while the plugin is inactive), so the import order of ``unsloth_multiimage`` and
-the patched library does not matter.
+``activate()`` is idempotent and thread-safe; ``import unsloth_multiimage`` runs it
+(:func:`activate_on_import`). A patch whose target module is not imported yet gets one wrapt
+post-import hook per module (wrapt drops it once it fired; the next activate() re-arms it; it does
+nothing while the plugin is inactive), so the import order of ``unsloth_multiimage`` and the
+patched library does not matter.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-from .. import _bootstrap, _env
+from .. import _env
 from .decision import Decision, State
 from .patching import AppliedPatch, Patch, wants_keyword
 from .plugins import LoadedPlugins, PluginRecord, load_plugins
@@ -31,7 +32,16 @@ logger = logging.getLogger("unsloth_multiimage")
 if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
     logger.addHandler(logging.NullHandler())
 
-__all__ = ["PatchStatus", "activate", "deactivate", "find_adapter", "status", "plugin_records", "is_disabled"]
+__all__ = [
+    "PatchStatus",
+    "activate",
+    "activate_on_import",
+    "deactivate",
+    "find_adapter",
+    "status",
+    "plugin_records",
+    "is_disabled",
+]
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,9 @@ class PatchStatus:
     fixes: tuple[str, ...] = ()
 
 
-is_disabled = _bootstrap.is_disabled
+def is_disabled() -> bool:
+    """True when ``UNSLOTH_MULTIIMAGE_DISABLE`` turns the whole plugin off."""
+    return _env.flag(_env.DISABLE)
 
 
 def _blocked_names() -> frozenset[str]:
@@ -200,14 +212,27 @@ def activate() -> list[PatchStatus]:
     no-op for patches already in place (and re-applies patches lost to a module reload).
     Returns :func:`status`. Does nothing when ``UNSLOTH_MULTIIMAGE_DISABLE=1``.
     """
-    _bootstrap.settle("activated by activate()")
     _activate()
     return status()
 
 
+def activate_on_import() -> None:
+    """What ``import unsloth_multiimage`` runs: :func:`activate` without its status report (versions
+    are decided when a target is imported). Never raises: a failed activation must not fail the
+    user's import; it is logged and no patch is applied.
+
+    Why at import and not at the first import of a patched library: the activation (wrapt, pluggy,
+    the entry points, the plugins) costs the same either way in a script that imports one, and a
+    deferral needed an import hook of its own beside wrapt's (benchmarks/README.md, import_time).
+    """
+    try:
+        _activate()
+    except Exception:
+        logger.exception("unsloth_multiimage: activation on import failed; no patch is applied")
+
+
 def _activate() -> None:
-    """activate() without building the status report (what the import-time bootstrap runs:
-    deciding versions waits until a target is imported, to keep the activation cheap)."""
+    """activate() without building the status report."""
     if is_disabled():
         logger.info("unsloth_multiimage: disabled by %s", _env.DISABLE.name)
         return
@@ -229,10 +254,8 @@ def deactivate() -> None:
     """Undo every applied patch, restoring the original objects exactly (``is``-identical).
 
     Post-import hooks stay registered (wrapt cannot remove them) but do nothing until the next
-    :func:`activate`. Before the first import of a patched library, it cancels the activation
-    that ``import unsloth_multiimage`` deferred until then.
+    :func:`activate`.
     """
-    _bootstrap.settle("deactivated by deactivate() before any target was imported")
     with _state.lock:
         _state.active = False
         for applied in reversed(list(_state.applied.values())):
@@ -250,14 +273,12 @@ def _reset_for_tests() -> None:
 
 def plugin_manager() -> Any:
     """The pluggy PluginManager holding every loaded plugin (for calling hooks)."""
-    _bootstrap.complete("call of plugin_manager()")
     with _state.lock:
         return _load().manager
 
 
 def find_adapter(processor: Any, config: Any = None) -> ModelAdapter | None:
     """The model adapter the patches use for ``processor`` (see :class:`~unsloth_multiimage.adapters.AdapterLookup`)."""
-    _bootstrap.complete("call of find_adapter()")
     with _state.lock:
         lookup = _load().adapters
     return lookup(processor, config)
@@ -265,7 +286,6 @@ def find_adapter(processor: Any, config: Any = None) -> ModelAdapter | None:
 
 def plugin_records() -> list[PluginRecord]:
     """The plugins found in the entry-point group, loaded or not, with their errors."""
-    _bootstrap.complete("call of plugin_records()")
     with _state.lock:
         return list(_load().records)
 
@@ -274,7 +294,6 @@ def status() -> list[PatchStatus]:
     """One record per known patch (and one per plugin that failed to load)."""
     from . import compat
 
-    _bootstrap.complete("call of status()")
     with _state.lock:
         loaded = _load()
         out: list[PatchStatus] = []
