@@ -11,8 +11,8 @@ import inspect
 
 import pytest
 
-from conftest import TRANSFORMERS, UNSLOTH_ZOO
-from imagekit import exif_rotated, png_bytes, serve_png, solid
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO
+from tests.support.imagekit import exif_rotated, png_bytes, serve_png, solid
 
 Image = pytest.importorskip("PIL.Image")
 np = pytest.importorskip("numpy")

@@ -28,10 +28,9 @@ from pathlib import Path
 import pytest
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO, patches_off
 from unsloth_multiimage.engine import compat
 from unsloth_multiimage.patches import vllm_image_limit as vl
-
-from helpers import UNSLOTH_ZOO, patches_off
 
 if UNSLOTH_ZOO is None:
     pytest.skip("unsloth_zoo is not installed on this row (no vLLM engine to limit)", allow_module_level=True)
