@@ -9,8 +9,6 @@ from .installed import needs_tf5, torchvision_only
 from .markers import BOS, EOS, PAD, VOCAB, Rope, Tok, rope5
 
 _DEEPSEEK = ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>")  # bos, eos
-
-
 _MINICPM_MARKS = dict(
     image_token="<|image_pad|>",
     video_token="<|video_pad|>",

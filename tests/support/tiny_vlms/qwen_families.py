@@ -38,8 +38,6 @@ _PATCH8_VISION = dict(
     temporal_patch_size=2,
     out_hidden_size=32,
 )
-
-
 _PADDLE = ("<|IMAGE_START|>", "<|IMAGE_PLACEHOLDER|>", "<|IMAGE_END|>")  # start, image, end
 
 
