@@ -42,7 +42,7 @@ DEFAULT_ROW = "tf5.17-zoo2026.10"
 PINNED = ("torch", "transformers", "tokenizers", "huggingface_hub", "datasets", "trl", "accelerate")
 # Installed with --no-deps (their declared dependencies need a CUDA stack; timm declares
 # torchvision, which cannot load beside the CPU torch: the Gemma 3n fixture imports timm under an
-# import-only stand-in, see tests/tiny_vlms.py).
+# import-only stand-in, see tests/support/tiny_vlms/torchvision_stand_in.py).
 NO_DEPS = ("unsloth_zoo", "unsloth", "timm")
 # The project is installed with --no-deps, so its runtime dependencies are listed here.
 # num2words: SmolVLMProcessor needs it to be built at all (the SmolVLM adapter tests).

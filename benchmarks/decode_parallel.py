@@ -25,7 +25,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("UNSLOTH_ZOO_DISABLE_GPU_INIT", "1")
 
 from _timing import alternating  # noqa: E402
@@ -79,9 +78,8 @@ def main() -> None:
     import torch
     import transformers
 
-    from unsloth_multiimage.demo import tiny_mllama
-
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
+    from unsloth_multiimage import tiny_mllama
 
     vision_utils, how = load_vision_utils()
     if args.threads is not None:

@@ -2,7 +2,7 @@
 
 Runs the package's own policy code (:func:`unsloth_multiimage.rows.policy.apply_policies`) and a real
 ``MllamaProcessor`` with the checkpoint's image geometry (560 px tiles, at most 4 tiles per image;
-the tiny tokenizer of :mod:`unsloth_multiimage.demo.tiny_mllama`, which does not change the image
+the tiny tokenizer of :mod:`unsloth_multiimage.tiny_mllama`, which does not change the image
 tensors). No model, no GPU, no network.
 
     python benchmarks/grid_memory.py [--rows 8] [--counts 2 4 8] [--sizes 560 1120]
@@ -20,7 +20,7 @@ import time
 
 from PIL import Image
 
-from unsloth_multiimage.demo import tiny_mllama
+from unsloth_multiimage import tiny_mllama
 from unsloth_multiimage.rows.plan import plan_row
 from unsloth_multiimage.rows.policy import apply_policies
 from unsloth_multiimage.settings import Settings

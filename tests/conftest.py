@@ -1,20 +1,20 @@
-"""Shared fixtures: the tiny offline Mllama model/processor, and patch on/off helpers."""
+"""The suite's fixtures (the tiny offline Mllama model and processor, the real unsloth_zoo collator,
+patches on/off, fake plugin distributions) and pytest hooks (optional libraries, compat rows, heavy
+tests). Helper code the tests import is in tests/support/."""
 
 from __future__ import annotations
 
-import importlib.machinery
 import logging
 import os
-import re
 import types
 from pathlib import Path
 
 import pytest
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO, heavy_rows, patches_off
+from tests.support.optional_libraries import NO_MODULE, missing_optional_library, skip_reason
 from unsloth_multiimage.engine import activation
-
-from helpers import REPO, TRANSFORMERS, UNSLOTH_ZOO, clean_env, fresh_python, patches_off, upstream_pc_failure  # noqa: F401
 
 
 @pytest.fixture
@@ -26,11 +26,10 @@ def unpatched():
 def tiny():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from unsloth_multiimage.demo import tiny_mllama
+    from tests.support import tiles
+    from unsloth_multiimage import tiny_mllama
 
-    import tiles
-
-    # The tiny model's builders (demo harness) and the coded test images (tests/tiles.py) in one place.
+    # The tiny model's builders and the coded test images (tests/support/tiles.py) in one place.
     return types.SimpleNamespace(
         **{n: getattr(tiny_mllama, n) for n in tiny_mllama.__all__}, **{n: getattr(tiles, n) for n in tiles.__all__}
     )
@@ -50,10 +49,10 @@ def model(tiny, processor):
 
 @pytest.fixture(scope="module")
 def vision_utils():
-    """The installed unsloth_zoo release's real ``vision_utils`` module (see tests/zoo.py)."""
+    """The installed unsloth_zoo release's real ``vision_utils`` module (see tests/support/zoo.py)."""
     if UNSLOTH_ZOO is None:
         pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
 
     module, _how = load_vision_utils()
     return module
@@ -75,40 +74,17 @@ def _plugin_active():
     unsloth_multiimage.reset_settings()
 
 
-#: Libraries that tests use where they are installed and that the package does not depend on. A
-#: test, fixture or test module that fails only because one of them is not installed is reported as
-#: skipped, naming it: the suite passes or skips on a bare install (the package, pytest, hypothesis).
-OPTIONAL_LIBRARIES = frozenset(
-    {"PIL", "accelerate", "av", "datasets", "numpy", "pandas", "pyarrow", "timm", "tokenizers", "torch"}
-    | {"transformers", "trl", "unsloth", "unsloth_zoo"}
-)
-_NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
-
-
-def missing_optional_library(name: str | None) -> str | None:
-    """The optional library a missing module ``name`` belongs to, when it is not installed (searched
-    on sys.path, not in sys.modules: a test that hides an installed library is not skipped)."""
-    top = (name or "").partition(".")[0]
-    if top in OPTIONAL_LIBRARIES and importlib.machinery.PathFinder.find_spec(top) is None:
-        return top
-    return None
-
-
-def _skip_reason(library: str) -> str:
-    return f"{library} is not installed here and this test needs it"
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
     """A test module whose import fails for want of an optional library is skipped, naming it."""
     outcome = yield
     report = outcome.get_result()
     if report.failed and isinstance(collector, pytest.Module):
-        found = _NO_MODULE.search(str(report.longrepr))
+        found = NO_MODULE.search(str(report.longrepr))
         library = missing_optional_library(found.group(1)) if found else None
         if library:
             report.outcome, report.result = "skipped", []
-            report.longrepr = (str(collector.path), 1, _skip_reason(library))
+            report.longrepr = (str(collector.path), 1, skip_reason(library))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -122,22 +98,11 @@ def pytest_runtest_makereport(item, call):
         library = missing_optional_library(error.name)
         if library:
             report.outcome = "skipped"
-            report.longrepr = (str(item.path), (item.location[1] or 0) + 1, _skip_reason(library))
+            report.longrepr = (str(item.path), (item.location[1] or 0) + 1, skip_reason(library))
     row = os.environ.get("UMI_COMPAT_ROW")
     if row and report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
         path, lineno, reason = report.longrepr
         report.longrepr = (path, lineno, f"{reason} [row {row}]")
-
-
-def heavy_rows() -> list[str]:
-    """The compat rows that run the tests marked ``heavy`` (``heavy_tests = true`` in compat/matrix.toml)."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-
-    matrix = tomllib.loads((REPO / "compat" / "matrix.toml").read_text(encoding="utf-8"))
-    return [name for name, row in matrix["rows"].items() if row.get("heavy_tests")]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -159,8 +124,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """A clean machinery and a fake-distribution factory (tests/fakesite.py)."""
-    from fakesite import fake_sites
+    """A clean machinery and a fake-distribution factory (tests/support/fakesite.py)."""
+    from tests.support.fakesite import fake_sites
 
     yield from fake_sites(monkeypatch, tmp_path)
 

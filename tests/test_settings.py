@@ -7,12 +7,11 @@ from typing import Any
 import pytest
 
 import unsloth_multiimage
-from unsloth_multiimage import _env, settings
-
-from fakesite import (
+from tests.support.fakesite import (
     ENV_VARS,
     REPO,
 )
+from unsloth_multiimage import _env, settings
 
 # --------------------------------------------------------------------------------------
 # settings

@@ -1,7 +1,7 @@
-"""Model-family adapters (every family of tests/adapters/family_cases.py ``EXPECTED``), the
+"""Model-family adapters (every family of tests/support/family_cases.py ``EXPECTED``), the
 ``image_token`` fallback, and a third-party adapter installed through the entry-point group.
 
-The family tests build tiny random models and the REAL processors offline (tests/tiny_vlms.py)
+The family tests build tiny random models and the REAL processors offline (tests/support/tiny_vlms/)
 and run them through the REAL ``UnslothVisionDataCollator`` of the installed unsloth_zoo; the
 3-image + text-only batch of every family is in test_families.py.
 """
@@ -17,14 +17,8 @@ import pytest
 from packaging.version import Version
 
 import unsloth_multiimage
-from unsloth_multiimage import adapters
-from unsloth_multiimage import find_adapter as adapter_for
-from unsloth_multiimage.adapters import ModelAdapter
-from unsloth_multiimage.engine import activation
-from unsloth_multiimage.errors import ImageCountError
-
-from conftest import TRANSFORMERS, UNSLOTH_ZOO, patches_off
-from family_cases import (
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO, patches_off
+from tests.support.family_cases import (
     EXPECTED,
     assistant,
     column_row,
@@ -35,6 +29,11 @@ from family_cases import (
     upstream_failure,
     user,
 )
+from unsloth_multiimage import adapters
+from unsloth_multiimage import find_adapter as adapter_for
+from unsloth_multiimage.adapters import ModelAdapter
+from unsloth_multiimage.engine import activation
+from unsloth_multiimage.errors import ImageCountError
 
 ALL_IMAGES_NATIVE = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.12.4")
 needs_stack = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
@@ -69,7 +68,7 @@ def test_each_family_gets_its_adapter_and_placeholder(fam):
 def test_count_in_ids_counts_images_after_expansion(fam):
     """The processor itself (no collator), images in the adapter's layout: the adapter counts each
     row's images, and the coded images come out in order."""
-    from tiny_vlms import make_tile_image
+    from tests.support.tiny_vlms import make_tile_image
 
     rows = [1, 2, 3]
     texts = [fam.processor.apply_chat_template([user(*[IMG] * n), assistant()], tokenize=False) for n in rows]
@@ -143,7 +142,7 @@ def test_adapters_do_not_claim_other_processors():
 def vision_utils():
     if UNSLOTH_ZOO is None:
         pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
 
     return load_vision_utils()[0]
 

@@ -10,15 +10,15 @@ import copy
 
 import pytest
 
-from conftest import UNSLOTH_ZOO, patches_off
-from family_cases import column_row, model_of, text_row, tiny_of
+from tests.support import UNSLOTH_ZOO, patches_off
+from tests.support.family_cases import column_row, model_of, text_row, tiny_of
 
 
 @pytest.fixture(scope="module")
 def vision_utils():
     if UNSLOTH_ZOO is None:
         pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
 
     return load_vision_utils()[0]
 
@@ -26,11 +26,11 @@ def vision_utils():
 @pytest.fixture(scope="module")
 def side_by_side():
     """The tiny LLaVA-NeXT processor with a template that renders each image as a bare ``<image>``."""
-    import tiny_vlms
+    from tests.support import tiny_vlms
 
     tiny = tiny_of("llava_next")
     processor = copy.copy(tiny.processor)
-    processor.chat_template = tiny_vlms._template(
+    processor.chat_template = tiny_vlms.chat_template(
         begin="<s>",
         turn="(role | upper) + ': '",
         end="('</s>' if message['role'] == 'assistant' else ' ')",

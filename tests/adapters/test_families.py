@@ -16,8 +16,8 @@ import textwrap
 
 import pytest
 
-from conftest import UNSLOTH_ZOO, patches_off
-from family_cases import (
+from tests.support import UNSLOTH_ZOO, patches_off
+from tests.support.family_cases import (
     EXPECTED,
     PROCESSOR_CLASSES,
     column_row,
@@ -39,16 +39,15 @@ ORDERS = {"image-row-first": True, "text-row-first": False}
 def vision_utils():
     if UNSLOTH_ZOO is None:
         pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
 
     return load_vision_utils()[0]
 
 
 # ----------------------------------------------------------------------------------- completeness
 def test_every_table_entry_has_a_fixture_and_a_collator_case():
+    from tests.support import tiny_vlms
     from unsloth_multiimage.adapters import table
-
-    import tiny_vlms
 
     assert set(EXPECTED) == set(tiny_vlms.FAMILIES), "EXPECTED and tiny_vlms.FAMILIES name different families"
     assert set(COLLATOR_FAMILIES) == set(tiny_vlms.FAMILIES)
@@ -239,7 +238,7 @@ def test_the_torchvision_stand_in_leaves_nothing_behind(tmp_path, monkeypatch):
     pytest.importorskip("transformers")
     from transformers.utils import import_utils
 
-    import tiny_vlms
+    from tests.support import tiny_vlms
 
     if importlib.util.find_spec("torchvision") is not None:
         pytest.skip("torchvision is installed on this row: the stand-in is never used")
@@ -276,5 +275,5 @@ def test_the_torchvision_stand_in_leaves_nothing_behind(tmp_path, monkeypatch):
         "transformers.models.gemma4.image_processing_gemma4",
     ):
         module = sys.modules.get(dropped)  # on 4.x image_processing_pixtral is the PIL one, imported for real
-        assert module is None or not isinstance(vars(module).get("tvF"), tiny_vlms._StandIn), dropped
+        assert module is None or not isinstance(vars(module).get("tvF"), tiny_vlms.StandIn), dropped
     assert import_utils.is_torchvision_available() is False

@@ -1,4 +1,4 @@
-"""``strategy="serial"`` through the REAL unsloth_zoo collator on every family of tests/tiny_vlms.py:
+"""``strategy="serial"`` through the REAL unsloth_zoo collator on every family of tests/support/tiny_vlms/:
 each image in its own user turn, in order (coded pixels), and a template that refuses two user
 turns in a row named before upstream runs."""
 
@@ -9,18 +9,17 @@ import copy
 import pytest
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO
+from tests.support.family_cases import EXPECTED, IMG, assistant, column_row, counts, model_of, tiny_of, upstream_failure
 from unsloth_multiimage.errors import RowShapeError
 from unsloth_multiimage.rows.serial import serialise
-
-from conftest import UNSLOTH_ZOO
-from family_cases import EXPECTED, IMG, assistant, column_row, counts, model_of, tiny_of, upstream_failure
 
 
 @pytest.fixture(scope="module")
 def vision_utils():
     if UNSLOTH_ZOO is None:
         pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
 
     return load_vision_utils()[0]
 
@@ -50,7 +49,7 @@ def test_every_family_gets_each_image_in_its_own_turn_in_order(family, vision_ut
 def test_a_template_that_refuses_consecutive_user_turns_names_the_row(vision_utils):
     """Gemma's and Mistral's Hub templates raise on two user turns in a row: the collator says so
     before upstream runs, naming the row (the tiny Gemma 3 template with that rule added)."""
-    from tiny_vlms import make_tile_image
+    from tests.support.tiny_vlms import make_tile_image
 
     tiny = tiny_of("gemma3")
     processor = copy.deepcopy(tiny.processor)

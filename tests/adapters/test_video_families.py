@@ -4,7 +4,7 @@ One batch per family: row 0 carries its video in the part (``{"type": "video", "
 row 1 has a bare ``{"type": "video"}`` part and a ``videos`` column. Each video is 8 solid frames
 (PyAV, lossless) whose colours code ``(row, frame)``; with ``video_max_frames=3`` uniform sampling
 keeps frames 0, 4 and 7. Checked per family: the adapter counts 3 images per row in ``input_ids``,
-and the pixel decoder of tests/tiny_vlms.py reads the six frames back in their rows and in time
+and the pixel decoder of tests/support/tiny_vlms/ reads the six frames back in their rows and in time
 order. Under ``strategy="grid"`` Mllama gets one storyboard canvas per video.
 
 Cost: every family on the default row (the newest zoo); elsewhere Mllama only (on
@@ -17,9 +17,9 @@ import os
 
 import pytest
 
-from family_cases import EXPECTED, assistant, counts, model_of, tiny_of, upstream_failure
+from tests.support.family_cases import EXPECTED, assistant, counts, model_of, tiny_of, upstream_failure
 
-videokit = pytest.importorskip("videokit")
+videokit = pytest.importorskip("tests.support.videokit")
 
 DEFAULT_ROW = "tf5.17-zoo2026.10"
 FULL = os.environ.get("UMI_COMPAT_ROW", DEFAULT_ROW) in ("", DEFAULT_ROW)
@@ -29,11 +29,11 @@ KEPT = [0, 4, 7]  # uniform sampling of 3 out of 8 frames
 
 @pytest.fixture(scope="module")
 def vision_utils():
-    from conftest import UNSLOTH_ZOO
+    from tests.support import UNSLOTH_ZOO
 
     if UNSLOTH_ZOO is None:
         pytest.skip("unsloth_zoo is not installed on this row")
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
 
     return load_vision_utils()[0]
 

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
 from unsloth_multiimage import _bootstrap
 from unsloth_multiimage.engine.plugins import load_plugins
 
-from conftest import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
-
 needs_tf = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 needs_zoo = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
-TESTS = str(Path(__file__).resolve().parents[1])
 
 # Modules the full activation imports; none of them may come with `import unsloth_multiimage`.
 _ACTIVATION_MODULES = (
@@ -249,19 +247,18 @@ def test_disabled_arms_nothing() -> None:
 
 @needs_zoo
 def test_the_zoo_collator_is_patched_when_zoo_comes_after_the_plugin() -> None:
-    # tests/zoo.py loads the pinned release's own vision_utils (real import from 2026.5, a bare
+    # tests/support/zoo.py loads the pinned release's own vision_utils (real import from 2026.5, a bare
     # package before: then the trigger fires on unsloth_zoo.vision_utils itself).
     out = run(
         """
         import unsloth_multiimage as u
-        sys.path.insert(0, TESTS_DIR)
-        from zoo import load_vision_utils
+        from tests.support.zoo import load_vision_utils
         vu, how = load_vision_utils()
         [st] = [s for s in u.status() if s.name == "unsloth_collator"]
         print(json.dumps({"how": how, "wrapped": wrapped(vu.UnslothVisionDataCollator.__dict__["__call__"]),
                           "applied": st.applied, "decision": st.decision, "proxies": proxies_left(),
                           "mode": u._bootstrap.mode()}))
-        """.replace("TESTS_DIR", repr(TESTS))
+        """
     )
     assert out["mode"].startswith("activated on import of "), out["mode"]
     assert out["proxies"] == []
@@ -326,7 +323,7 @@ print(json.dumps({"seen": seen, "mode": b.mode(), "proxies": proxies_left()}))
 
 
 def test_a_package_already_in_sys_modules_triggers_on_its_submodule(tmp_path: Path) -> None:
-    # As tests/zoo.py does for old unsloth_zoo releases: the package object is put in sys.modules
+    # As tests/support/zoo.py does for old unsloth_zoo releases: the package object is put in sys.modules
     # by hand, so the first lookup the finder sees is the submodule's.
     write_package(tmp_path, _TRIGPKG)
     out = run(

@@ -97,7 +97,7 @@ def test_the_heavy_tests_run_on_the_default_row_and_the_oldest_and_newest_transf
     """The tests marked ``heavy`` are skipped on rows without ``heavy_tests`` (conftest): the rows
     that keep them must span the matrix (the default session's row, the oldest and the newest
     transformers, a row without unsloth_zoo), or a release could lose them all."""
-    from conftest import heavy_rows
+    from tests.support import heavy_rows
 
     noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
     default = noxfile.split('DEFAULT_ROW = "', 1)[1].split('"', 1)[0]

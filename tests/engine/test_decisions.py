@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 import wrapt
 
-from unsloth_multiimage import _env
-from unsloth_multiimage.engine import activation, compat
-
-from fakesite import (
+from tests.support.fakesite import (
     COLLATOR_PATCH,
     FAKE_NEWEST,
     UNPATCHED,
@@ -17,6 +14,8 @@ from fakesite import (
     statuses,
     warnings_of,
 )
+from unsloth_multiimage import _env
+from unsloth_multiimage.engine import activation, compat
 
 # --------------------------------------------------------------------------------------
 # Every decision state, on a real module

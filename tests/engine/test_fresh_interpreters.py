@@ -11,14 +11,13 @@ import sys
 
 import pytest
 
-from unsloth_multiimage.engine import compat
-
-from conftest import TRANSFORMERS, clean_env, fresh_python
-from fakesite import (
+from tests.support import TRANSFORMERS, clean_env, fresh_python
+from tests.support.fakesite import (
     COLLATOR_PATCH,
     REPO,
     FakeSites,
 )
+from unsloth_multiimage.engine import compat
 
 # --------------------------------------------------------------------------------------
 # Background subprocesses (fresh interpreters): started once, collected by the last tests

@@ -16,11 +16,10 @@ import pytest
 import wrapt
 
 import unsloth_multiimage
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
 from unsloth_multiimage.adapters.mllama import ADAPTER as MLLAMA_ADAPTER
 from unsloth_multiimage.engine import activation
 from unsloth_multiimage.errors import InternalError
-
-from conftest import TRANSFORMERS, UNSLOTH_ZOO, fresh_python
 
 MLLAMA_MODULE = "transformers.models.mllama.processing_mllama"
 needs_tf = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
@@ -116,7 +115,7 @@ def _hook_sizes() -> tuple:
 @needs_tf
 def test_a_thousand_activate_deactivate_cycles(processor):
     if UNSLOTH_ZOO is not None:
-        from zoo import load_vision_utils
+        from tests.support.zoo import load_vision_utils
 
         load_vision_utils()
     targets = _targets()
@@ -266,7 +265,7 @@ class RowsDataset:
 
 
 def _skip_unless_upstream_pickles(collator):
-    from conftest import patches_off
+    from tests.support import patches_off
 
     with patches_off():
         try:

@@ -6,10 +6,7 @@ import sys
 
 import pytest
 
-from unsloth_multiimage import _env
-from unsloth_multiimage.engine import activation
-
-from fakesite import (
+from tests.support.fakesite import (
     COLLATOR_PATCH,
     SUB_PATCH,
     UNPATCHED,
@@ -17,6 +14,8 @@ from fakesite import (
     call,
     statuses,
 )
+from unsloth_multiimage import _env
+from unsloth_multiimage.engine import activation
 
 # --------------------------------------------------------------------------------------
 # Environment opt-outs

@@ -9,9 +9,7 @@ import sys
 import pytest
 import wrapt
 
-from unsloth_multiimage.engine import activation
-
-from fakesite import (
+from tests.support.fakesite import (
     COLLATOR_PATCH,
     SUB_PATCH,
     UNPATCHED,
@@ -20,6 +18,7 @@ from fakesite import (
     statuses,
     warnings_of,
 )
+from unsloth_multiimage.engine import activation
 
 # --------------------------------------------------------------------------------------
 # Import order, idempotence, exact restore

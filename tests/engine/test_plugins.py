@@ -7,9 +7,7 @@ import importlib.metadata
 
 import pytest
 
-from unsloth_multiimage.engine import activation, compat
-
-from fakesite import (
+from tests.support.fakesite import (
     COLLATOR_PATCH,
     UNPATCHED,
     FakeSites,
@@ -17,6 +15,7 @@ from fakesite import (
     errors_of,
     statuses,
 )
+from unsloth_multiimage.engine import activation, compat
 
 # --------------------------------------------------------------------------------------
 # Discovery through entry points

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from helpers import REPO, UNSLOTH_ZOO, fresh_python
+from tests.support import UNSLOTH_ZOO, fresh_python
 
 # Runs in a fresh interpreter: the tiny model and processor come from a folder (the parent
 # process built them), so nothing of the package but the runtime is imported to get them.
 _SCRIPT = """
 import json, sys
 import unsloth_multiimage
-from zoo import load_vision_utils
+from tests.support.zoo import load_vision_utils
 vision_utils, _how = load_vision_utils()
 from PIL import Image
 from transformers import AutoProcessor, MllamaForConditionalGeneration
@@ -44,7 +44,7 @@ def saved_tiny(tmp_path_factory, tiny, processor):
 @pytest.mark.heavy
 @pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 def test_a_patched_collator_call_loads_neither_the_commands_nor_the_demo_harness(saved_tiny):
-    proc = fresh_python(_SCRIPT.format(folder=str(saved_tiny)), path=(str(REPO / "tests"),))
+    proc = fresh_python(_SCRIPT.format(folder=str(saved_tiny)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["applied"]["unsloth_collator"] and out["slots"] == 3, out  # the patch ran: every image

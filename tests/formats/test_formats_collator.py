@@ -12,8 +12,8 @@ import io
 
 import pytest
 
-from conftest import UNSLOTH_ZOO
-from rowgen import assert_row_ok, companion
+from tests.support import UNSLOTH_ZOO
+from tests.support.rowgen import assert_row_ok, companion
 
 pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 

@@ -133,9 +133,8 @@ def test_trls_vision_preference_collator_takes_a_converted_row():
 
     if Version(trl.__version__) < Version("1.15.0"):
         pytest.skip(f"the trl_dpo_collator patch supports trl >= 1.15.0 (compat table), not {trl.__version__}")
-    from unsloth_multiimage.demo import tiny_mllama
-
-    from tiles import make_tile_image
+    from tests.support.tiles import make_tile_image
+    from unsloth_multiimage import tiny_mllama
 
     processor = tiny_mllama.build_processor()
     row = {

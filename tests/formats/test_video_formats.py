@@ -9,11 +9,10 @@ from __future__ import annotations
 import pytest
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO
+from tests.support.rowgen import assert_row_ok, companion
 
-from conftest import UNSLOTH_ZOO
-from rowgen import assert_row_ok, companion
-
-videokit = pytest.importorskip("videokit")
+videokit = pytest.importorskip("tests.support.videokit")
 pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 
 

@@ -1,4 +1,4 @@
-"""Generation through ``prepare_inputs`` on every family of tests/tiny_vlms.py: the prompt holds every
+"""Generation through ``prepare_inputs`` on every family of tests/support/tiny_vlms/: the prompt holds every
 coded image in its slot, in order (read back by the family's decoder, as tests/adapters/test_families.py
 reads collator batches), ``model.generate`` runs on it, and each image reaches the model's output.
 
@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 import unsloth_multiimage
-
-from conftest import UNSLOTH_ZOO
-from inference_cases import EXPECTED, IMG, model_of, tiny_family, user
+from tests.support import UNSLOTH_ZOO
+from tests.support.inference_cases import EXPECTED, IMG, model_of, tiny_family, user
 
 
 def _generate(model: Any, inputs: Any, new_tokens: int) -> Any:
@@ -42,7 +41,7 @@ def test_generate_on_a_three_image_prompt_sees_every_image(family):
     before the first forward)."""
     import torch
 
-    from tiny_vlms import make_tile_image
+    from tests.support.tiny_vlms import make_tile_image
 
     tiny = tiny_family(family)
     model = model_of(tiny)
@@ -81,7 +80,7 @@ def _forward_is_blind(model: Any, a: Any, b: Any) -> bool:
 
 # ------------------------------------------------------------------------- Mllama: incremental == teacher-forced
 def _separate_groups(tiny: Any) -> tuple[list, list]:
-    from tiny_vlms import make_tile_image
+    from tests.support.tiny_vlms import make_tile_image
 
     text = lambda t: {"type": "text", "text": t}  # noqa: E731
     content = [IMG, text("first"), IMG, text("second"), IMG, text("which image is red")]
@@ -92,7 +91,7 @@ def _training_batch(tiny: Any, model: Any, row: dict) -> Any:
     """The full sequence built the training way: the real collator, or where unsloth_zoo is absent
     the patched processor on the rendered chat (what the plugin's collator path calls)."""
     if UNSLOTH_ZOO is not None:
-        from zoo import load_vision_utils
+        from tests.support.zoo import load_vision_utils
 
         return load_vision_utils()[0].UnslothVisionDataCollator(model, tiny.processor)([row])
     return unsloth_multiimage.prepare_inputs(tiny.processor, row, add_generation_prompt=False, model=model)

@@ -1,7 +1,7 @@
 """``prepare_inputs`` sees exactly what training saw: for a training row, the tensors it returns for
 the row's prompt equal the REAL unsloth_zoo collator's batch for the same row cut where the answer
 starts (``input_ids``, ``attention_mask``, the pixel tensors, the family's image-size tensors and,
-for Llama 3.2 Vision, the cross-attention mask), on every family of tests/tiny_vlms.py, under every
+for Llama 3.2 Vision, the cross-attention mask), on every family of tests/support/tiny_vlms/, under every
 strategy and policy (native, grid, serial where the settings have it, the pixel budget, the
 ``max_images`` cap both ways) and both ``mllama_cross_attention`` modes. Where the collator refuses
 a row, ``prepare_inputs`` refuses the prompt with the same error class.
@@ -22,10 +22,9 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO
+from tests.support.inference_cases import EXPECTED, IMG, assistant, model_of, tiny_family, upstream_failure, user
 from unsloth_multiimage.settings import Strategy
-
-from conftest import UNSLOTH_ZOO
-from inference_cases import EXPECTED, IMG, assistant, model_of, tiny_family, upstream_failure, user
 
 PC_PATH = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.9.3")
 #: The collator's resize in training: prepare_inputs follows 2025.9+'s rule (``resize="min"``);
@@ -60,7 +59,7 @@ _collators: dict[str, Any] = {}
 def collator_of(tiny: Any) -> Any:
     """The real collator of the family's tiny model, built once."""
     if tiny.family not in _collators:
-        from zoo import load_vision_utils
+        from tests.support.zoo import load_vision_utils
 
         _collators[tiny.family] = load_vision_utils()[0].UnslothVisionDataCollator(model_of(tiny), tiny.processor)
     return _collators[tiny.family]
@@ -68,7 +67,7 @@ def collator_of(tiny: Any) -> Any:
 
 def make_row(tiny: Any, n: int, wide: bool, layout: str) -> tuple[dict, dict]:
     """(the row prepare_inputs gets, the row the collator gets): ``n`` coded images."""
-    from tiny_vlms import make_tile_image
+    from tests.support.tiny_vlms import make_tile_image
 
     w, h = tiny.image_size
     images = [make_tile_image(0, i, (w * 2 if wide else w, h)) for i in range(n)]

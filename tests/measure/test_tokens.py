@@ -8,11 +8,10 @@ import copy
 import pytest
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO
 from unsloth_multiimage.errors import ImageCountError
 from unsloth_multiimage.measure.tokens import TokenCounter, percentile, summarise
 from unsloth_multiimage.rows.pipeline import prepare_batch
-
-from conftest import UNSLOTH_ZOO
 
 IMG = {"type": "image"}
 WORDS = "which image has more red"
@@ -113,7 +112,7 @@ def test_a_bad_row_is_reported_not_counted(processor):
 def test_other_families_count_what_their_processor_makes(family):
     """Qwen from the image headers, Gemma 3 by running its processor: both equal the processor's output."""
     pytest.importorskip("transformers")
-    import tiny_vlms
+    from tests.support import tiny_vlms
 
     try:
         tiny = tiny_vlms.build(family)
@@ -132,7 +131,7 @@ def test_other_families_count_what_their_processor_makes(family):
 
 def test_the_pixel_budget_suggested_for_qwen_makes_every_row_fit():
     pytest.importorskip("transformers")
-    import tiny_vlms
+    from tests.support import tiny_vlms
 
     try:
         tiny = tiny_vlms.build("qwen3_vl")

@@ -12,11 +12,10 @@ import re
 
 import pytest
 
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO
+from tests.support.imagekit import exif_rotated, png_bytes, serve_png, solid
 from unsloth_multiimage.engine import compat
 from unsloth_multiimage.errors import BatchError
-
-from conftest import TRANSFORMERS, UNSLOTH_ZOO
-from imagekit import exif_rotated, png_bytes, serve_png, solid
 
 Image = pytest.importorskip("PIL.Image")
 np = pytest.importorskip("numpy")

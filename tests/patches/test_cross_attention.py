@@ -12,13 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import unsloth_multiimage
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO, patches_off
 from unsloth_multiimage import _env
 from unsloth_multiimage.collate.cross_attention import cumulative_cross_attention_mask, real_tiles
 from unsloth_multiimage.engine.decision import Decision
 from unsloth_multiimage.patches.mllama_processor import make_wrapper
 from unsloth_multiimage.tools.doctor import cross_attention_report
-
-from conftest import TRANSFORMERS, UNSLOTH_ZOO, patches_off
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
@@ -297,7 +296,7 @@ def test_the_patch_is_applied_on_every_matrix_row_and_beyond():
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
-    from conftest import REPO
+    from tests.support import REPO
 
     matrix = tomllib.loads((REPO / "compat" / "matrix.toml").read_text(encoding="utf-8"))
     versions = {row["transformers"] for row in matrix["rows"].values()} | {"99.0.0"}

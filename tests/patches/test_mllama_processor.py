@@ -9,12 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
+from tests.support import TRANSFORMERS, patches_off
 from unsloth_multiimage.collate.mllama import nest_images
 from unsloth_multiimage.engine.decision import Decision
 from unsloth_multiimage.errors import ImageCountError
 from unsloth_multiimage.patches.mllama_processor import make_wrapper
-
-from conftest import TRANSFORMERS, patches_off
 
 pytestmark = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 

@@ -2,7 +2,7 @@
 slot in placeholder order (with the cross-attention mask switching on at its token), or a
 ValueError names a row that really is bad. Nothing else is allowed.
 
-Images encode (row, index) in their pixels (tests/tiles.py: make_tile_image / decode_tile), so a
+Images encode (row, index) in their pixels (tests/support/tiles.py: make_tile_image / decode_tile), so a
 shifted, dropped, duplicated or swapped image is caught in the tensors the model would see.
 
 Example counts: ``UMI_HYPOTHESIS_PROFILE=ci-full`` (set by the default CI session) runs 2,000
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from conftest import TRANSFORMERS, UNSLOTH_ZOO
-from rowgen import LAYOUTS, assert_names_a_bad_row, assert_row_ok, build_row, row_specs
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO
+from tests.support.rowgen import LAYOUTS, assert_names_a_bad_row, assert_row_ok, build_row, row_specs
 
 PC_PATH = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.9.3")  # prompt/completion collation
 

@@ -2,7 +2,7 @@
 
 The REAL trainers (transformers generation, no vLLM) and the REAL model: a forward pre-hook on the
 model records what every forward receives (generation, the old-policy log-probs, the loss), and the
-coded images (tests/tiles.py) are read back from ``pixel_values``, so each test proves that every
+coded images (tests/support/tiles.py) are read back from ``pixel_values``, so each test proves that every
 image of every prompt reached the model, and that the cross-attention mask covers the completion.
 Without the patches the first step fails as reported (trl_grpo_* and trl_dpo_collator, see
 unsloth_multiimage/patches/trl_vision_inputs.py, the work in unsloth_multiimage/collate/trl_inputs.py).
@@ -18,7 +18,7 @@ import os
 
 import pytest
 
-from helpers import patches_off, real_triton
+from tests.support import patches_off, real_triton
 
 trl = pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
@@ -55,7 +55,7 @@ default_row_only = pytest.mark.skipif(not FULL, reason=f"run on the default row 
 #: The other families run where TRL takes them all (trl 1.15+: the default row and the newest TRL).
 newest_trl_only = pytest.mark.skipif(TRL < Version("1.15.0"), reason="other families run on trl 1.15+ only (CI cost)")
 
-from tiles import decode_tile, make_tile_image  # noqa: E402
+from tests.support.tiles import decode_tile, make_tile_image  # noqa: E402
 
 IMAGES_PER_PROMPT = (1, 2, 3)
 
@@ -70,7 +70,7 @@ def _real_triton():
 @pytest.fixture(scope="module")
 def mllama(tmp_path_factory):
     """The tiny processor and one model for the module (each trainer gets the same weights back)."""
-    from unsloth_multiimage.demo import tiny_mllama
+    from unsloth_multiimage import tiny_mllama
 
     processor = tiny_mllama.build_processor()
     model = tiny_mllama.build_model(processor, seed=0)
@@ -224,7 +224,7 @@ def _dpo(processor, model, rows):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from unsloth_multiimage.demo import tiny_mllama
+    from unsloth_multiimage import tiny_mllama
 
     args = DPOConfig(
         output_dir=os.environ["UMI_RL_OUT"],
@@ -433,7 +433,7 @@ TRL_DRIVEN = ("gemma3", "idefics3", "llava", "llava_next", "internvl", "qwen2_vl
 @newest_trl_only
 @pytest.mark.parametrize("family", TRL_DRIVEN)
 def test_grpo_steps_on_the_families_trl_drives(family, tmp_path):
-    import tiny_vlms
+    from tests.support import tiny_vlms
 
     try:
         tiny = tiny_vlms.build(family)

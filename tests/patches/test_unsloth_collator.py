@@ -8,9 +8,8 @@ import pytest
 from packaging.version import Version
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO, patches_off, upstream_pc_failure
 from unsloth_multiimage.errors import ImageCountError
-
-from conftest import UNSLOTH_ZOO, patches_off, upstream_pc_failure
 
 pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 

@@ -28,12 +28,11 @@ from pathlib import Path
 import pytest
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO, patches_off
 from unsloth_multiimage.collate import vllm_limit as vl
 from unsloth_multiimage.engine import compat
 from unsloth_multiimage.patches import vllm_image_limit
 from unsloth_multiimage.tools import vllm_report
-
-from helpers import UNSLOTH_ZOO, patches_off
 
 if UNSLOTH_ZOO is None:
     pytest.skip("unsloth_zoo is not installed on this row (no vLLM engine to limit)", allow_module_level=True)

@@ -13,9 +13,8 @@ import time
 
 import pytest
 
+from tests.support.imagekit import exif_rotated, png_bytes, serve_png, solid
 from unsloth_multiimage.rows.decode import MIN_SIDE, ImageLoadError, load_image, needs_decoding
-
-from imagekit import exif_rotated, png_bytes, serve_png, solid
 
 Image = pytest.importorskip("PIL.Image")
 np = pytest.importorskip("numpy")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 pytest.importorskip("PIL", reason="Pillow is not installed: the image policies resize and compose PIL images")
 from PIL import Image  # noqa: E402
 
+from tests.support import UNSLOTH_ZOO, upstream_pc_failure
 from unsloth_multiimage import configure, reset_settings
 from unsloth_multiimage.errors import ImageCountError
 from unsloth_multiimage.rows.chat import content_parts, is_image_part, messages_of
@@ -23,8 +24,6 @@ from unsloth_multiimage.rows.plan import RowPlan, plan_row
 from unsloth_multiimage.rows.policy import apply_policies, budget_sizes, cap_indices
 from unsloth_multiimage.rows.serial import needs_serial
 from unsloth_multiimage.settings import Settings
-
-from conftest import UNSLOTH_ZOO, upstream_pc_failure
 
 IMG = {"type": "image"}
 PALETTE = [

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import unsloth_multiimage
+from tests.support import UNSLOTH_ZOO
 from unsloth_multiimage.errors import ImageCountError
 from unsloth_multiimage.rows.chat import image_parts, messages_of
 from unsloth_multiimage.rows.pipeline import prepare_batch
@@ -17,8 +18,6 @@ from unsloth_multiimage.rows.plan import plan_row
 from unsloth_multiimage.rows.policy import apply_policies
 from unsloth_multiimage.rows.serial import consecutive_turns, needs_serial, serialise, template_refusal
 from unsloth_multiimage.settings import Settings, get_settings
-
-from conftest import UNSLOTH_ZOO
 
 IMG = {"type": "image"}
 

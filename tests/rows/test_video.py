@@ -1,5 +1,5 @@
 """Videos in, frames out (rows/video.py and its pipeline stage): real PyAV decoding of small videos
-made in code (tests/videokit.py), sampling, time windows, labels, the ``videos`` column, the frames
+made in code (tests/support/videokit.py), sampling, time windows, labels, the ``videos`` column, the frames
 counted as images by the cap and the budget, ``native`` left alone, and errors naming the row."""
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import sys
 import pytest
 
 import unsloth_multiimage
+from tests.support import fresh_python
 from unsloth_multiimage.errors import ImageCountError, VideoLoadError
 from unsloth_multiimage.rows import video
 from unsloth_multiimage.rows.pipeline import prepare_batch
 from unsloth_multiimage.settings import Settings
 
-from helpers import fresh_python
-
-videokit = pytest.importorskip("videokit")
+videokit = pytest.importorskip("tests.support.videokit")
 Image = pytest.importorskip("PIL.Image")
 
 UNIFORM = Settings(video="frames", video_sampling="uniform")

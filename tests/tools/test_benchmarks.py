@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, clean_env
+from tests.support import REPO, clean_env
 
 SCRIPTS = sorted((REPO / "benchmarks").glob("[!_]*.py"))  # _name.py: a module the scripts share
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
+from tests.support import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, UNSLOTH_ZOO, clean_env, fresh_python
+from tests.support import REPO, UNSLOTH_ZOO, clean_env, fresh_python
 
 
 def test_version_prints_the_installed_version(capsys):

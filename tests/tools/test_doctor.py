@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
+from tests.support import run_cli
 
 pytest.importorskip("PIL")
 

@@ -1,6 +1,6 @@
 """``doctor --dataset``'s dry run says what the patched collator of the installed release does.
 
-The property runs generated rows (every layout, bad entries included: tests/rowgen.py) through
+The property runs generated rows (every layout, bad entries included: tests/support/rowgen.py) through
 the dry run and through the REAL collator, the row beside a plain one-image row, and asserts:
 
 - the collator raises on the row exactly when the dry run says ``error``, with the same message;
@@ -17,8 +17,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from conftest import UNSLOTH_ZOO, patches_off
-from rowgen import build_row, companion, row_specs, slot_codes
+from tests.support import UNSLOTH_ZOO, patches_off
+from tests.support.rowgen import build_row, companion, row_specs, slot_codes
 
 pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import UNSLOTH_ZOO
+from tests.support import UNSLOTH_ZOO
 
 pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 
@@ -38,7 +38,7 @@ def test_trainer_runs_five_steps_and_moves_vision_and_cross_attention_weights(ti
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
 
     collator = load_vision_utils()[0].UnslothVisionDataCollator(model, processor)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -9,7 +9,7 @@ import pytest
 
 from unsloth_multiimage.settings import overriding
 
-videokit = pytest.importorskip("videokit")
+videokit = pytest.importorskip("tests.support.videokit")
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +49,9 @@ def test_a_native_video_family_keeps_its_video_part(clip):
     """Qwen2-VL on a release that hands videos to the processor: ``auto`` leaves the part alone (what
     happens next needs torchvision, which cannot load beside the CPU torch here: unverified)."""
     pytest.importorskip("transformers")
+    from tests.support import tiny_vlms
     from unsloth_multiimage.tools.common import native_video
     from unsloth_multiimage.tools.dry_run import DryRun
-
-    import tiny_vlms
 
     try:
         tiny = tiny_vlms.build("qwen2_vl")

@@ -378,7 +378,7 @@ def _make_env(cfg: CompareConfig, progress: Callable[[str, int, int, float], Non
     zoo_cls, zoo_why = load_zoo_collator()
     collator_desc = collator_description(zoo_cls, zoo_why)
     if cfg.model_path is None:
-        from . import tiny_mllama
+        from .. import tiny_mllama
 
         if cfg.layout not in LAYOUTS:
             raise ValueError(f"--layout must be one of {', '.join(LAYOUTS)}, got {cfg.layout!r}")
@@ -402,7 +402,7 @@ def _make_env(cfg: CompareConfig, progress: Callable[[str, int, int, float], Non
         )
     from transformers import MllamaForConditionalGeneration
 
-    from .tiny_mllama import processor_of
+    from ..tiny_mllama import processor_of
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     processor = processor_of(cfg.model_path)

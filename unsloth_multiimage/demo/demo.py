@@ -1,6 +1,6 @@
 """``unsloth-multiimage demo``: fine-tune a Llama-3.2-Vision-shaped model on multi-image rows.
 
-Offline and CPU-friendly: the tiny model and processor of :mod:`unsloth_multiimage.demo.tiny_mllama`
+Offline and CPU-friendly: the tiny model and processor of :mod:`unsloth_multiimage.tiny_mllama`
 (or local weights with ``--model PATH``), the synthetic dataset of
 :mod:`unsloth_multiimage.demo.demo_data`, and the REAL ``UnslothVisionDataCollator`` when
 ``unsloth_zoo`` can be imported (else a minimal collator that renders the chat template and

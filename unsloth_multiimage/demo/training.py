@@ -122,7 +122,7 @@ def make_collator(model: Any, processor: Any, zoo_cls: Any | None, **zoo_kwargs:
 
 def build_model_and_processor(model_path: str | None, seed: int) -> tuple[Any, Any, str]:
     """``(model, processor, description)``: the tiny offline Mllama, or local weights at ``model_path``."""
-    from . import tiny_mllama
+    from .. import tiny_mllama
 
     processor = tiny_mllama.processor_of(model_path)
     if model_path is None:

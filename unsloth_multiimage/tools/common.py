@@ -17,7 +17,7 @@ def load_processor(model: str | None) -> tuple[Any | None, str]:
     """``(processor, what it is)``: the processor of the local checkpoint folder ``model`` (never
     downloaded), else the tiny offline Llama-3.2-Vision one; ``(None, why)`` when transformers
     cannot build it."""
-    from .tiny_processor import processor_of
+    from ..tiny_mllama import processor_of
 
     try:
         processor = processor_of(model)

@@ -335,7 +335,7 @@ def run(args: argparse.Namespace, default_rows: list[Any] | None = None) -> int:
     if not 0 <= row < len(rows):
         print(f"preview: row {row} is out of range ({source} has {len(rows)} row(s) read)")
         return 1
-    from .tiny_processor import processor_of
+    from ..tiny_mllama import processor_of
 
     processor = processor_of(getattr(args, "model", None))
     try:

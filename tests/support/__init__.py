@@ -1,4 +1,19 @@
-"""Helpers shared by the test modules (the fixtures are in conftest.py)."""
+"""The test suite's support code (the fixtures and pytest hooks are in tests/conftest.py).
+
+This module: the installed versions (``TRANSFORMERS``, ``UNSLOTH_ZOO``), the repository root, fresh
+interpreters and CLI runs, patches on/off, the compat rows that run the heavy tests. Beside it:
+
+* :mod:`.tiny_vlms`: tiny random VLMs of every family, built offline (``tiny_vlms.build(family)``);
+* :mod:`.family_cases` / :mod:`.inference_cases`: what the family tests expect, shared builders;
+* :mod:`.tiles`, :mod:`.imagekit`, :mod:`.videokit`: coded images, small images, small videos;
+* :mod:`.rowgen`: the property tests' generated rows; :mod:`.fakesite`: throw-away plugin
+  distributions; :mod:`.zoo`: the installed unsloth_zoo's real ``vision_utils`` on CPU;
+  :mod:`.optional_libraries`: which missing libraries make a test a skip.
+
+Imported as ``tests.support`` (pytest puts the repository root first on ``sys.path``: pyproject's
+``pythonpath``; :func:`fresh_python` does the same for new interpreters). Importing it stays cheap:
+no torch, transformers or package import at module level.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +25,6 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
-
-import unsloth_multiimage
 
 
 def _version(dist: str):
@@ -25,7 +38,7 @@ def _version(dist: str):
 
 TRANSFORMERS = _version("transformers")
 UNSLOTH_ZOO = _version("unsloth_zoo")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -54,6 +67,8 @@ def fresh_python(
 @contextlib.contextmanager
 def patches_off():
     """Run a block with every patch reverted (the upstream behaviour), then re-activate."""
+    import unsloth_multiimage
+
     unsloth_multiimage.deactivate()
     try:
         yield
@@ -162,3 +177,14 @@ def real_triton() -> Iterator[None]:
             del sys.modules[name]
         sys.modules.update(saved)
         sys.meta_path[:0] = finders
+
+
+def heavy_rows() -> list[str]:
+    """The compat rows that run the tests marked ``heavy`` (``heavy_tests = true`` in compat/matrix.toml)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    matrix = tomllib.loads((REPO / "compat" / "matrix.toml").read_text(encoding="utf-8"))
+    return [name for name, row in matrix["rows"].items() if row.get("heavy_tests")]

@@ -57,7 +57,7 @@ _NEEDS_IMAGE = ("corrupt", "url", "tiny_image", "bad_array", "extra_image", "bar
 
 @functools.cache
 def _png(row: int, index: int, size: tuple) -> bytes:
-    from tiles import make_tile_image
+    from tests.support.tiles import make_tile_image
 
     buf = io.BytesIO()
     make_tile_image(row, index, size).save(buf, format="PNG")
@@ -69,7 +69,7 @@ def make_image(kind: str, row: int, index: int, size: tuple, folder: pathlib.Pat
     import numpy as np
     from PIL import Image
 
-    from tiles import make_tile_image
+    from tests.support.tiles import make_tile_image
 
     tile = make_tile_image(row, index, size)
     if kind == "pil":

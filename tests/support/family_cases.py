@@ -1,4 +1,4 @@
-"""What the family tests expect of each fixture of tests/tiny_vlms.py, and the shared builders.
+"""What the family tests expect of each fixture of tests/support/tiny_vlms/, and the shared builders.
 
 ``EXPECTED`` is written by hand (not derived from the adapter table): family -> (the adapter that
 must claim its processor, the placeholder one image leaves in the rendered chat). Every family test
@@ -81,7 +81,7 @@ def upstream_failure(family: str) -> tuple[str, str] | None:
     batches, with or without the plugin (upstream's limit, recorded, not the plugin's job)."""
     from packaging.version import Version
 
-    from conftest import UNSLOTH_ZOO
+    from tests.support import UNSLOTH_ZOO
 
     if family == "internvl" and UNSLOTH_ZOO is not None and UNSLOTH_ZOO < Version("2026.9"):
         return (
@@ -120,7 +120,7 @@ def tiny_of(family: str) -> Any:
     """The family's tiny processor (``tiny_vlms.Tiny``), built once; skips with the exact reason."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    import tiny_vlms
+    from tests.support import tiny_vlms
 
     if family not in _built:
         try:
@@ -152,7 +152,7 @@ def assistant(text: str = "the first") -> dict:
 
 def column_row(tiny: Any, row: int, n: int) -> dict:
     """A TRL-layout row: ``n`` bare image parts and an ``images`` column of coded images."""
-    from tiny_vlms import make_tile_image
+    from tests.support.tiny_vlms import make_tile_image
 
     return {
         "messages": [user(*[IMG] * n), assistant()],

@@ -1,7 +1,7 @@
 """Coded test images: a solid-colour image whose pixels say ``(row, index)``, and the decoder that
 reads those numbers back from a ``pixel_values`` tile, so a test can check which image landed in
-which slot after the processor's resize, rescale and normalisation. Test-only (it was in the demo
-harness's tiny_mllama module).
+which slot after the processor's resize, rescale and normalisation (of the tiny Mllama's processor,
+``unsloth_multiimage.tiny_mllama``; tiny_vlms.decode_colour reads them for every other family).
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
-"""The family fixtures the inference tests run on: tests/tiny_vlms.py's (built once per session, via
-tests/adapters/family_cases.py), and the project's own tiny Mllama on every transformers release it
-supports (4.46+: tiny_vlms gates its other fixtures at 4.56, not this one)."""
+"""The family fixtures the inference tests run on: tests/support/tiny_vlms/'s (built once per session,
+via family_cases), and the project's own tiny Mllama on every transformers release it supports
+(4.46+: tiny_vlms gates its other fixtures at 4.56, not this one)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))  # the family fixtures' helpers
-
-from family_cases import EXPECTED, IMG, assistant, model_of, tiny_of, upstream_failure, user  # noqa: E402
+from tests.support.family_cases import EXPECTED, IMG, assistant, model_of, tiny_of, upstream_failure, user
 
 __all__ = ["EXPECTED", "IMG", "assistant", "model_of", "tiny_family", "upstream_failure", "user"]
 
@@ -29,7 +25,7 @@ def tiny_family(family: str) -> Any:
         pytest.importorskip("torch")
         pytest.importorskip("transformers")
     if not _mllama:  # transformers < 4.56: tiny_vlms' version gate, which the tiny Mllama does not need
-        import tiny_vlms
+        from tests.support import tiny_vlms
 
         _mllama.append(tiny_vlms.FAMILIES["mllama"]())
     return _mllama[0]

@@ -26,8 +26,8 @@ import pytest
 from unsloth_multiimage import _env, settings
 from unsloth_multiimage.engine import activation
 
-FAKE_SRC = Path(__file__).parent / "fake_plugins"
-REPO = Path(__file__).resolve().parents[1]
+FAKE_SRC = Path(__file__).resolve().parents[1] / "fake_plugins"
+REPO = Path(__file__).resolve().parents[2]
 LOGGER = "unsloth_multiimage"
 ENV_VARS = tuple(var.name for var in _env.VARIABLES)
 

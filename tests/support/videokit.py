@@ -1,5 +1,5 @@
 """Small videos made in code with PyAV (the ``[video]`` extra): each frame a solid colour that codes
-``(row, frame index)`` the way :func:`tiny_vlms.make_tile_image` codes ``(row, image index)``, so
+``(row, frame index)`` the way :func:`tiles.make_tile_image` codes ``(row, image index)``, so
 the family tests' pixel decoders read the frames back from a batch in order.
 
 ``lossless`` videos (FFV1 in Matroska, RGB) keep the colours exactly; ``mp4`` (H.264, YUV 4:2:0)
