@@ -11,10 +11,9 @@ and a 2 + 1 layer vision tower; ``build_model`` sets Mllama's zero-initialised t
 ``ZERO_GATE_INIT`` so that the images reach the logits (and every parameter gets gradient) from the
 first step.
 
-Supported transformers releases: 4.46.3 to 5.24.0 (checked on 4.46.3, 4.49.0, 4.51.3, 4.52.1,
-4.57.6, 5.0.0, 5.10.1, 5.17.0, 5.22.0, 5.23.0 and 5.24.0 with torch 2.13.0 CPU). Version branches:
-``rope_scaling`` on 4.x (see ``build_config``) and the ``chat_template`` argument of
-``MllamaProcessor`` (absent on 4.46).
+It builds on every transformers release of compat/matrix.toml (each row builds it). Differences
+between releases are detected, not looked up: ``rope_scaling`` on 4.x (see ``build_config``) and
+the ``chat_template`` argument of ``MllamaProcessor`` (absent on the oldest rows).
 
 It imports nothing of the package, and the heavy libraries (torch, transformers, tokenizers) only
 inside the functions, so importing it is cheap; only the commands and the demo harness use it
@@ -247,7 +246,7 @@ def build_processor(tile_size: int = 28, max_image_tiles: int = 4) -> MllamaProc
     if "chat_template" in inspect.signature(MllamaProcessor.__init__).parameters:
         processor = MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
     else:
-        # transformers 4.46.x: MllamaProcessor.__init__(image_processor, tokenizer) has no
+        # The oldest releases: MllamaProcessor.__init__(image_processor, tokenizer) has no
         # chat_template argument; it copies tokenizer.chat_template instead.
         processor = MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer)
     processor.chat_template = CHAT_TEMPLATE
@@ -357,7 +356,7 @@ def build_config(
         "tie_word_embeddings": False,
     }
     if _needs_explicit_rope_scaling():
-        # transformers 4.x (checked 4.46.3 .. 4.57.6): MllamaRotaryEmbedding reads
+        # transformers 4.x (every 4.x row of the matrix): MllamaRotaryEmbedding reads
         # config.rope_scaling["rope_type"] with no fallback, so the config default
         # rope_scaling=None raises TypeError. 5.x uses rope_parameters, filled by default.
         text_config["rope_scaling"] = {"rope_type": "default"}

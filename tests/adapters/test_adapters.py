@@ -14,10 +14,10 @@ import sys
 import textwrap
 
 import pytest
-from packaging.version import Version
 
 import unsloth_multiimage
 from tests.support import TRANSFORMERS, UNSLOTH_ZOO, patches_off
+from tests.support.facts import fix_native
 from tests.support.family_cases import (
     EXPECTED,
     assistant,
@@ -35,7 +35,7 @@ from unsloth_multiimage.adapters import ModelAdapter
 from unsloth_multiimage.engine import activation
 from unsloth_multiimage.errors import ImageCountError
 
-ALL_IMAGES_NATIVE = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.12.4")
+ALL_IMAGES_NATIVE = fix_native("unsloth_collator", "all_column_images")
 needs_stack = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 needs_zoo = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 

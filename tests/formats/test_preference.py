@@ -128,11 +128,10 @@ def test_trls_vision_preference_collator_takes_a_converted_row():
     collator_cls = getattr(dpo, "DataCollatorForVisionPreference", None)
     if collator_cls is None:
         pytest.skip("this trl has no DataCollatorForVisionPreference (trl < 0.29)")
-    import trl
-    from packaging.version import Version
+    from tests.support.facts import installed, supported
 
-    if Version(trl.__version__) < Version("1.15.0"):
-        pytest.skip(f"the trl_dpo_collator patch supports trl >= 1.15.0 (compat table), not {trl.__version__}")
+    if not supported("trl_dpo_collator"):
+        pytest.skip(f"trl {installed('trl_dpo_collator')} is outside the trl_dpo_collator patch's supported range")
     from tests.support.tiles import make_tile_image
     from unsloth_multiimage import tiny_mllama
 

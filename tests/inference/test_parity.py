@@ -19,20 +19,21 @@ from typing import Any, get_args
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from packaging.version import Version
 
 import unsloth_multiimage
 from tests.support import UNSLOTH_ZOO
+from tests.support.facts import does
 from tests.support.inference_cases import EXPECTED, IMG, assistant, model_of, tiny_family, upstream_failure, user
 from unsloth_multiimage.settings import Strategy
 
-PC_PATH = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.9.3")
-#: The collator's resize in training: prepare_inputs follows 2025.9+'s rule (``resize="min"``);
-#: releases up to 2025.3.9 resize nothing (``resize="max"``); 2025.3.11-2025.9.2 resize by an
-#: inline rule of their own, which prepare_inputs does not follow (None).
-if UNSLOTH_ZOO is None or UNSLOTH_ZOO >= Version("2025.9"):
+PC_PATH = does("unsloth_zoo", "pc_path")
+#: The collator's resize in training: prepare_inputs follows the rule of unsloth_zoo's own resize
+#: (``own_resize``, ``resize="min"``); releases before ``resize_images`` resize nothing
+#: (``resize="max"``); those between resize by an inline rule of their own, which prepare_inputs
+#: does not follow (None).
+if UNSLOTH_ZOO is None or does("unsloth_zoo", "own_resize"):
     RESIZE: str | None = "min"
-elif UNSLOTH_ZOO < Version("2025.3.11"):
+elif not does("unsloth_zoo", "resize_images"):
     RESIZE = "max"
 else:
     RESIZE = None

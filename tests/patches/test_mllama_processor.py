@@ -7,9 +7,9 @@ import contextlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from packaging.version import Version
 
 from tests.support import TRANSFORMERS, patches_off
+from tests.support.facts import does, fix_native, fix_needed
 from unsloth_multiimage.collate.mllama import nest_images
 from unsloth_multiimage.engine.decision import Decision
 from unsloth_multiimage.errors import ImageCountError
@@ -17,8 +17,8 @@ from unsloth_multiimage.patches.mllama_processor import make_wrapper
 
 pytestmark = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 
-NATIVE_MIXED = TRANSFORMERS is not None and TRANSFORMERS >= Version("5.23")
-REJECTS_FLAT = TRANSFORMERS is not None and TRANSFORMERS >= Version("4.50")
+NATIVE_MIXED = fix_native("mllama_processor", "mixed_text_only_rows")
+REJECTS_FLAT = does("transformers", "rejects_flat_images")
 
 
 def chat(n_images: int, words: str = "describe the image") -> list:
@@ -232,7 +232,7 @@ def tokenizer_side(processor, side):
         processor.tokenizer.padding_side = before
 
 
-DROPS_PADDING_SIDE = TRANSFORMERS is not None and TRANSFORMERS < Version("5.0.0")
+DROPS_PADDING_SIDE = fix_needed("mllama_processor", "padding_side_kwarg")
 
 
 def test_padding_side_argument_is_honoured(tiny, processor):

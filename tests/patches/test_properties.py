@@ -16,12 +16,12 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from packaging.version import Version
 
-from tests.support import TRANSFORMERS, UNSLOTH_ZOO
+from tests.support import TRANSFORMERS
+from tests.support.facts import does
 from tests.support.rowgen import LAYOUTS, assert_names_a_bad_row, assert_row_ok, build_row, row_specs
 
-PC_PATH = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.9.3")  # prompt/completion collation
+PC_PATH = does("unsloth_zoo", "pc_path")  # prompt/completion collation
 
 pytestmark = pytest.mark.skipif(TRANSFORMERS is None, reason="transformers is not installed on this row")
 

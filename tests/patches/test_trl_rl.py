@@ -14,6 +14,7 @@ nox sets it). Without triton the module is skipped, saying so.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -23,15 +24,15 @@ from tests.support import patches_off, real_triton
 trl = pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
-from packaging.version import Version  # noqa: E402
+from tests.support.facts import fix_needed, supported  # noqa: E402
 
-TRL = Version(trl.__version__)
-if TRL < Version("0.24.0"):
+if not supported("trl_grpo_rollout"):
     pytest.skip(
-        f"GRPOTrainer takes image lists since trl 0.24; trl {trl.__version__} is 'unsupported' in the compat table",
+        f"GRPOTrainer takes image lists from the trl_grpo_rollout patch's supported releases on; trl "
+        f"{trl.__version__} is 'unsupported' in the compat table",
         allow_module_level=True,
     )
-if TRL >= Version("1.15.0"):
+if importlib.util.find_spec("trl.kernels") is not None:  # TRL's Triton log-prob kernel
     from trl.trainer import utils as trl_utils
 
     if getattr(trl_utils, "_ChunkedLogProbFunction", None) is None:
@@ -45,15 +46,17 @@ if TRL >= Version("1.15.0"):
 
 #: The DPO patch targets DataCollatorForVisionPreference, proven on trl 1.15+ (absent in 0.24).
 dpo_supported = pytest.mark.skipif(
-    TRL < Version("1.15.0"), reason=f"the DPO patch supports trl >= 1.15.0, not {trl.__version__}"
+    not supported("trl_dpo_collator"), reason=f"trl {trl.__version__} is outside the DPO patch's supported range"
 )
 #: The negative controls run on the default row only; every other row runs the Mllama cases (cost: each
 #: case is a model and a GRPO step).
 DEFAULT_ROW = "tf5.17-zoo2026.10"
 FULL = os.environ.get("UMI_COMPAT_ROW", DEFAULT_ROW) in ("", DEFAULT_ROW)
 default_row_only = pytest.mark.skipif(not FULL, reason=f"run on the default row {DEFAULT_ROW} only (CI cost)")
-#: The other families run where TRL takes them all (trl 1.15+: the default row and the newest TRL).
-newest_trl_only = pytest.mark.skipif(TRL < Version("1.15.0"), reason="other families run on trl 1.15+ only (CI cost)")
+#: The other families run where TRL takes them all (the rows of the newest TRL releases).
+newest_trl_only = pytest.mark.skipif(
+    not supported("trl_dpo_collator"), reason="other families run where every TRL patch is supported (CI cost)"
+)
 
 from tests.support.tiles import decode_tile, make_tile_image  # noqa: E402
 
@@ -406,7 +409,10 @@ def test_grpo_batch_of_left_padded_prompts_equals_each_prompt_alone(mllama, tmp_
 
 
 @default_row_only
-@pytest.mark.skipif(TRL < Version("0.29.0"), reason="trl < 0.29 lets the processor left-pad (no fix needed)")
+@pytest.mark.skipif(
+    not fix_needed("trl_grpo_rollout", "left_padded_generation"),
+    reason="this trl lets the processor left-pad (left_padded_generation not needed)",
+)
 def test_left_padded_generation_without_the_fix_differs(mllama, tmp_path, monkeypatch):
     """The negative control: with only the generation re-layout off, a shorter prompt's tokens see the
     wrong images in the batch, and its generation log-probs are not what they are alone."""

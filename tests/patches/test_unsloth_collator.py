@@ -5,17 +5,17 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from packaging.version import Version
 
 import unsloth_multiimage
 from tests.support import UNSLOTH_ZOO, patches_off, upstream_pc_failure
+from tests.support.facts import does, fix_native
 from unsloth_multiimage.errors import ImageCountError
 
 pytestmark = pytest.mark.skipif(UNSLOTH_ZOO is None, reason="unsloth_zoo is not installed on this row")
 
-ALL_IMAGES_NATIVE = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.12.4")
-ALIGNED_ROWS_NATIVE = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2026.9.8")
-HAS_PC_PATH = UNSLOTH_ZOO is not None and UNSLOTH_ZOO >= Version("2025.9.3")
+ALL_IMAGES_NATIVE = fix_native("unsloth_collator", "all_column_images")
+ALIGNED_ROWS_NATIVE = fix_native("unsloth_collator", "text_only_row_slots")
+HAS_PC_PATH = does("unsloth_zoo", "pc_path")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ pytest.importorskip("PIL", reason="Pillow is not installed: the image policies r
 from PIL import Image  # noqa: E402
 
 from tests.support import UNSLOTH_ZOO, upstream_pc_failure
+from tests.support.facts import does
 from unsloth_multiimage import configure, reset_settings
 from unsloth_multiimage.errors import ImageCountError
 from unsloth_multiimage.rows.chat import content_parts, is_image_part, messages_of
@@ -700,15 +701,13 @@ def test_collator_grid_with_embedded_rows(tiny, processor, collator):
 
 @zoo_only
 def test_collator_grid_and_cap_on_merged_and_prompt_completion_rows(tiny, processor, collator):
-    from packaging.version import Version
-
     t = tiny.make_tile_image
     configure(strategy="grid")
     merged = {"messages": [user(carry(t(0, 0)), IMG, IMG), assistant()], "images": [t(0, 1), t(0, 2)]}
     batch = collator([merged, tile_row(tiny, 1, 1)])
     assert batch["pixel_values"].shape[1] == 1 and slots(tiny, processor, batch, 0)[0] == (0, 0)
-    if UNSLOTH_ZOO < Version("2025.9.3"):
-        return  # no prompt/completion collation before 2025.9.3
+    if not does("unsloth_zoo", "pc_path"):
+        return  # no prompt/completion collation on this release
     reset_settings()
     broken = upstream_pc_failure(collator, tiny)
     if broken:

@@ -46,7 +46,8 @@ def _is_list(x: Any) -> bool:
 
 
 def nest_images(images: Any, counts: Sequence[int], *, realign: bool = True) -> list[list[Any]]:
-    """Group ``images`` per sample so that sample ``i`` gets ``counts[i]`` images.
+    """Group ``images`` per sample so that sample ``i`` gets ``counts[i]`` images (a flat list is one
+    sample to upstream, or refused where it ``rejects_flat_images``).
 
     Accepts a single image, a flat list (regrouped in order by the counts, when the totals
     agree) or a nested list (one sub-list per sample; with ``realign``, a list that holds only

@@ -105,7 +105,7 @@ def resizer(collator: Any) -> Callable[[list[Any]], list[Any]]:
     if hasattr(type(collator), "image_size"):  # before `own_resize`: an inline resize by `image_size`
         size = getattr(collator, "image_size", None)
         return lambda imgs: [_inline_resize(img, size) for img in imgs]
-    return list  # the first releases resize nothing
+    return list  # before ``resize_images``: no resizing
 
 
 def _inline_resize(img: Any, size: Any) -> Any:
