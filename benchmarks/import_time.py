@@ -88,12 +88,12 @@ def main() -> None:
     args = parser.parse_args()
     py, runs = args.python, args.runs
     _set_root(args.checkout)
+    compileall.compile_dir(str(ROOT / "unsloth_multiimage"), quiet=1)
     if args.section4_only:
         print(f"checkout {ROOT}; load average at start: {tuple(round(x, 2) for x in os.getloadavg())}")
         _script_cost(py, runs)
         return
 
-    compileall.compile_dir(str(ROOT / "unsloth_multiimage"), quiet=1)
     info = _inner(
         py,
         "import json, platform, importlib.metadata as m, unsloth_multiimage as u\n"

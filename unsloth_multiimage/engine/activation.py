@@ -223,7 +223,8 @@ def activate_on_import() -> None:
 
     Why at import and not at the first import of a patched library: the activation (wrapt, pluggy,
     the entry points, the plugins) costs the same either way in a script that imports one, and a
-    deferral needed an import hook of its own beside wrapt's (benchmarks/README.md, import_time).
+    deferral needed an import hook of its own beside wrapt's (benchmarks/README.md, "The bootstrap,
+    decided by a measurement").
     """
     try:
         _activate()
