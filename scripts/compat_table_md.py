@@ -51,6 +51,8 @@ FIX_WORDS = {
     "completion_cross_attention": "cross-attention mask over completions",
     "left_padded_generation": "cross-attention mask left-padded for generation",
     "vllm_image_limit": "vLLM images per prompt raised",
+    "packed_train_batches": "training batches packed (configure(packing=True))",
+    "packed_documents": "packed documents' cross-attention kept apart",
 }
 PATCH_TITLES = {
     "mllama_processor": "MllamaProcessor patch",
@@ -61,6 +63,8 @@ PATCH_TITLES = {
     "trl_dpo_collator": "DPO vision collator patch",
     "vllm_image_limit": "vLLM image limit patch",
     "vllm_image_limit_inline": "vLLM image limit patch (inline releases)",
+    "trainer_packing": "Trainer packing patch",
+    "mllama_packed_cross_attention": "Mllama packed cross-attention patch",
 }
 
 

@@ -21,7 +21,9 @@ ALLOWED = {
     "rows": {"base"},
     "formats": {"base", "rows"},
     "adapters": {"base"},  # the hookimpl marker is in the base (hooks), as a third party uses it
-    "patches": {"base", "engine", "rows", "formats", "adapters"},
+    # What patches share (packing): the row pipeline's data and the adapters' facts.
+    "collate": {"base", "engine", "rows", "adapters"},
+    "patches": {"base", "engine", "rows", "formats", "adapters", "collate"},
     # After training: prompts through the training pipeline (the collator's row steps and patches).
     "inference": {"base", "engine", "rows", "formats", "adapters", "patches"},
     # Measurements over prepared rows and a processor (the token report): no commands.

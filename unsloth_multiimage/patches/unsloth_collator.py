@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..adapters import AdapterLookup
+from ..collate.train_packing import pack_if_training
 from ..engine.decision import Decision
 from ..engine.patching import Patch, Wrapper, signature_accepts
 from ..errors import RowError, RowShapeError
@@ -214,10 +215,12 @@ def _collate_batch(
         if formatting is not None:
             instance.formatting_func = None  # already applied above
         try:
-            return _collate_or_name_the_row(wrapped, instance, prepared, adapter, decision)
+            batch = _collate_or_name_the_row(wrapped, instance, prepared, adapter, decision)
         finally:
             if formatting is not None:
                 instance.formatting_func = formatting
+    # Packing (issue 28): a training batch under configure(packing=True) leaves packed.
+    return pack_if_training(instance, batch, adapter, [len(p.plan.images) for p in prepared])
 
 
 def _prepare(instance: Any, examples: list[Any], adapter: Any, decision: Decision) -> list[PreparedRow]:
