@@ -101,6 +101,8 @@ def _mllama_model(tiny: Any, implementation: str) -> Any:
             torch.manual_seed(0)
             model = MllamaForConditionalGeneration(config)
         tiny_mllama._open_zero_gates(model)
+        sdpa = any("Sdpa" in type(m).__name__ for m in model.modules())  # these releases' classes say which
+        assert sdpa == (implementation == "sdpa"), implementation
         _rebuilt[key] = model
     return _rebuilt[key]
 

@@ -113,7 +113,9 @@ def test_the_packed_batch_trains_exactly_like_the_padded_one(family, implementat
     from unsloth_multiimage import find_adapter
 
     if find_adapter(tiny.processor).packing is None:
-        pytest.skip(f"{family}: no packing facts (refused: test_a_family_without_facts_is_refused)")
+        pytest.skip(
+            f"{family}: no packing facts (its refusal: test_a_family_without_facts_is_refused_naming_it_and_the_fallback)"
+        )
     model = model_for(tiny, implementation)
     batch = padded_batch(tiny, model, collator_cls)
     if family == "paligemma" and TRANSFORMERS.major < 5 and "token_type_ids" not in batch:
