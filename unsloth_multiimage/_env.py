@@ -136,6 +136,18 @@ VLLM_MAX_IMAGES = Var(
     "images one prompt may carry into unsloth_zoo's vLLM engine (default: `MAX_IMAGES`, else 8)",
     "vllm_max_images",
 )
+PACKING = Var(
+    "UNSLOTH_MULTIIMAGE_PACKING",
+    "flag",
+    "pack the collator's training batches (rows end to end, each document kept to itself)",
+    "packing",
+)
+PACKING_MAX_SEQ_LENGTH = Var(
+    "UNSLOTH_MULTIIMAGE_PACKING_MAX_SEQ_LENGTH",
+    "int",
+    "the longest packed sequence when the collator has no `max_seq_length`",
+    "packing_max_seq_length",
+)
 
 #: Every variable the plugin reads, in the order the README lists them.
 VARIABLES = (
@@ -157,4 +169,6 @@ VARIABLES = (
     VIDEO_SAMPLING,
     VIDEO_FRAME_LABEL,
     VLLM_MAX_IMAGES,
+    PACKING,
+    PACKING_MAX_SEQ_LENGTH,
 )

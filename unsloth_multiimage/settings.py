@@ -70,6 +70,13 @@ class Settings:
         vllm_max_images: images one prompt may carry into unsloth_zoo's vLLM engine (GRPO with
             ``fast_inference=True``), which unsloth_zoo limits to 1; None (default): ``max_images``
             when set, else ``DEFAULT_VLLM_MAX_IMAGES`` (8). Video frames count as images.
+        packing: pack the patched collator's training batches: the rows of a batch laid end to end
+            in the fewest sequences of at most ``max_seq_length`` tokens, each document's attention,
+            positions, labels and images kept to itself (:mod:`unsloth_multiimage.collate.packing`).
+            Applies to the batches of a Trainer's training dataloader (evaluation stays unpacked);
+            a family not proven exact is refused. Default off.
+        packing_max_seq_length: the longest packed sequence when the collator has no
+            ``max_seq_length`` of its own (None: the collator's is required).
     """
 
     max_images: int | None = None
@@ -87,6 +94,8 @@ class Settings:
     video_sampling: VideoSampling = "fps"
     video_frame_label: str | None = None
     vllm_max_images: int | None = None
+    packing: bool = False
+    packing_max_seq_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
@@ -116,6 +125,14 @@ class Settings:
             or self.vllm_max_images < 1
         ):
             raise ValueError(f"vllm_max_images must be a positive integer or None, got {self.vllm_max_images!r}")
+        self._check_packing()
+
+    def _check_packing(self) -> None:
+        if not isinstance(self.packing, bool):
+            raise ValueError(f"packing must be True or False, got {self.packing!r}")
+        limit = self.packing_max_seq_length
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"packing_max_seq_length must be a positive integer or None, got {limit!r}")
 
     def _check_video(self) -> None:
         if self.video not in _VIDEO:

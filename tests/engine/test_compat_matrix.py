@@ -239,7 +239,7 @@ def test_fix_names_are_one_set_in_the_table_the_patches_the_matrix_and_the_readm
     patches = {
         p.name: p
         for plugin, p in activation._load().patches
-        if plugin in {"mllama_processor", "unsloth_collator", "trl_vision_inputs", "vllm_image_limit"}
+        if plugin in {"mllama_processor", "unsloth_collator", "trl_vision_inputs", "vllm_image_limit", "packing"}
     }
     table = compat.compat_table()
     assert set(patches) == set(table), "a built-in patch without a compat entry, or an entry without a patch"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 __all__ = [
     "ModelAdapter",
+    "PackingFacts",
     "AdapterLookup",
     "Nesting",
     "processor_is",
@@ -30,6 +31,73 @@ logger = logging.getLogger("unsloth_multiimage")
 
 #: How a processor wants a batch's images: one list per text row, or one flat list.
 Nesting = Literal["per_row", "flat"]
+
+
+@dataclass(frozen=True)
+class PackingFacts:
+    """How one family's padded batch becomes packed sequences (:mod:`unsloth_multiimage.collate.packing`).
+
+    Declared only for a family whose packing is proven: its packed loss, per-document losses and
+    gradients equal the padded batch's (tests/collate/test_packing_families.py). A family without
+    facts is refused, naming the fallback (unpacked batches).
+
+    Attributes:
+        positions: ``"text"``: positions restart at ``position_offset`` for every document;
+            ``"mrope"``: the model's own ``get_rope_index`` is called on every document alone and
+            the results are put side by side (Qwen2-VL, GLM-4V, ...).
+        position_offset: the first position of a document (PaliGemma counts from 1).
+        token_keys: keys laid out per token, ``(batch, seq_len)``, besides ``input_ids``, ``labels``
+            and ``attention_mask`` (``mm_token_type_ids``, ``token_type_ids``).
+        slot_keys: keys laid out ``(batch, slots, ...)`` with a row's images in its own slots
+            (Mllama's ``pixel_values``, ``aspect_ratio_ids``; Idefics' ``pixel_values``,
+            ``pixel_attention_mask``); they share the slot axis.
+        slots: which slots of a row are its own: its first ``images`` slots (one per image), or
+            the ``nonzero`` ones (the first slot key not all zero: Idefics' sub-images).
+        unit_keys: keys whose first axis holds every image unit of the batch (images, tiles,
+            patches) row after row; they share that axis.
+        units: how many units a row owns: one per image (``images``), the product of each of its
+            images' ``image_grid_thw`` (``grid``), or its image tokens over the batch's image tokens
+            per unit (``tokens``, where one unit always gives the same number of tokens).
+        image_keys: keys with one entry per image of the batch, row after row (``image_grid_thw``,
+            ``image_sizes``).
+        count_keys: keys holding the image count of each row that has images
+            (LLaVA-OneVision's ``batch_num_images``): rebuilt per document.
+        cross_attention_key: Mllama's ``(batch, seq_len, slots, tiles)`` mask: each document's
+            tokens keep their own mask over their own slots.
+        overlay: bidirectional attention the family adds from ``overlay_key``: ``image_blocks``
+            (each run of image tokens, ``== 1``: Gemma 3) or ``prefix`` (every ``== 0`` token of a
+            document: PaliGemma); built into the block-diagonal mask where one is passed.
+        overlay_key: the per-token key the overlay is read from.
+        overlay_per_document: whether transformers' own overlay, built over a packed row, stays
+            inside each document (False: PaliGemma puts every prefix of the row in one block, so
+            only the block-diagonal mask isolates its documents).
+        legacy_mask_needs_overlay: the family's mask built without ``masking_utils``
+            (``_update_causal_mask``) attends the whole row both ways when the batch has no
+            ``overlay_key`` (PaliGemma before transformers 5: its non-training mask), which no packed
+            batch reproduces: such a batch is refused there.
+    """
+
+    positions: Literal["text", "mrope"] = "text"
+    position_offset: int = 0
+    token_keys: tuple[str, ...] = ()
+    slot_keys: tuple[str, ...] = ()
+    slots: Literal["images", "nonzero"] = "images"
+    unit_keys: tuple[str, ...] = ()
+    units: Literal["images", "grid", "tokens"] = "images"
+    image_keys: tuple[str, ...] = ()
+    count_keys: tuple[str, ...] = ()
+    cross_attention_key: str | None = None
+    overlay: Literal["image_blocks", "prefix"] | None = None
+    overlay_key: str = "token_type_ids"
+    overlay_per_document: bool = True
+    legacy_mask_needs_overlay: bool = False
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """Every batch key these facts place (the packed batch refuses any other)."""
+        named = (*self.token_keys, *self.slot_keys, *self.unit_keys, *self.image_keys, *self.count_keys)
+        cross = (self.cross_attention_key,) if self.cross_attention_key else ()
+        return frozenset((*named, *cross))
 
 
 @dataclass(frozen=True)
@@ -73,6 +141,8 @@ class ModelAdapter:
         token_inputs: those of ``row_inputs`` laid out per token (``(batch, seq_len, ...)``): built
             for the prompt by the processor, extended over the completion tokens by the TRL patches
             (each completion token sees what the last prompt token sees).
+        packing: how the family's batches are packed (:class:`PackingFacts`); None: packing is
+            refused for it (not proven).
     """
 
     name: str
@@ -87,6 +157,7 @@ class ModelAdapter:
     native_video: bool = False
     row_inputs: tuple[str, ...] = ()
     token_inputs: tuple[str, ...] = ()
+    packing: PackingFacts | None = None
 
 
 def resolve(adapter: ModelAdapter, processor: Any) -> ModelAdapter:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, tokenizer_id
+from . import ModelAdapter, PackingFacts, id_list, tokenizer_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -30,4 +30,6 @@ ADAPTER = ModelAdapter(
     placeholder=IMAGE_TOKEN,
     count_in_ids=count_images,
     multi_image=True,
+    # Packing: one pixel_values entry per tile, each the same number of image tokens.
+    packing=PackingFacts(unit_keys=("pixel_values",), units="tokens"),
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import ModelAdapter, runs, token_id
+from . import ModelAdapter, PackingFacts, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -47,4 +47,6 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     placeholder_attr="image_token",
+    # Packing: one pixel_values entry and one num_local_patches entry per image.
+    packing=PackingFacts(unit_keys=("pixel_values",), units="images", image_keys=("num_local_patches",)),
 )

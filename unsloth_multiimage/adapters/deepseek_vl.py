@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, PackingFacts, id_list, token_id
 
 IMAGE_TOKEN = "<image_placeholder>"
 
@@ -33,4 +33,6 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     placeholder_attr="image_token",
+    # Packing: one pixel_values entry per image, each the same number of image tokens.
+    packing=PackingFacts(unit_keys=("pixel_values",), units="tokens"),
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list
+from . import ModelAdapter, PackingFacts, id_list
 
 BOI_TOKEN = "<start_of_image>"
 EOI_TOKEN = "<end_of_image>"
@@ -46,4 +46,12 @@ ADAPTER = ModelAdapter(
     # (a completion token takes the last prompt token's type: text, the generation prompt's end).
     row_inputs=("token_type_ids",),
     token_inputs=("token_type_ids",),
+    # Packing: one pixel_values entry per image (per crop with pan-and-scan), each the same number of
+    # soft tokens; each run of image tokens attends to itself bidirectionally (token_type_ids == 1).
+    packing=PackingFacts(
+        token_keys=("token_type_ids",),
+        unit_keys=("pixel_values",),
+        units="tokens",
+        overlay="image_blocks",
+    ),
 )

@@ -12,7 +12,7 @@ complete image. The processor nests images per text and requires ``len(images) =
 
 from __future__ import annotations
 
-from . import ModelAdapter
+from . import ModelAdapter, PackingFacts
 from .gemma3 import count_images
 
 IMAGE_TOKEN = "<image_soft_token>"
@@ -24,4 +24,6 @@ ADAPTER = ModelAdapter(
     placeholder=IMAGE_TOKEN,
     count_in_ids=count_images,
     multi_image=True,
+    # Packing: one pixel_values entry per image, each the same number of soft tokens.
+    packing=PackingFacts(token_keys=("token_type_ids",), unit_keys=("pixel_values",), units="tokens"),
 )

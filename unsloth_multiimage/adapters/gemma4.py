@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, pairs, token_id, tokenizer_id
+from . import ModelAdapter, PackingFacts, pairs, token_id, tokenizer_id
 
 IMAGE_TOKEN = "<|image|>"
 EOI_TOKEN = "<image|>"
@@ -36,4 +36,13 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     native_video=True,
+    # Packing: one pixel_values / image_position_ids entry per image (patches padded alike); each run of
+    # image tokens attends to itself bidirectionally (mm_token_type_ids == 1) on sliding layers.
+    packing=PackingFacts(
+        token_keys=("mm_token_type_ids",),
+        unit_keys=("pixel_values", "image_position_ids"),
+        units="images",
+        overlay="image_blocks",
+        overlay_key="mm_token_type_ids",
+    ),
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import ModelAdapter, id_list, token_id, tokenizer_id
+from .qwen2_vl import PACKING
 
 PLACEHOLDER = "<|begin_of_image|><|image|><|end_of_image|>"
 
@@ -47,4 +48,6 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     native_video=True,
+    # Packing: Qwen2-VL's layout (grid patches per image, M-RoPE from the model's get_rope_index).
+    packing=PACKING,
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, PackingFacts, id_list, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -37,4 +37,6 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     image_row_first=True,
+    # Packing: a row's images (sub-images) are its slots of pixel_values that are not all zero.
+    packing=PackingFacts(slot_keys=("pixel_values", "pixel_attention_mask"), slots="nonzero"),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, PackingFacts, id_list, token_id
 
 IMAGE_TOKEN = "<image>"
 GLOBAL_IMAGE_TAG = "<global-img>"
@@ -45,4 +45,6 @@ ADAPTER = ModelAdapter(
     placeholder=IMAGE_TOKEN,
     count_in_ids=count_images,
     multi_image=True,
+    # Packing: a row's images (sub-images) are its slots of pixel_values that are not all zero.
+    packing=PackingFacts(slot_keys=("pixel_values", "pixel_attention_mask"), slots="nonzero"),
 )

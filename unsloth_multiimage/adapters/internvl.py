@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, PackingFacts, id_list, token_id
 
 PLACEHOLDER = "<IMG_CONTEXT>"
 
@@ -33,4 +33,6 @@ ADAPTER = ModelAdapter(
     multi_image=True,
     placeholder_attr="image_token",
     native_video=True,
+    # Packing: one pixel_values entry per tile, each the same number of image tokens.
+    packing=PackingFacts(unit_keys=("pixel_values",), units="tokens"),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, runs, token_id
+from . import ModelAdapter, PackingFacts, id_list, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -52,4 +52,6 @@ ADAPTER = ModelAdapter(
     placeholder=IMAGE_TOKEN,
     count_in_ids=_count,
     multi_image=True,
+    # Packing: one pixel_values entry per image, each the same number of image tokens.
+    packing=PackingFacts(unit_keys=("pixel_values",), units="tokens"),
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, runs, token_id
+from . import ModelAdapter, PackingFacts, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -52,4 +52,6 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     image_lengths=image_lengths,
     multi_image=True,
+    # Packing: one pixel_values entry (its patches) and one image_sizes entry per image.
+    packing=PackingFacts(unit_keys=("pixel_values",), units="images", image_keys=("image_sizes",)),
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, runs, token_id
+from . import ModelAdapter, PackingFacts, runs, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -41,4 +41,9 @@ ADAPTER = ModelAdapter(
     count_in_ids=count_images,
     multi_image=True,
     native_video=True,
+    # Packing: one pixel_values entry (its patches) and one image_sizes entry per image; batch_num_images
+    # (anyres for single-image rows only) is rebuilt per document.
+    packing=PackingFacts(
+        unit_keys=("pixel_values",), units="images", image_keys=("image_sizes",), count_keys=("batch_num_images",)
+    ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, PackingFacts, id_list, token_id
 
 IMAGE_TOKEN = "<|image|>"
 
@@ -22,4 +22,11 @@ ADAPTER = ModelAdapter(
     multi_image=True,
     row_inputs=("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask"),
     token_inputs=("cross_attention_mask",),
+    # Each row's images are its first slots; each document's tokens keep their cross-attention
+    # mask (latest or cumulative, as the padded batch built it) over their own slots only.
+    packing=PackingFacts(
+        slot_keys=("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"),
+        slots="images",
+        cross_attention_key="cross_attention_mask",
+    ),
 )

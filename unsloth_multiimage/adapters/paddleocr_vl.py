@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import ModelAdapter, pairs, token_id, tokenizer_id
+from .qwen2_vl import PACKING
 
 PLACEHOLDER = "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>"
 
@@ -33,4 +34,6 @@ ADAPTER = ModelAdapter(
     placeholder=PLACEHOLDER,
     count_in_ids=count_images,
     multi_image=True,
+    # Packing: Qwen2-VL's layout (grid patches per image, M-RoPE from the model's get_rope_index).
+    packing=PACKING,
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, PackingFacts, id_list, token_id
 
 IMAGE_TOKEN = "<image>"
 
@@ -35,4 +35,16 @@ ADAPTER = ModelAdapter(
     placeholder=IMAGE_TOKEN,
     count_in_ids=count_images,
     multi_image=True,
+    # Packing: one pixel_values entry per image, each the same number of image tokens; positions count
+    # from 1; a document's prefix (token_type_ids == 0) attends to itself bidirectionally, and transformers
+    # builds that prefix over the whole packed row (one block), so only the block-diagonal mask packs it.
+    packing=PackingFacts(
+        position_offset=1,
+        token_keys=("token_type_ids",),
+        unit_keys=("pixel_values",),
+        units="tokens",
+        overlay="prefix",
+        overlay_per_document=False,
+        legacy_mask_needs_overlay=True,
+    ),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, id_list, token_id
+from . import ModelAdapter, PackingFacts, id_list, token_id
 
 IMAGE_TOKEN = "[IMG]"
 IMAGE_END_TOKEN = "[IMG_END]"
@@ -33,4 +33,6 @@ ADAPTER = ModelAdapter(
     placeholder=IMAGE_TOKEN,
     count_in_ids=count_images,
     multi_image=True,
+    # Packing: one pixel_values entry and one image_sizes entry per image.
+    packing=PackingFacts(unit_keys=("pixel_values",), units="images", image_keys=("image_sizes",)),
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, pairs, token_id
+from . import ModelAdapter, PackingFacts, pairs, token_id
 
 VISION_START = "<|vision_start|>"
 IMAGE_PAD = "<|image_pad|>"
@@ -35,6 +35,17 @@ def count_images(processor: Any, ids: Any) -> int:
 #: (a completion token takes the last prompt token's type: text, the generation prompt's end).
 TOKEN_TYPES = ("mm_token_type_ids",)
 
+#: Packing (shared by Qwen3-VL, GLM-4V and PaddleOCR-VL): ``pixel_values`` holds every image's
+#: ``image_grid_thw`` product of patch rows, image after image; M-RoPE positions from the model's own
+#: ``get_rope_index`` per document.
+PACKING = PackingFacts(
+    positions="mrope",
+    token_keys=TOKEN_TYPES,
+    unit_keys=("pixel_values",),
+    units="grid",
+    image_keys=("image_grid_thw",),
+)
+
 ADAPTER = ModelAdapter(
     processor_classes=("Qwen2VLProcessor", "Qwen2_5_VLProcessor"),
     name="qwen2_vl",
@@ -45,4 +56,5 @@ ADAPTER = ModelAdapter(
     native_video=True,
     row_inputs=TOKEN_TYPES,
     token_inputs=TOKEN_TYPES,
+    packing=PACKING,
 )

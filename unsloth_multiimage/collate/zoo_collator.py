@@ -27,6 +27,7 @@ from ..settings import get_settings
 from . import completion_mask
 from .proxy import BatchImages, ProcessorProxy
 from .release import DISTRIBUTION, Fix, for_upstream, pc_path_problem, resizer, takes_native_video
+from .train_packing import pack_if_training
 
 __all__ = ["collate", "failure", "render_row", "process_row", "check_serial_template", "pc_row_error"]
 
@@ -154,7 +155,9 @@ def _collate_batch(
     prepared = _prepare(instance, examples, adapter, decision)
     # The formatting function ran already (above): upstream must not run it again.
     with swapped(instance, **({"formatting_func": None} if formatting is not None else {})):
-        return _collate_or_name_the_row(wrapped, instance, prepared, adapter, decision)
+        batch = _collate_or_name_the_row(wrapped, instance, prepared, adapter, decision)
+    # A training batch under configure(packing=True) leaves packed (collate.train_packing).
+    return pack_if_training(instance, batch, adapter, [len(p.plan.images) for p in prepared])
 
 
 def _prepare(instance: Any, examples: list[Any], adapter: Any, decision: Decision) -> list[PreparedRow]:

@@ -36,6 +36,7 @@ __all__ = [
     "Capability",
     "capabilities",
     "compat_table",
+    "family_ranges",
     "decide",
     "has",
     "installed_version",
@@ -121,6 +122,16 @@ def capabilities() -> dict[tuple[str, str], Capability]:
         for dist, facts in _raw_table().get("releases", {}).items()
         for name, entry in facts.items()
     }
+
+
+@functools.cache
+def family_ranges(section: str) -> dict[str, SpecifierSet]:
+    """A table of model family -> versions of the family's distribution, e.g. the
+    ``[packing.mrope_text_positions]`` table for ``section="packing.mrope_text_positions"``."""
+    found: Any = _raw_table()
+    for key in section.split("."):
+        found = found.get(key, {})
+    return {family: SpecifierSet(spec) for family, spec in found.items()}
 
 
 def parse_version(version: str | Version | None) -> Version | None:

@@ -1,0 +1,138 @@
+"""Packing the training batches of the zoo collator: when it applies, and with which model.
+
+The zoo collator keeps no reference to its model (``__slots__``, no ``model``) and cannot tell a
+training batch from an evaluation one. Packing therefore happens inside a training dataloader:
+the ``trainer_packing`` patch wraps the ``collate_fn`` of ``Trainer.get_train_dataloader`` in
+:class:`PackingCollate`, which names the trainer's model for the duration of each call
+(:func:`packing_model`). Evaluation and prediction dataloaders are built elsewhere and stay
+unpacked (as unsloth's own ``padding_free`` collator keeps them: ``_unpacked_for_evaluation``).
+A custom training loop packs with ``with packing_for(model): batch = collator(rows)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..engine.decision import StrEnum
+from ..settings import get_settings
+from .pack_attention import PackingRefused
+from .packing import pack_padded
+
+__all__ = [
+    "PackingCollate",
+    "packing_for",
+    "packing_model",
+    "pack_if_training",
+    "max_seq_length_of",
+    "packing_train_loader",
+    "TrainerFix",
+]
+
+logger = logging.getLogger("unsloth_multiimage")
+
+
+class TrainerFix(StrEnum):
+    """What the ``trainer_packing`` patch adds (``[patches.trainer_packing]``)."""
+
+    PACKED_TRAIN_BATCHES = "packed_train_batches"
+
+
+_MODEL: contextvars.ContextVar[Any] = contextvars.ContextVar("umi_packing_model", default=None)
+
+
+def packing_model() -> Any:
+    """The model a training batch is being collated for, or None outside a training dataloader."""
+    return _MODEL.get()
+
+
+@contextlib.contextmanager
+def packing_for(model: Any) -> Iterator[None]:
+    """Collator calls inside the block are training batches for ``model`` (packed when
+    ``configure(packing=True)``)."""
+    token = _MODEL.set(model)
+    try:
+        yield
+    finally:
+        _MODEL.reset(token)
+
+
+class PackingCollate:
+    """A training dataloader's ``collate_fn``, called with :func:`packing_for` its model.
+
+    Picklable (DataLoader workers): it holds the collate function and the model.
+    """
+
+    __slots__ = ("collate_fn", "model")
+
+    def __init__(self, collate_fn: Callable[[Any], Any], model: Any) -> None:
+        self.collate_fn = collate_fn
+        self.model = model
+
+    def __call__(self, features: Any) -> Any:
+        with packing_for(self.model):
+            return self.collate_fn(features)
+
+    def __getstate__(self) -> tuple[Any, Any]:
+        return self.collate_fn, self.model
+
+    def __setstate__(self, state: tuple[Any, Any]) -> None:
+        self.collate_fn, self.model = state
+
+
+def max_seq_length_of(collator: Any) -> int:
+    """The longest packed sequence: the collator's own ``max_seq_length``, else the
+    ``packing_max_seq_length`` setting; an error naming both when neither is set."""
+    own = getattr(collator, "max_seq_length", None)
+    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+        return own
+    setting = get_settings().packing_max_seq_length
+    if setting is not None:
+        return setting
+    raise PackingRefused(
+        "unsloth_multiimage: packing needs the longest sequence a pack may be, and the collator has no "
+        "max_seq_length. Fix: pass max_seq_length to UnslothVisionDataCollator, or "
+        "configure(packing_max_seq_length=...) (UNSLOTH_MULTIIMAGE_PACKING_MAX_SEQ_LENGTH)."
+    )
+
+
+def pack_if_training(collator: Any, batch: Any, adapter: Any, images_per_row: Sequence[int]) -> Any:
+    """``batch`` packed when packing is on and this is a training batch, else ``batch`` itself."""
+    model = packing_model()
+    if model is None or not get_settings().packing:
+        return batch
+    tokenizer = getattr(collator.processor, "tokenizer", collator.processor)
+    packed = pack_padded(
+        batch,
+        adapter,
+        model,
+        images_per_row,
+        max_seq_length_of(collator),
+        pad_token_id=getattr(tokenizer, "pad_token_id", None),
+    )
+    logger.debug(
+        "unsloth_multiimage: packed %d rows into %d sequence(s) of %d tokens",
+        len(images_per_row),
+        int(packed["input_ids"].shape[0]),
+        int(packed["input_ids"].shape[1]),
+    )
+    return packed
+
+
+def packing_train_loader(loader: Any, model: Any) -> Any:
+    """``Trainer.get_train_dataloader``'s ``loader`` whose batches are packed for ``model`` while
+    packing is configured (its ``collate_fn`` becomes a :class:`PackingCollate`); unchanged with
+    packing off."""
+    if model is None or not get_settings().packing:
+        return loader
+    # accelerate's prepared loader iterates the DataLoader it wraps (DataLoaderAdapter.base_dataloader).
+    inner = loader
+    while getattr(inner, "base_dataloader", None) is not None:
+        inner = inner.base_dataloader
+    collate_fn = getattr(inner, "collate_fn", None)
+    if collate_fn is not None and not isinstance(collate_fn, PackingCollate):
+        inner.collate_fn = PackingCollate(collate_fn, model)
+    return loader
