@@ -14,8 +14,9 @@ sliding-layer image blocks at the wrong tokens.
 from __future__ import annotations
 
 import pytest
-from conftest import TRANSFORMERS
-from packing_cases import families, model_for, tiny_family
+
+from tests.support import TRANSFORMERS
+from tests.support.packing_cases import families, model_for, tiny_family
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -1,20 +1,21 @@
 """Packing is exact, family by family: the packed batch gives the padded batch's loss, per-document
 losses and gradients (float32, rtol 1e-5), and every image reaches its own document.
 
-Per family with a tiny model (tests/tiny_vlms.py), on eager and sdpa: the REAL collator of the
+Per family with a tiny model (tests/support/tiny_vlms/), on eager and sdpa: the REAL collator of the
 installed unsloth_zoo (the processor alone on the row without it) collates 4 rows of 2, 0, 3 and 1
 coded images (tests/tiles.py); :func:`pack_batch` packs them into one sequence and into several
 (padded, the rows reordered by first-fit decreasing), with the mechanism the installed transformers
 allows (tests/collate/test_packing_attention.py pins which). The coded images are decoded back from
 the packed batch in the order the model consumes them. The default row runs every family; the
-other rows one family per mechanism and layout (packing_cases.OTHER_ROW_FAMILIES).
+other rows one family per mechanism and layout (tests/support/packing_cases.py, OTHER_ROW_FAMILIES).
 """
 
 from __future__ import annotations
 
 import pytest
-from conftest import TRANSFORMERS, UNSLOTH_ZOO
-from packing_cases import (
+
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO
+from tests.support.packing_cases import (
     IMPLEMENTATIONS,
     RTOL,
     families,
@@ -35,7 +36,7 @@ pytest.importorskip("transformers")
 def collator_cls():
     """The installed zoo collator class, else one that calls the processor (the row without unsloth_zoo)."""
     if UNSLOTH_ZOO is not None:
-        from zoo import load_vision_utils
+        from tests.support.zoo import load_vision_utils
 
         return load_vision_utils()[0].UnslothVisionDataCollator
     return ProcessorCollator
@@ -139,9 +140,8 @@ def _check_refused_without_token_types(tiny, model, batch):
 def test_mllama_documents_attend_only_their_own_images(mode, collator_cls):
     """Each document's tokens attend (mask 1) only to slots holding its own images, under either
     cross-attention mode; a token with nothing to attend has exactly its own slots marked."""
-    from tiles import decode_tile
-
     import unsloth_multiimage
+    from tests.support.tiles import decode_tile
     from unsloth_multiimage.collate.pack_images import OWN_SLOT
 
     tiny = tiny_family("mllama")

@@ -15,8 +15,9 @@ import contextlib
 import sys
 
 import pytest
-from conftest import TRANSFORMERS, UNSLOTH_ZOO
 from packaging.version import Version
+
+from tests.support import TRANSFORMERS, UNSLOTH_ZOO
 
 # TRL 1.15+ computes the SFT loss with a Triton kernel (Triton's interpreter on CPU). unsloth_zoo's
 # CPU import puts a stand-in module in place of `triton` when triton is not imported yet, so the
@@ -31,7 +32,7 @@ BATCH = 4
 
 @pytest.fixture(scope="module")
 def zoo_collator_cls():
-    from zoo import load_vision_utils
+    from tests.support.zoo import load_vision_utils
 
     return load_vision_utils()[0].UnslothVisionDataCollator
 

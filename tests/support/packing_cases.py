@@ -2,7 +2,7 @@
 padded batch from the real collator, a model per attention implementation, and the comparisons
 (losses per document, gradients) between a padded batch and its packed form.
 
-Models and processors are built once per session (tests/adapters/family_cases.py); every forward
+Models and processors are built once per session (tests/support/family_cases.py); every forward
 here zeroes the gradients first.
 """
 
@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))  # the family fixtures' helpers
-
-from family_cases import (  # noqa: E402
+from tests.support.family_cases import (
     EXPECTED,
     column_row,
     model_of,
@@ -63,7 +59,7 @@ def tiny_family(family: str) -> Any:
         if family != "mllama":
             raise
     if not _mllama:
-        import tiny_vlms
+        from tests.support import tiny_vlms
 
         _mllama.append(tiny_vlms.FAMILIES["mllama"]())
     return _mllama[0]
@@ -92,7 +88,7 @@ def _mllama_model(tiny: Any, implementation: str) -> Any:
         import torch
         from transformers import MllamaForConditionalGeneration
 
-        from unsloth_multiimage.demo import tiny_mllama
+        from unsloth_multiimage import tiny_mllama
 
         config = tiny_mllama.build_config(tiny.processor)
         for sub in (config, config.text_config, config.vision_config):
