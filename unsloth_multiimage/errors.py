@@ -13,6 +13,8 @@ __all__ = [
     "BatchError",
     "DatasetIOError",
     "InternalError",
+    "PackingRefused",
+    "PackingLayoutError",
     "RowError",
     "ImageCountError",
     "ImageLoadError",
@@ -21,6 +23,7 @@ __all__ = [
     "FormatError",
     "UnknownFormatError",
     "ImageTagMismatchError",
+    "RowTooLongError",
 ]
 
 
@@ -43,6 +46,15 @@ class DatasetIOError(UnslothMultiimageError, ValueError):
 class InternalError(UnslothMultiimageError, RuntimeError):
     """The plugin's own logic failed (a bug to report, never blamed on a row); the message says how
     to run without the patch involved."""
+
+
+class PackingRefused(UnslothMultiimageError, RuntimeError):
+    """Packing cannot be exact here: the message names the family, the release or attention
+    implementation, and the fallback (unpacked batches)."""
+
+
+class PackingLayoutError(InternalError):
+    """A padded batch does not look like its family's packing facts say (a bug to report)."""
 
 
 class RowError(UnslothMultiimageError, ValueError):
@@ -96,3 +108,7 @@ class UnknownFormatError(FormatError):
 
 class ImageTagMismatchError(FormatError, ImageCountError):
     """A row's image tags (or bare image parts) and its images disagree in number."""
+
+
+class RowTooLongError(RowError):
+    """A row is longer than one packed sequence may be."""

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from ..adapters import PackingFacts
 from ..engine import compat
+from ..errors import PackingRefused
 
 __all__ = ["Mechanism", "Attention", "PackingRefused", "choose_attention", "block_mask", "sliding_window"]
 
@@ -41,11 +42,6 @@ Mechanism = Literal["positions", "block_mask", "varlen"]
 
 #: attention implementations whose masks are additive 4D tensors or built from positions by masking_utils
 MASKED = ("eager", "sdpa")
-
-
-class PackingRefused(RuntimeError):
-    """Packing cannot be exact here: the message names the family, the release or attention
-    implementation, and the fallback (unpacked batches)."""
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import RowError
+from ..errors import RowTooLongError
 
 __all__ = ["PackPlan", "RowTooLongError", "plan_packs"]
-
-
-class RowTooLongError(RowError):
-    """A row is longer than one packed sequence may be."""
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters import PackingFacts
+from ..errors import PackingLayoutError
 
 __all__ = ["RowShare", "PackingLayoutError", "locate_rows", "image_token_id"]
-
-
-class PackingLayoutError(ValueError):
-    """The padded batch does not look like the family's packing facts say (a bug to report)."""
 
 
 @dataclass(frozen=True)
