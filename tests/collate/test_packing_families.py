@@ -3,7 +3,7 @@ losses and gradients (float32, rtol 1e-5), and every image reaches its own docum
 
 Per family with a tiny model (tests/support/tiny_vlms/), on eager and sdpa: the REAL collator of the
 installed unsloth_zoo (the processor alone on the row without it) collates 4 rows of 2, 0, 3 and 1
-coded images (tests/tiles.py); :func:`pack_batch` packs them into one sequence and into several
+coded images (tests/support/tiles.py); :func:`pack_batch` packs them into one sequence and into several
 (padded, the rows reordered by first-fit decreasing), with the mechanism the installed transformers
 allows (tests/collate/test_packing_attention.py pins which). The coded images are decoded back from
 the packed batch in the order the model consumes them. The default row runs every family; the
