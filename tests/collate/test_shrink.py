@@ -168,8 +168,8 @@ def test_shrink_applies_to_packed_batches_only(qwen, mixed, monkeypatch):
 def test_a_video_row_drops_frames_evenly(qwen):
     """Eight coded frames, too many tokens even at the smallest size: the frames kept are spread
     evenly (first and last kept), decoded back from the packed batch in order."""
-    from unsloth_multiimage.collate.train_packing import packing_for
     from tests.support.tiles import make_tile_image
+    from unsloth_multiimage.collate.train_packing import packing_for
     from unsloth_multiimage.rows.shrink import kept_frames
 
     tiny = qwen.tiny

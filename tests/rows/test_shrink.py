@@ -11,7 +11,6 @@ from unsloth_multiimage.rows.chat import image_parts, messages_of
 from unsloth_multiimage.rows.pipeline import prepare_batch
 from unsloth_multiimage.rows.policy import apply_policies
 from unsloth_multiimage.rows.shrink import fit_pixels, frame_groups, keep_frames, kept_frames, marked, unmark
-from unsloth_multiimage.rows.video import FRAME_KEY
 
 pytest.importorskip("PIL")
 
@@ -50,7 +49,9 @@ def _codes(images):
     return out
 
 
-@pytest.mark.parametrize(("count", "limit", "kept"), [(8, 3, [0, 4, 7]), (6, 2, [0, 5]), (5, 5, [0, 1, 2, 3, 4]), (4, 1, [0])])
+@pytest.mark.parametrize(
+    ("count", "limit", "kept"), [(8, 3, [0, 4, 7]), (6, 2, [0, 5]), (5, 5, [0, 1, 2, 3, 4]), (4, 1, [0])]
+)
 def test_kept_frames_are_spread_evenly_first_and_last_kept(count, limit, kept):
     assert kept_frames(count, limit) == kept
 

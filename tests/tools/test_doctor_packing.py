@@ -28,7 +28,10 @@ def dataset(tmp_path_factory):
     rows = [
         {
             "messages": [
-                {"role": "user", "content": [IMG] * n + [{"type": "text", "text": "which image has more red " * (1 + i % 4)}]},
+                {
+                    "role": "user",
+                    "content": [IMG] * n + [{"type": "text", "text": "which image has more red " * (1 + i % 4)}],
+                },
                 {"role": "assistant", "content": [{"type": "text", "text": "the first"}]},
             ],
             "images": [f"{k}.png" for k in range(n)],

@@ -13,9 +13,8 @@ has its own module (:mod:`.qwen3_vl`) with the same layout.
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Callable
+from typing import Any
 
 from . import ImageTokens, ModelAdapter, PackingFacts, pairs, token_id
 
@@ -47,6 +46,7 @@ PACKING = PackingFacts(
     units="grid",
     image_keys=("image_grid_thw",),
 )
+
 
 def _patch_counter(processor: Any) -> Callable[[int, int], int] | None:
     """The image processor's own ``get_number_of_image_patches(height, width)`` (its smart_resize

@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..adapters import ModelAdapter
 from ..rows.plan import RowPlan
 from ..rows.policy import budget_sizes
 from ..rows.shrink import fit_pixels, frame_groups, keep_frames, keep_frames_of, unmark
@@ -169,87 +168,44 @@ class RowShrinker:
         Raises:
             RowTooLongError: the row is too long and cannot be shrunk to fit (the reason named).
         """
-        sizes = [tuple(s) for s in sizes]
-        ids = self._ids(example, row)
-        count = self.counter.total
-        most = self.max_seq_length
-        before = count(ids, sizes)
-        if before <= most:
+        search = _Search(self, example, row, [(int(w), int(h)) for w, h in sizes])
+        before = search.length(None, None)
+        if before <= self.max_seq_length:
             return None
-        adapter: ModelAdapter = self.counter.adapter
+        self._check_shrinkable(row, before, search.sizes)
+        limit = search.frame_limit(before)
+        budget = search.largest_budget(limit)
+        kept_ids, kept_sizes = search.variant(limit)
+        final = budget_sizes(kept_sizes, budget) if budget is not None else kept_sizes
+        frames = sum(len(g) for g in search.groups)
+        return Shrunk(
+            row=row,
+            tokens_before=before,
+            tokens_after=self.counter.total(kept_ids, final),
+            pixels_before=sum(w * h for w, h in search.sizes),
+            pixels_after=sum(w * h for w, h in final),
+            budget=budget,
+            frames_before=frames,
+            frames_after=frames - (len(search.sizes) - len(kept_sizes)),
+            frame_limit=limit,
+            identity=self.identity(row) if self.identity is not None else None,
+        )
+
+    def _check_shrinkable(self, row: int, before: int, sizes: Sequence[tuple[int, int]]) -> None:
+        """Refuse a row whose length no pixel budget changes (no image; a family with fixed counts)."""
         if not sizes:
-            raise _refusal(row, before, most, "it has no image to shrink (it is all text)")
+            raise _refusal(row, before, self.max_seq_length, "it has no image to shrink (it is all text)")
         if not self.counter.follows_size:
-            how = adapter.image_tokens.how if adapter.image_tokens is not None else "not counted from sizes"
+            known = self.counter.adapter.image_tokens
+            how = known.how if known is not None else "not counted from sizes"
             raise _refusal(
                 row,
                 before,
-                most,
+                self.max_seq_length,
                 f"{self.family}'s image tokens do not depend on the image size ({how}), so no pixel budget "
                 f"shortens the row",
                 "keep fewer images (configure(max_images=...)), ",
             )
-        groups = frame_groups(example)
-        frames = sum(len(g) for g in groups)
-        variants: dict[int | None, tuple[list[int], list[tuple[int, int]]]] = {None: (ids, sizes)}
-
-        def variant(limit: int | None) -> tuple[list[int], list[tuple[int, int]]]:
-            if limit not in variants:
-                assert limit is not None
-                fewer, kept = keep_frames_of(example, limit)
-                variants[limit] = (self._ids(fewer, row), [sizes[k] for k in kept])
-            return variants[limit]
-
-        def fits(limit: int | None, budget: int) -> bool:
-            v_ids, v_sizes = variant(limit)
-            return count(v_ids, budget_sizes(v_sizes, budget)) <= most
-
-        limit: int | None = None
-        if not fits(None, 1):
-            longest = max((len(g) for g in groups), default=0)
-            if longest <= 1 or not fits(1, 1):
-                v_ids, v_sizes = variant(1 if longest > 1 else None)
-                smallest = count(v_ids, budget_sizes(v_sizes, 1))
-                frames_note = " and one frame per video" if longest > 1 else ""
-                raise _refusal(
-                    row,
-                    before,
-                    most,
-                    f"even with every image at the smallest size{frames_note} it is {smallest} tokens",
-                )
-            lo, hi = 1, longest - 1  # the most frames per video that fit at the smallest size
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if fits(mid, 1):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            limit = lo
-        v_ids, v_sizes = variant(limit)
-        pixels = sum(w * h for w, h in v_sizes)
-        budget: int | None = None
-        if not fits(limit, pixels):
-            lo, hi = 1, max(1, pixels - 1)  # the largest budget at which the row fits
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if fits(limit, mid):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            budget = lo
-        final = budget_sizes(v_sizes, budget) if budget is not None else v_sizes
-        return Shrunk(
-            row=row,
-            tokens_before=before,
-            tokens_after=count(v_ids, final),
-            pixels_before=sum(w * h for w, h in sizes),
-            pixels_after=sum(w * h for w, h in final),
-            budget=budget,
-            frames_before=frames,
-            frames_after=frames - (len(sizes) - len(v_sizes)),
-            frame_limit=limit,
-            identity=self.identity(row) if self.identity is not None else None,
-        )
 
     def fit(self, example: Any, plan: RowPlan) -> tuple[Any, RowPlan]:
         """The row pipeline's ``fit_row``: the row shrunk to fit (its images loaded), or as it is."""
@@ -264,6 +220,68 @@ class RowShrinker:
         # The processor gets these very images (upstream's own resizing of content images, e.g. a
         # video's frames, could make more tokens than counted); the release's resize still applies.
         return example, replace(plan, own_images=True)
+
+
+class _Search:
+    """The candidates of one row's search: at most ``limit`` frames per video (None: all), images
+    at a pixel budget (None: as they are), each counted exactly (its text rendered once per limit)."""
+
+    def __init__(self, shrinker: RowShrinker, example: Any, row: int, sizes: list[tuple[int, int]]) -> None:
+        self.shrinker, self.example, self.row, self.sizes = shrinker, example, row, sizes
+        self.groups = frame_groups(example)
+        self._variants: dict[int | None, tuple[list[int], list[tuple[int, int]]]] = {}
+
+    def variant(self, limit: int | None) -> tuple[list[int], list[tuple[int, int]]]:
+        """The row's ids and image sizes with at most ``limit`` frames per video."""
+        if limit not in self._variants:
+            example, kept = (self.example, None) if limit is None else keep_frames_of(self.example, limit)
+            sizes = self.sizes if kept is None else [self.sizes[k] for k in kept]
+            self._variants[limit] = (self.shrinker._ids(example, self.row), sizes)
+        return self._variants[limit]
+
+    def length(self, limit: int | None, budget: int | None) -> int:
+        ids, sizes = self.variant(limit)
+        return self.shrinker.counter.total(ids, sizes if budget is None else budget_sizes(sizes, budget))
+
+    def fits(self, limit: int | None, budget: int | None) -> bool:
+        return self.length(limit, budget) <= self.shrinker.max_seq_length
+
+    def frame_limit(self, before: int) -> int | None:
+        """None when the row fits at some budget with every frame; else the most frames per video at
+        which it fits at the smallest budget (raises when one frame per video does not)."""
+        if self.fits(None, 1):
+            return None
+        longest = max((len(g) for g in self.groups), default=0)
+        if longest <= 1 or not self.fits(1, 1):
+            fewest = 1 if longest > 1 else None
+            note = " and one frame per video" if longest > 1 else ""
+            raise _refusal(
+                self.row,
+                before,
+                self.shrinker.max_seq_length,
+                f"even with every image at the smallest size{note} it is {self.length(fewest, 1)} tokens",
+            )
+        return _largest(1, longest - 1, lambda limit: self.fits(limit, 1))
+
+    def largest_budget(self, limit: int | None) -> int | None:
+        """The largest pixel budget at which the row (``limit`` frames per video) fits; None when it
+        fits with its images as they are."""
+        pixels = sum(w * h for w, h in self.variant(limit)[1])
+        if self.fits(limit, None):
+            return None
+        return _largest(1, max(1, pixels - 1), lambda budget: self.fits(limit, budget))
+
+
+def _largest(low: int, high: int, ok: Callable[[int], bool]) -> int:
+    """The largest ``n`` in ``[low, high]`` with ``ok(n)``, by bisection, ``ok(low)`` being known true
+    and ``ok(high + 1)`` false: the answer fits and one more does not."""
+    while low < high:
+        mid = (low + high + 1) // 2
+        if ok(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def warn_shrunk(shrunk: Sequence[Shrunk], max_seq_length: int, lengths: Sequence[int] | None = None) -> str:

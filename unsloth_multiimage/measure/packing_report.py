@@ -148,7 +148,9 @@ class PackingReport:
         out.append(f"{shrink}; {len(self.refused)} row(s) refused (longer than max_seq_length)")
         out += [f"  shrunk {r.shrunk.describe()}" for r in self.shrunk[:_SHOWN] if r.shrunk is not None]
         for r in self.refused[:_SHOWN]:
-            out.append(f"  refused row {r.row}: {r.refused}" if r.refused else f"  refused row {r.row}: {r.total} tokens")
+            out.append(
+                f"  refused row {r.row}: {r.refused}" if r.refused else f"  refused row {r.row}: {r.total} tokens"
+            )
         out.append(self.advice())
         return out
 

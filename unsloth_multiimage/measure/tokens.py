@@ -53,6 +53,7 @@ __all__ = [
     "summarise",
 ]
 
+
 def _from_headers_families() -> dict[str, str]:
     from ..adapters.table import BUILTIN_ADAPTERS
 
