@@ -211,6 +211,8 @@ class Arms:
         self.pad = tiny.processor.tokenizer.pad_token_id
         self.optimizers = {arm: torch.optim.SGD(m.parameters(), lr=1e-3) for arm, m in models.items()}
         self.totals = {arm: {"real": 0, "slots": 0, "collate": 0.0, "model": 0.0, "sequences": 0} for arm in models}
+        #: the padded batches' images, to time the vision tower alone (the same work in both arms)
+        self.images: list[tuple[Any, Any]] = []
 
     def run(self, arm: str, chunk: list[dict], count: bool = True) -> None:
         """One training step of ``arm`` on ``chunk``: collated (packed inside ``packing_for``), trained."""
@@ -224,6 +226,8 @@ class Arms:
             batch = self.collator(chunk)
         collate = time.perf_counter() - t0
         seconds = _step(self.models[arm], self.optimizers[arm], batch)
+        if count and arm == "padded" and batch.get("pixel_values") is not None:
+            self.images.append((batch["pixel_values"], batch["image_grid_thw"]))
         if count:
             real, slots = padding_share(batch, self.pad)
             t = self.totals[arm]
@@ -232,6 +236,20 @@ class Arms:
             t["collate"] += collate
             t["model"] += seconds
             t["sequences"] += int(batch["input_ids"].shape[0])
+
+    def vision_seconds(self) -> float:
+        """Seconds of the vision tower alone (forward and backward) over the padded arm's batches."""
+        model = self.models["padded"]
+        total = 0.0
+        for pixels, grid in self.images:
+            t0 = time.perf_counter()
+            out = model.get_image_features(pixels, grid)
+            features = getattr(out, "pooler_output", out)
+            parts = features if isinstance(features, (list, tuple)) else [features]
+            sum(p.float().sum() for p in parts).backward()
+            total += time.perf_counter() - t0
+        model.zero_grad(set_to_none=True)
+        return total
 
     def report(self, steps: int) -> None:
         totals = self.totals
@@ -246,6 +264,13 @@ class Arms:
                 f"({t['collate'] / steps * 1e3:.0f} ms collating); {rate[arm]:,.0f} real tokens/s "
                 f"({t['real'] / t['model']:,.0f} in the model alone)"
             )
+        vision = self.vision_seconds()
+        padded = totals["padded"]
+        print(
+            f"the same in both arms: the vision tower alone {vision / steps * 1e3:.0f} ms per step (of the padded "
+            f"arm's {(padded['collate'] + padded['model']) / steps * 1e3:.0f} ms); token slots padded / packed "
+            f"x{padded['slots'] / totals['packed']['slots']:.2f}"
+        )
         print(
             f"packing: padding {share['padded']:.1%} -> {share['packed']:.1%}, tokens/s "
             f"x{rate['packed'] / rate['padded']:.2f}"

@@ -115,7 +115,7 @@ class PackingReport:
         if before - after < 0.05:
             return (
                 f"Packing saves little here: padding {before:.0%} -> {after:.0%} (the rows of a batch are of similar "
-                f"length); train unpacked, or pack for fewer sequences per step: {turn_on}."
+                f"length already); train unpacked."
             )
         line = f"Pack: {turn_on} cuts the padding from {before:.0%} to {after:.0%} of the token slots"
         per_sequence = int(self.max_seq_length // self.mean_length) if self.mean_length else 0
