@@ -256,3 +256,28 @@ def test_the_token_report_shows_what_shrink_does_as_training_does_it(qwen, mixed
     trained = re.search(r"row 1 \([^)]*\): (.*? px)", message).group(1)
     assert lines[1] == f"  shrunk row 1: {trained}"
     assert summarise(counter.count_rows(mixed.rows), mixed.limit + 1, counter).shrink_lines() == []
+
+
+def test_a_family_not_counted_from_sizes_is_refused_after_collation_saying_why():
+    """LLaVA's tokens are counted only by its processor: shrink leaves its rows alone, and the
+    planner's error says why shrink did not help."""
+    from tests.support.family_cases import model_of
+    from tests.support.zoo import load_vision_utils
+    from unsloth_multiimage.collate.pack_plan import RowTooLongError
+    from unsloth_multiimage.collate.train_packing import packing_for
+
+    tiny = tiny_of("llava")
+    model = model_of(tiny)
+    collator = load_vision_utils()[0].UnslothVisionDataCollator(model, tiny.processor)
+    rows = [_row(0, [tiny.image_size]), _row(1, [tiny.image_size], text=" ".join(["which is red"] * 12))]
+    lengths = [int(n) for n in collator(rows)["attention_mask"].sum(1)]
+    unsloth_multiimage.configure(packing=True, packing_max_seq_length=lengths[1] - 1, on_overflow="shrink")
+    with packing_for(model), pytest.raises(RowTooLongError) as caught:
+        collator(rows)
+    assert caught.value.row == 1
+    assert caught.value.message.startswith(
+        f"unsloth_multiimage: row 1 has {lengths[1]} tokens, more than one packed sequence holds "
+        f'(max_seq_length={lengths[1] - 1}), and on_overflow="shrink" cannot make it fit: it shrinks rows of '
+        f"families whose image tokens are counted exactly from the image size (qwen2_vl, qwen3_vl), and "
+        f"llava's are not. Fix: raise max_seq_length to at least {lengths[1]}"
+    ), caught.value.message

@@ -109,21 +109,23 @@ def _refusal(row: int, tokens: int, max_seq_length: int, why: str, fix: str = ""
     )
 
 
-def not_shrunk(row: int, family: str, tokens: int, max_seq_length: int) -> RowTooLongError:
-    """The error for a row too long of a family ``on_overflow="shrink"`` does not shrink."""
-    return _refusal(
-        row,
-        tokens,
-        max_seq_length,
-        f"it shrinks rows of families whose image tokens are counted exactly from the image size "
-        f"({', '.join(shrinkable_families())}), and {family}'s are not",
-        "downsize the images (configure(max_pixels_per_example=...)), ",
+def not_shrunk(row: int, family: str, tokens: int, max_seq_length: int, declared: bool = False) -> RowTooLongError:
+    """The error for a row too long of a family ``on_overflow="shrink"`` does not shrink (``declared``:
+    its adapter declares its image tokens, but the installed image processor cannot count them)."""
+    why = (
+        f"{family}'s image processor on this transformers cannot count an image's tokens from its size"
+        if declared
+        else f"it shrinks rows of families whose image tokens are counted exactly from the image size "
+        f"({', '.join(shrinkable_families())}), and {family}'s are not"
     )
+    return _refusal(row, tokens, max_seq_length, why, "downsize the images (configure(max_pixels_per_example=...)), ")
 
 
-def shrink_refused(exc: RowTooLongError, family: str, tokens: int, max_seq_length: int) -> RowTooLongError:
+def shrink_refused(
+    exc: RowTooLongError, family: str, tokens: int, max_seq_length: int, declared: bool = False
+) -> RowTooLongError:
     """The planner's error ``exc`` for a row of a family that is not shrunk, under ``on_overflow="shrink"``."""
-    return not_shrunk(exc.row if exc.row is not None else -1, family, tokens, max_seq_length)
+    return not_shrunk(exc.row if exc.row is not None else -1, family, tokens, max_seq_length, declared)
 
 
 class RowShrinker:

@@ -152,7 +152,9 @@ def pack_if_training(
     except RowTooLongError as exc:
         if settings.on_overflow == "shrink" and shrinker is None and exc.row is not None:
             family = adapter.name if adapter is not None else "this processor"
-            raise shrink_refused(exc, family, lengths[exc.row], longest) from exc
+            # declared, but this transformers' image processor cannot count from a size
+            declared = adapter is not None and adapter.image_tokens is not None
+            raise shrink_refused(exc, family, lengths[exc.row], longest, declared) from exc
         raise
     packed = pack_batch(
         batch, plan, adapter, model, images_per_row, pad_token_id=getattr(tokenizer, "pad_token_id", None)

@@ -212,7 +212,8 @@ class TokenCounter:
         except RowError as exc:
             return RowTokens(row, error=str(exc))
         if self.shrink_to is not None and self._shrinker is None and counted.total > self.shrink_to:
-            shrink["refused"] = str(not_shrunk(row, self.family, counted.total, self.shrink_to))
+            declared = self.adapter.image_tokens is not None
+            shrink["refused"] = str(not_shrunk(row, self.family, counted.total, self.shrink_to, declared))
         return replace(counted, **shrink) if shrink else counted
 
     def _shrink_hook(self, found: dict[str, Any]) -> Callable[[Any, Any], tuple[Any, Any]]:
