@@ -148,6 +148,12 @@ PACKING_MAX_SEQ_LENGTH = Var(
     "the longest packed sequence when the collator has no `max_seq_length`",
     "packing_max_seq_length",
 )
+ON_OVERFLOW = Var(
+    "UNSLOTH_MULTIIMAGE_ON_OVERFLOW",
+    "str",
+    "a row longer than a packed sequence: `error`, or `shrink` (its images downsized, its video frames dropped, to fit)",
+    "on_overflow",
+)
 
 #: Every variable the plugin reads, in the order the README lists them.
 VARIABLES = (
@@ -171,4 +177,5 @@ VARIABLES = (
     VLLM_MAX_IMAGES,
     PACKING,
     PACKING_MAX_SEQ_LENGTH,
+    ON_OVERFLOW,
 )

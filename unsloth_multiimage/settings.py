@@ -23,11 +23,13 @@ Strategy = Literal["native", "grid", "serial"]
 CrossAttention = Literal["latest", "cumulative"]
 Video = Literal["auto", "frames", "native"]
 VideoSampling = Literal["fps", "uniform"]
+OnOverflow = Literal["error", "shrink"]
 _ON_EXCESS = get_args(OnExcess)
 _STRATEGIES = get_args(Strategy)
 _CROSS_ATTENTION = get_args(CrossAttention)
 _VIDEO = get_args(Video)
 _VIDEO_SAMPLING = get_args(VideoSampling)
+_ON_OVERFLOW = get_args(OnOverflow)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,14 @@ class Settings:
             a family not proven exact is refused. Default off.
         packing_max_seq_length: the longest packed sequence when the collator has no
             ``max_seq_length`` of its own (None: the collator's is required).
+        on_overflow: what a batch being packed does with a row longer than one packed sequence:
+            ``error`` (default: an error naming the row) or ``shrink`` (before upstream collates,
+            the row's images are downsized by the largest per-row pixel budget at which it fits,
+            counted exactly, and, where even the smallest size is too long, its videos' frames are
+            dropped evenly; one warning per batch gives the counts. Families whose image tokens
+            are known from the image size only (Qwen2-VL, Qwen2.5-VL, Qwen3-VL); a row of another
+            family, or one that cannot fit, is refused naming it:
+            :mod:`unsloth_multiimage.collate.shrink`).
     """
 
     max_images: int | None = None
@@ -96,6 +106,7 @@ class Settings:
     vllm_max_images: int | None = None
     packing: bool = False
     packing_max_seq_length: int | None = None
+    on_overflow: OnOverflow = "error"
 
     def __post_init__(self) -> None:
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
@@ -133,6 +144,8 @@ class Settings:
         limit = self.packing_max_seq_length
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"packing_max_seq_length must be a positive integer or None, got {limit!r}")
+        if self.on_overflow not in _ON_OVERFLOW:
+            raise ValueError(f"on_overflow must be one of {_ON_OVERFLOW}, got {self.on_overflow!r}")
 
     def _check_video(self) -> None:
         if self.video not in _VIDEO:

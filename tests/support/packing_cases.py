@@ -174,3 +174,23 @@ def gradient_difference(packed: dict, padded: dict) -> tuple[float, str]:
         if d > worst:
             worst, name = d, n
     return worst, name
+
+
+def sized_processor(tiny: Any, min_pixels: int = 56 * 56, max_pixels: int = 256 * 256) -> Any:
+    """A copy of a Qwen-family tiny processor whose image processor lets image sizes through, as a
+    real checkpoint's does (Qwen2-VL's ``min_pixels`` is 56*56): a smaller image then makes fewer
+    tokens (the tiny fixture pins every image to 56*56, 4 tokens). Skips where this transformers'
+    image processor cannot count an image's tokens from its size (``get_number_of_image_patches``)."""
+    import copy
+
+    from unsloth_multiimage import find_adapter
+    from unsloth_multiimage.collate.token_count import SizeCounter
+
+    processor = copy.deepcopy(tiny.processor)
+    ip = processor.image_processor
+    ip.size = type(ip.size)(shortest_edge=min_pixels, longest_edge=max_pixels)
+    if hasattr(ip, "min_pixels"):  # 4.x keeps them beside `size` too (as a checkpoint's config sets both)
+        ip.min_pixels, ip.max_pixels = min_pixels, max_pixels
+    if SizeCounter(processor, find_adapter(processor)).per_image is None:
+        pytest.skip(f"this transformers' {type(ip).__name__} has no get_number_of_image_patches: no size counts")
+    return processor

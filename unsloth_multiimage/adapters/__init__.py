@@ -16,6 +16,7 @@ from typing import Any, Literal
 __all__ = [
     "ModelAdapter",
     "PackingFacts",
+    "ImageTokens",
     "AdapterLookup",
     "Nesting",
     "processor_is",
@@ -101,6 +102,26 @@ class PackingFacts:
 
 
 @dataclass(frozen=True)
+class ImageTokens:
+    """How many tokens one image becomes in ``input_ids``, known from its size alone (no pixel
+    decoded): the token report counts rows from image headers by it, and ``on_overflow="shrink"``
+    searches a row's pixel budget by it (:mod:`unsloth_multiimage.collate.token_count`).
+
+    Attributes:
+        counter: ``counter(processor) -> per_image`` where ``per_image(width, height) -> int`` is
+            exact for this processor, or None where the installed processor cannot say without
+            the pixels (an older transformers): the row is then counted by running the processor.
+        how: what decides the count, in words (shown by the token report).
+        follows_size: whether a smaller image makes fewer tokens (False: Llama 3.2 Vision's one
+            ``<|image|>`` per image, which no pixel budget shortens).
+    """
+
+    counter: Callable[[Any], Callable[[int, int], int] | None]
+    how: str
+    follows_size: bool = True
+
+
+@dataclass(frozen=True)
 class ModelAdapter:
     """What the patches need to know about one processor family.
 
@@ -143,6 +164,8 @@ class ModelAdapter:
             (each completion token sees what the last prompt token sees).
         packing: how the family's batches are packed (:class:`PackingFacts`); None: packing is
             refused for it (not proven).
+        image_tokens: how many tokens an image of a given size becomes (:class:`ImageTokens`);
+            None: only the processor, run on the pixels, can say.
     """
 
     name: str
@@ -158,6 +181,7 @@ class ModelAdapter:
     row_inputs: tuple[str, ...] = ()
     token_inputs: tuple[str, ...] = ()
     packing: PackingFacts | None = None
+    image_tokens: ImageTokens | None = None
 
 
 def resolve(adapter: ModelAdapter, processor: Any) -> ModelAdapter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ModelAdapter, PackingFacts, id_list, token_id
+from . import ImageTokens, ModelAdapter, PackingFacts, id_list, token_id
 
 IMAGE_TOKEN = "<|image|>"
 
@@ -28,5 +28,11 @@ ADAPTER = ModelAdapter(
         slot_keys=("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"),
         slots="images",
         cross_attention_key="cross_attention_mask",
+    ),
+    # The tiles go to cross-attention, not to the sequence: one token per image, whatever its size.
+    image_tokens=ImageTokens(
+        counter=lambda processor: lambda width, height: 1,
+        how="one <|image|> token per image, whatever its size",
+        follows_size=False,
     ),
 )

@@ -13,9 +13,10 @@ has its own module (:mod:`.qwen3_vl`) with the same layout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from . import ModelAdapter, PackingFacts, pairs, token_id
+from . import ImageTokens, ModelAdapter, PackingFacts, pairs, token_id
 
 VISION_START = "<|vision_start|>"
 IMAGE_PAD = "<|image_pad|>"
@@ -46,6 +47,25 @@ PACKING = PackingFacts(
     image_keys=("image_grid_thw",),
 )
 
+
+def _patch_counter(processor: Any) -> Callable[[int, int], int] | None:
+    """The image processor's own ``get_number_of_image_patches(height, width)`` (its smart_resize
+    within its min/max pixels, then patches) over ``merge_size**2``: what one ``<|image_pad|>``
+    becomes. None on a transformers without that method."""
+    ip = getattr(processor, "image_processor", None)
+    patches = getattr(ip, "get_number_of_image_patches", None)
+    merge = getattr(ip, "merge_size", None)
+    if patches is None or not isinstance(merge, int):
+        return None
+    return lambda width, height: int(patches(height, width, {})) // (merge * merge)
+
+
+#: Qwen2-VL, Qwen2.5-VL and Qwen3-VL: tokens per image from its size (exact, no pixel decoded).
+IMAGE_TOKENS = ImageTokens(
+    counter=_patch_counter,
+    how="the image processor's get_number_of_image_patches(height, width) / merge_size**2",
+)
+
 ADAPTER = ModelAdapter(
     processor_classes=("Qwen2VLProcessor", "Qwen2_5_VLProcessor"),
     name="qwen2_vl",
@@ -57,4 +77,5 @@ ADAPTER = ModelAdapter(
     row_inputs=TOKEN_TYPES,
     token_inputs=TOKEN_TYPES,
     packing=PACKING,
+    image_tokens=IMAGE_TOKENS,
 )

@@ -13,7 +13,7 @@ transformers' ``processing_qwen3_vl.py`` (the same layout on 4.x and 5.x).
 from __future__ import annotations
 
 from . import ModelAdapter
-from .qwen2_vl import PACKING, PLACEHOLDER, TOKEN_TYPES, count_images
+from .qwen2_vl import IMAGE_TOKENS, PACKING, PLACEHOLDER, TOKEN_TYPES, count_images
 
 ADAPTER = ModelAdapter(
     processor_classes=("Qwen3VLProcessor",),
@@ -26,4 +26,5 @@ ADAPTER = ModelAdapter(
     row_inputs=TOKEN_TYPES,
     token_inputs=TOKEN_TYPES,
     packing=PACKING,
+    image_tokens=IMAGE_TOKENS,
 )

@@ -107,7 +107,7 @@ class BatchImages:
         out: list[list[Any]] = []
         resize = None
         for plan, entry in zip(self.plans, entries):
-            if not plan.merged and len(entry) == len(plan.images):
+            if not (plan.merged or plan.own_images) and len(entry) == len(plan.images):
                 out.append(entry)  # upstream got this row right: keep its own objects
                 continue
             resize = resize or resizer(self.collator)  # the images are decoded already

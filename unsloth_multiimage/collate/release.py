@@ -159,11 +159,13 @@ def for_upstream(prepared: PreparedRow, fixes: frozenset[str]) -> tuple[Any, int
     lost_pc_column = pc and Fix.PC_COLUMN_IMAGES in fixes  # this release reads a pc row's images from its content
     if (
         plan.merged
+        or plan.own_images
         or (not plan.column and prepared.decoded)
         or (plan.column and lost_pc_column and plan.placeholders == len(plan.images) and is_chat(example.get("prompt")))
     ):
-        # Merged rows, rows whose embedded images we decoded, and prompt/completion rows on releases
-        # that read their images from the content only: every image goes into its part.
+        # Merged rows, rows that must keep their own images (shrunk), rows whose embedded images we
+        # decoded, and prompt/completion rows on releases that read their images from the content
+        # only: every image goes into its part.
         return _with_images_in_content(example, plan.images), len(plan.images)
     if "images" not in example:
         return example, len(plan.images)

@@ -7,6 +7,10 @@ the ``trainer_packing`` patch wraps the ``collate_fn`` of ``Trainer.get_train_da
 (:func:`packing_model`). Evaluation and prediction dataloaders are built elsewhere and stay
 unpacked (as unsloth's own ``padding_free`` collator keeps them: ``_unpacked_for_evaluation``).
 A custom training loop packs with ``with packing_for(model): batch = collator(rows)``.
+
+Under ``on_overflow="shrink"`` a batch about to be packed gets a row fitter (:func:`shrinker_for`,
+:mod:`.shrink`) for the row pipeline, before upstream collates; the rows it shrank are warned
+about here, with their collated lengths, once per batch.
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ from typing import Any
 from ..engine.decision import StrEnum
 from ..settings import get_settings
 from .pack_attention import PackingRefused
-from .packing import pack_padded
+from .pack_plan import RowTooLongError, plan_packs
+from .pack_split import locate_rows
+from .packing import facts_of, pack_batch
+from .shrink import RowShrinker, Shrunk, shrink_refused, warn_shrunk
+from .token_count import SizeCounter
 
 __all__ = [
     "PackingCollate",
     "packing_for",
     "packing_model",
     "pack_if_training",
+    "shrinker_for",
     "max_seq_length_of",
     "packing_train_loader",
     "TrainerFix",
@@ -99,19 +108,56 @@ def max_seq_length_of(collator: Any) -> int:
     )
 
 
-def pack_if_training(collator: Any, batch: Any, adapter: Any, images_per_row: Sequence[int]) -> Any:
-    """``batch`` packed when packing is on and this is a training batch, else ``batch`` itself."""
+def shrinker_for(
+    collator: Any,
+    adapter: Any,
+    render: Callable[[Any, int], str],
+    identity: Callable[[int], str | None] | None = None,
+    *,
+    add_special_tokens: bool = False,
+) -> RowShrinker | None:
+    """The row fitter of ``on_overflow="shrink"`` (:class:`.shrink.RowShrinker`) for a batch that is
+    about to be packed, or None (shrink off, not a training batch, or a family whose image tokens
+    are not counted from image sizes: its rows too long are refused by the planner, naming why)."""
+    settings = get_settings()
+    if settings.on_overflow != "shrink" or not settings.packing or packing_model() is None or adapter is None:
+        return None
+    counter = SizeCounter(collator.processor, adapter, add_special_tokens=add_special_tokens)
+    if counter.per_image is None:
+        return None
+    return RowShrinker(counter, render, max_seq_length_of(collator), settings, identity)
+
+
+def pack_if_training(
+    collator: Any,
+    batch: Any,
+    adapter: Any,
+    images_per_row: Sequence[int],
+    shrinker: RowShrinker | None = None,
+) -> Any:
+    """``batch`` packed when packing is on and this is a training batch, else ``batch`` itself;
+    ``shrinker``: the row fitter the batch's rows went through (its shrunk rows are warned about)."""
     model = packing_model()
-    if model is None or not get_settings().packing:
+    settings = get_settings()
+    if model is None or not settings.packing:
         return batch
     tokenizer = getattr(collator.processor, "tokenizer", collator.processor)
-    packed = pack_padded(
-        batch,
-        adapter,
-        model,
-        images_per_row,
-        max_seq_length_of(collator),
-        pad_token_id=getattr(tokenizer, "pad_token_id", None),
+    longest = max_seq_length_of(collator)
+    lengths = [share.length for share in locate_rows(batch, facts_of(adapter), images_per_row, model)]
+    shrunk: list[Shrunk] = shrinker.shrunk if shrinker is not None else []
+    if shrunk:
+        warn_shrunk(shrunk, longest, lengths)
+    try:
+        plan = plan_packs(lengths, longest)
+    except RowTooLongError as exc:
+        if settings.on_overflow == "shrink" and shrinker is None and exc.row is not None:
+            family = adapter.name if adapter is not None else "this processor"
+            # declared, but this transformers' image processor cannot count from a size
+            declared = adapter is not None and adapter.image_tokens is not None
+            raise shrink_refused(exc, family, lengths[exc.row], longest, declared) from exc
+        raise
+    packed = pack_batch(
+        batch, plan, adapter, model, images_per_row, pad_token_id=getattr(tokenizer, "pad_token_id", None)
     )
     logger.debug(
         "unsloth_multiimage: packed %d rows into %d sequence(s) of %d tokens",

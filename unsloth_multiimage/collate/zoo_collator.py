@@ -26,8 +26,17 @@ from ..rows.plan import RowPlan
 from ..settings import get_settings
 from . import completion_mask
 from .proxy import BatchImages, ProcessorProxy
-from .release import DISTRIBUTION, Fix, for_upstream, pc_path_problem, resizer, takes_native_video
-from .train_packing import pack_if_training
+from .release import (
+    DISTRIBUTION,
+    Fix,
+    collator_adds_special_tokens,
+    for_upstream,
+    pc_path_problem,
+    resizer,
+    takes_native_video,
+)
+from .shrink import RowShrinker
+from .train_packing import pack_if_training, shrinker_for
 
 __all__ = ["collate", "failure", "render_row", "process_row", "check_serial_template", "pc_row_error"]
 
@@ -152,15 +161,25 @@ def _collate_batch(
     formatting = getattr(instance, "formatting_func", None)
     examples = format_rows(examples, formatting)
     adapter = adapters(instance.processor)
-    prepared = _prepare(instance, examples, adapter, decision)
+    # on_overflow="shrink" on a batch about to be packed: rows too long are shrunk in the pipeline.
+    shrinker = shrinker_for(
+        instance,
+        adapter,
+        lambda example, row: render_row(instance.processor, example, row, decision),
+        lambda row: row_identity(examples[row]) if 0 <= row < len(examples) else None,
+        add_special_tokens=collator_adds_special_tokens(decision),
+    )
+    prepared = _prepare(instance, examples, adapter, decision, shrinker)
     # The formatting function ran already (above): upstream must not run it again.
     with swapped(instance, **({"formatting_func": None} if formatting is not None else {})):
         batch = _collate_or_name_the_row(wrapped, instance, prepared, adapter, decision)
     # A training batch under configure(packing=True) leaves packed (collate.train_packing).
-    return pack_if_training(instance, batch, adapter, [len(p.plan.images) for p in prepared])
+    return pack_if_training(instance, batch, adapter, [len(p.plan.images) for p in prepared], shrinker)
 
 
-def _prepare(instance: Any, examples: list[Any], adapter: Any, decision: Decision) -> list[PreparedRow]:
+def _prepare(
+    instance: Any, examples: list[Any], adapter: Any, decision: Decision, shrinker: RowShrinker | None = None
+) -> list[PreparedRow]:
     """The rows as the plugin prepares them (images decoded, placed and counted), with the checks
     upstream's release needs: the serial template and one layout per batch."""
     single = adapter.name if adapter is not None and not adapter.multi_image else None
@@ -171,6 +190,7 @@ def _prepare(instance: Any, examples: list[Any], adapter: Any, decision: Decisio
         single_image_family=single,
         after_decode=_pre_resize(instance),
         native_video=takes_native_video(decision, adapter),
+        fit_row=shrinker.fit if shrinker is not None else None,
     )
     if settings.strategy == "serial":
         check_serial_template(instance.processor, prepared, adapter.name if adapter is not None else None)

@@ -36,6 +36,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..collate.pack_plan import RowTooLongError
+from ..collate.shrink import RowShrinker, Shrunk, not_shrunk
+from ..collate.token_count import SizeCounter
 from ..errors import RowError
 from ..rows.pipeline import PreparedRow, prepare_batch
 from ..rows.policy import budget_sizes
@@ -50,12 +53,16 @@ __all__ = [
     "summarise",
 ]
 
-#: adapter name -> what decides its image token count when it is known from the image headers.
-FROM_HEADERS = {
-    "mllama": "one <|image|> token per image, whatever its size",
-    "qwen2_vl": "the image processor's get_number_of_image_patches(height, width) / merge_size**2",
-    "qwen3_vl": "the image processor's get_number_of_image_patches(height, width) / merge_size**2",
-}
+
+def _from_headers_families() -> dict[str, str]:
+    from ..adapters.table import BUILTIN_ADAPTERS
+
+    return {a.name: a.image_tokens.how for a in BUILTIN_ADAPTERS if a.image_tokens is not None}
+
+
+#: adapter name -> what decides its image token count when it is known from the image headers
+#: (the adapters' :class:`~unsloth_multiimage.adapters.ImageTokens`).
+FROM_HEADERS = _from_headers_families()
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,10 @@ class RowTokens:
         sizes: the images' ``(width, height)`` as counted (from headers: after the pixel budget).
         image_ends: per image, the position just past its tokens (from headers; else empty).
         error: the row-named error the pipeline raises before any counting (the row is not counted).
+        shrunk: what ``on_overflow="shrink"`` does to the row in a packed batch
+            (:class:`~unsloth_multiimage.collate.shrink.Shrunk`; None: not shrunk).
+        refused: the error a packed batch raises on the row under ``on_overflow="shrink"`` (too
+            long and not shrinkable to fit).
     """
 
     row: int
@@ -83,6 +94,8 @@ class RowTokens:
     sizes: tuple[tuple[int, int], ...] = ()
     image_ends: tuple[int, ...] = ()
     error: str | None = None
+    shrunk: Shrunk | None = None
+    refused: str | None = None
 
     def images_cut(self, max_seq_length: int) -> int | None:
         """How many of the row's images lose tokens at ``max_seq_length`` (None: unknown, some do)."""
@@ -108,9 +121,13 @@ class TokenCounter:
         processor: the model's processor (its tokenizer, chat template and image processor).
         adapter: its model adapter (default: the one the plugin finds for it).
         settings: the policies (default: the settings in force).
+        max_seq_length: with ``on_overflow="shrink"`` in the settings, each row longer than this
+            also gets what shrink does to it in a packed batch (``RowTokens.shrunk`` / ``refused``).
     """
 
-    def __init__(self, processor: Any, adapter: Any = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self, processor: Any, adapter: Any = None, settings: Settings | None = None, max_seq_length: int | None = None
+    ) -> None:
         from ..collate import release as zoo_release
         from ..engine.activation import find_adapter
 
@@ -126,32 +143,30 @@ class TokenCounter:
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.family = self.adapter.name
         self._zoo = zoo_release.installed_decision()
-        self._per_image = self._header_counter()
+        #: the counting core (collate.token_count), shared with on_overflow="shrink"
+        self.sizes = SizeCounter(processor, self.adapter)
+        self._per_image = self.sizes.per_image
         self.from_headers = self._per_image is not None and self.settings.strategy != "grid"
         # Reading headers one row at a time: a thread pool per row costs more than it saves.
         self._row_settings = replace(self.settings, decode_threads=1) if self.from_headers else self.settings
-        placeholder_ids = self._ids(self.adapter.placeholder)
-        self._placeholder_len = len(placeholder_ids)
-        self._expand_id = getattr(processor, "image_token_id", None)
+        #: the packing max_seq_length shrink is shown for (None: shrink not configured)
+        self.shrink_to = max_seq_length if self.settings.on_overflow == "shrink" else None
+        self._shrinker = (
+            RowShrinker(self.sizes, self._render, max_seq_length, self.settings)
+            if max_seq_length is not None and self.shrink_to is not None and self._per_image is not None
+            else None
+        )
 
-    # ----------------------------------------------------------------------------- per family
-    def _header_counter(self) -> Callable[[int, int], int] | None:
-        if self.family == "mllama":
-            return lambda width, height: 1
-        if self.family in ("qwen2_vl", "qwen3_vl"):
-            ip = getattr(self.processor, "image_processor", None)
-            patches = getattr(ip, "get_number_of_image_patches", None)
-            merge = getattr(ip, "merge_size", None)
-            if patches is None or not isinstance(merge, int):
-                return None  # an older transformers: decode instead
-            return lambda width, height: int(patches(height, width, {})) // (merge * merge)
-        return None
+    def _render(self, example: Any, row: int) -> str:
+        from ..collate.zoo_collator import render_row
+
+        return render_row(self.processor, example, row, self._zoo)
 
     @property
     def method(self) -> str:
         """How this counter knows the image tokens, in words."""
         if self.from_headers:
-            return f"{self.family}: exact from image headers ({FROM_HEADERS[self.family]})"
+            return f"{self.family}: exact from image headers ({self.adapter.image_tokens.how})"
         why = (
             'strategy="grid" composes a canvas' if self._per_image is not None else "its processor must see the pixels"
         )
@@ -163,12 +178,11 @@ class TokenCounter:
 
     def size_dependent(self) -> bool:
         """Whether a smaller image makes fewer tokens (so a pixel budget can shorten rows)."""
-        return self._per_image is not None and self.family != "mllama"
+        return self.sizes.follows_size
 
     # ----------------------------------------------------------------------------- counting
     def _ids(self, text: str) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+        return self.sizes.ids(text)
 
     def count_rows(self, examples: Iterable[Any], first_row: int = 0) -> list[RowTokens]:
         """The tokens of each row of ``examples``, numbered from ``first_row`` (a row the pipeline
@@ -180,16 +194,44 @@ class TokenCounter:
         from ..collate.zoo_collator import render_row
 
         single = self.family if not self.adapter.multi_image else None
+        shrink: dict[str, Any] = {}
         try:
             [prepared] = prepare_batch(
-                [example], self._row_settings, single_image_family=single, first_row=row, headers_only=self.from_headers
+                [example],
+                self._row_settings,
+                single_image_family=single,
+                first_row=row,
+                headers_only=self.from_headers,
+                fit_row=self._shrink_hook(shrink) if self._shrinker is not None else None,
             )
             text = render_row(self.processor, prepared.example, row, self._zoo)
             if self.from_headers:
-                return self._from_headers(prepared, text)
-            return self._from_processor(prepared, text)
+                counted = self._from_headers(prepared, text)
+            else:
+                counted = self._from_processor(prepared, text)
         except RowError as exc:
             return RowTokens(row, error=str(exc))
+        if self.shrink_to is not None and self._shrinker is None and counted.total > self.shrink_to:
+            declared = self.adapter.image_tokens is not None
+            shrink["refused"] = str(not_shrunk(row, self.family, counted.total, self.shrink_to, declared))
+        return replace(counted, **shrink) if shrink else counted
+
+    def _shrink_hook(self, found: dict[str, Any]) -> Callable[[Any, Any], tuple[Any, Any]]:
+        """The row pipeline's ``fit_row`` that records what shrink would do (the row left as it is)."""
+        assert self._shrinker is not None
+        shrinker = self._shrinker
+
+        def fit(example: Any, plan: Any) -> tuple[Any, Any]:
+            sizes = [tuple(img.size) for img in plan.images]
+            if self.from_headers and self.settings.max_pixels_per_example is not None and sizes:
+                sizes = budget_sizes(sizes, self.settings.max_pixels_per_example)  # what training's budget makes
+            try:
+                found["shrunk"] = shrinker.decide(example, plan.row, sizes)
+            except RowTooLongError as exc:
+                found["refused"] = str(exc)
+            return example, plan
+
+        return fit
 
     def _from_headers(self, prepared: PreparedRow, text: str) -> RowTokens:
         sizes = [tuple(img.size) for img in prepared.plan.images]
@@ -200,16 +242,8 @@ class TokenCounter:
 
     def tokens_for(self, row: int, ids: Sequence[int], sizes: Sequence[tuple[int, int]]) -> RowTokens:
         """The counts of a rendered row's ``ids`` whose images have ``sizes`` (header families)."""
-        assert self._per_image is not None
-        per = [self._per_image(w, h) for w, h in sizes]
-        at = [i for i, t in enumerate(ids) if t == self._expand_id]
-        ends, shift = [], 0
-        for position, n in zip(at, per):  # each expanding placeholder token becomes n tokens
-            shift += n - 1
-            ends.append(position + 1 + shift)
-        total = len(ids) + sum(per) - len(per)
-        text = len(ids) - self._placeholder_len * len(sizes)
-        return RowTokens(row, len(sizes), text, total - text, total, ends[-1] if ends else 0, tuple(sizes), tuple(ends))
+        c = self.sizes.count(ids, sizes)
+        return RowTokens(row, len(sizes), c.text, c.image, c.total, c.image_end, tuple(sizes), c.image_ends)
 
     def _from_processor(self, prepared: PreparedRow, text: str) -> RowTokens:
         from ..collate.zoo_collator import process_row
@@ -244,7 +278,7 @@ class TokenCounter:
         sizes = budget_sizes(list(counted.sizes), budget)
         return (
             counted.text
-            + self._placeholder_len * len(sizes)
+            + self.sizes.placeholder_len * len(sizes)
             - len(sizes)
             + sum(self._per_image(w, h) for w, h in sizes)
         )
@@ -275,6 +309,25 @@ class TokenReport:
     suggestions: list[str] = field(default_factory=list)
     method: str = ""
     family: str = ""
+    shrinking: bool = False
+    shrunk: list[RowTokens] = field(default_factory=list)
+    refused: list[RowTokens] = field(default_factory=list)
+
+    def shrink_lines(self, limit: int = 50) -> list[str]:
+        """What ``on_overflow="shrink"`` does to each row longer than ``max_seq_length`` in a packed
+        batch (none when shrink is not configured)."""
+        if not self.shrinking:
+            return []
+        out = [
+            f'on_overflow="shrink" (packed training batches, max_seq_length={self.max_seq_length}): '
+            f"{len(self.shrunk)} row(s) shrunk to fit, {len(self.refused)} refused"
+        ]
+        out += [f"  shrunk {r.shrunk.describe()}" for r in self.shrunk[:limit] if r.shrunk is not None]
+        out += [f"  refused row {r.row}: {r.refused}" for r in self.refused[:limit]]
+        hidden = max(0, len(self.shrunk) - limit) + max(0, len(self.refused) - limit)
+        if hidden:
+            out.append(f"  ... and {hidden} more")
+        return out
 
     def cut_message(self, r: RowTokens) -> str:
         """What training raises on a cut row, with the fix: for Llama 3.2 Vision the very error of
@@ -306,6 +359,10 @@ def summarise(rows: list[RowTokens], max_seq_length: int, counter: TokenCounter 
         method=counter.method if counter is not None else "",
         family=counter.family if counter is not None else "",
     )
+    report.shrinking = counter is not None and counter.shrink_to == max_seq_length
+    if report.shrinking:
+        report.shrunk = [r for r in counted if r.shrunk is not None]
+        report.refused = [r for r in counted if r.refused is not None]
     report.cut = [r for r in counted if r.image_end > max_seq_length]
     report.truncated = [r for r in counted if r.total > max_seq_length and r.image_end <= max_seq_length]
     report.p50, report.p95, report.p100 = (percentile(totals, q) for q in (50, 95, 100))

@@ -8,8 +8,9 @@ of the row in placeholder order, :func:`~unsloth_multiimage.rows.plan.plan_row`)
 what can never reach the model (an image in a prompt/completion row's completion) -> **cap**
 (``max_images``, before decoding, so dropped images are never loaded) and **serial** (one turn
 per image, which needs no pixels) -> **decode** (paths,
-bytes, dicts, arrays, odd modes; on a small thread pool) -> **budget / grid** -> **fit** (a
-family that takes one image per row).
+bytes, dicts, arrays, odd modes; on a small thread pool) -> **budget / grid** -> **fit row** (a
+caller's row fitter, e.g. ``on_overflow="shrink"`` shrinking a row longer than a packed sequence,
+:mod:`unsloth_multiimage.collate.shrink`) -> **fit** (a family that takes one image per row).
 
 The patched collator, ``demo``, ``preview`` and ``doctor --dataset`` all call
 :func:`prepare_batch`, so the dry run says exactly what training does. Pure Python + PIL.
@@ -31,6 +32,7 @@ from .decode import load_image, needs_decoding
 from .plan import RowPlan, plan_row
 from .policy import apply_policies
 from .shape import check_formatted, check_row
+from .shrink import unmark
 from .video import expand_videos, frames_mode, has_videos
 
 __all__ = ["PreparedRow", "prepare_batch", "format_rows"]
@@ -77,6 +79,7 @@ def prepare_batch(
     headers_only: bool = False,
     after_decode: Callable[[RowPlan, Any], Any] | None = None,
     native_video: bool = False,
+    fit_row: Callable[[Any, RowPlan], tuple[Any, RowPlan]] | None = None,
 ) -> list[PreparedRow]:
     """Run every stage of the pipeline over a batch (see the module docstring).
 
@@ -95,6 +98,11 @@ def prepare_batch(
             (no pixel budget, no grid).
         native_video: the model family and the installed release take video parts themselves;
             under ``video="auto"`` they are then left alone (``video="frames"`` decodes them anyway).
+        fit_row: ``fit_row(example, plan) -> (example, plan)``, run on each row after the budget
+            and grid stage (with ``headers_only``: on the rows as read, images not loaded); under
+            ``strategy="native"`` each video frame's parts carry
+            :data:`~unsloth_multiimage.rows.video.FRAME_KEY` meanwhile (removed afterwards), so
+            it may drop frames (:mod:`unsloth_multiimage.rows.shrink`).
 
     Raises:
         RowError: the first bad row of the first stage that finds one (a ``ValueError`` naming it).
@@ -102,8 +110,9 @@ def prepare_batch(
     settings = settings or get_settings()
     for row, example in enumerate(examples, first_row):
         check_row(example, row)
+    mark = fit_row is not None and settings.strategy == "native"
     if frames_mode(settings, native_video):
-        examples = _expand_batch(examples, settings, first_row)
+        examples = _expand_batch(examples, settings, first_row, mark)
     plans = [plan_row(example, row) for row, example in enumerate(examples, first_row)]
     _reject_completion_images(examples, plans)
     given = [len(p.images) for p in plans]
@@ -118,21 +127,24 @@ def prepare_batch(
         final = capped
     else:
         final, plans = apply_policies(capped, plans, settings)
+    if fit_row is not None:
+        fitted = [fit_row(e, p) for e, p in zip(final, plans)]
+        final, plans = [unmark(e) for e, _ in fitted], [p for _, p in fitted]
     if single_image_family is not None:
         _reject_multi_image(plans, single_image_family, settings)
     return [PreparedRow(p.row, e, p, g, d) for e, p, g, d in zip(final, plans, given, decoded)]
 
 
-def _expand_batch(examples: Sequence[Any], settings: Settings, first_row: int) -> list[Any]:
+def _expand_batch(examples: Sequence[Any], settings: Settings, first_row: int, mark: bool = False) -> list[Any]:
     """Every row's videos as frames (:func:`~unsloth_multiimage.rows.video.expand_videos`); rows with
     videos are decoded on the decoding pool (PyAV releases the GIL), the first failure raised in order."""
     todo = [(row, example) for row, example in enumerate(examples, first_row) if has_videos(example)]
     if not todo:
         return list(examples)
     if settings.decode_threads > 1 and len(todo) > 1:
-        done = list(_pool(settings.decode_threads).map(lambda t: expand_videos(t[1], t[0], settings), todo))
+        done = list(_pool(settings.decode_threads).map(lambda t: expand_videos(t[1], t[0], settings, mark), todo))
     else:
-        done = [expand_videos(example, row, settings) for row, example in todo]
+        done = [expand_videos(example, row, settings, mark) for row, example in todo]
     by_row = {row: new for (row, _), new in zip(todo, done)}
     return [by_row.get(row, example) for row, example in enumerate(examples, first_row)]
 

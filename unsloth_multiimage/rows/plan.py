@@ -36,6 +36,9 @@ class RowPlan:
         upstream_count: how many images upstream's own extraction yields for the row when it
             takes every column image (used to line up upstream's image list with the rows).
         placeholders: image parts in the messages (bare and filled).
+        own_images: the processor must get these very images, not upstream's own extraction of
+            them (a row ``on_overflow="shrink"`` shrank: upstream's resizing of content images
+            could change its token count).
     """
 
     row: int
@@ -44,6 +47,7 @@ class RowPlan:
     merged: bool
     upstream_count: int
     placeholders: int
+    own_images: bool = False
 
 
 def plan_row(example: Any, row: int) -> RowPlan:

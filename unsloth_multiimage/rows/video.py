@@ -57,6 +57,7 @@ __all__ = [
     "sample_indices",
     "read_video",
     "expand_videos",
+    "FRAME_KEY",
 ]
 
 #: Content part types that stand for one video.
@@ -67,6 +68,10 @@ VIDEO_PAYLOAD_KEYS = ("video", "video_url", "url", "path")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 #: The ``videos`` column: one entry per bare video part.
 VIDEOS = "videos"
+#: The key that marks a frame's image part and its label as ``(video, frame)`` (0-based video of
+#: the row, 1-based frame), while the row pipeline may still drop frames (``on_overflow="shrink"``:
+#: :mod:`unsloth_multiimage.rows.shrink`); the pipeline removes it before any upstream code sees the row.
+FRAME_KEY = "_unsloth_multiimage_frame"
 
 
 @dataclass(frozen=True)
@@ -423,10 +428,11 @@ def _column(example: Any, row: int, n_bare: int) -> list[Any]:
     return entries
 
 
-def expand_videos(example: Any, row: int, settings: Settings) -> Any:
+def expand_videos(example: Any, row: int, settings: Settings, mark: bool = False) -> Any:
     """``example`` with each video part replaced, in place, by its frames as image parts (see the
     module docstring); the very same object when the row has no video. The ``videos`` column is
-    consumed (left out of the returned row).
+    consumed (left out of the returned row). ``mark``: each frame's image part and label carry
+    :data:`FRAME_KEY` (not under ``strategy="grid"``, where a video is one image).
 
     Raises:
         VideoLoadError: a video that cannot be read, or gives no frame.
@@ -457,9 +463,10 @@ def expand_videos(example: Any, row: int, settings: Settings) -> Any:
                 out.append({"type": "image", "image": board})
                 continue
             for n, frame in enumerate(frames, 1):
+                tag = {FRAME_KEY: (k, n)} if mark else {}
                 if label is not None:
-                    out.append({"type": "text", "text": label.format(n=n, t=frame.time)})
-                out.append({"type": "image", "image": frame.image})
+                    out.append({"type": "text", "text": label.format(n=n, t=frame.time), **tag})
+                out.append({"type": "image", "image": frame.image, **tag})
         return out
 
     new = rewrite_contents(example, expand)

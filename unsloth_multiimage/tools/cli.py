@@ -31,6 +31,9 @@ def _progress(total: int | None, desc: str) -> Iterator[Callable[[int], Any] | N
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    if args.packing and (not args.dataset or args.max_seq_length is None or args.batch_size < 1):
+        print("doctor --packing needs --dataset FILE, --max-seq-length N and a --batch-size of at least 1")
+        return 2
     processor = None
     if args.model and not args.dataset:
         from .common import load_processor
@@ -85,6 +88,11 @@ def _token_report(args: argparse.Namespace, limit: int | None) -> bool:
         return True
     print()
     print(format_token_check(tokens))
+    if args.packing:  # measure.packing_report: the packing plan of the counted rows
+        from ..measure.packing_report import packing_report
+
+        print()
+        print(packing_report(tokens.report, args.batch_size).format())
     return bool(tokens.report.cut)
 
 
@@ -154,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help="with --dataset: count each row's tokens, name the rows this length would cut, say what fits",
     )
+    p.add_argument("--packing", action="store_true", help="with --max-seq-length: what packing does to the batches")
+    p.add_argument("--batch-size", type=int, default=8, help="with --packing: rows per training batch (default 8)")
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("convert", help="convert a LLaVA / Mantis / LLaMA-Factory / cauldron / OpenAI dataset")

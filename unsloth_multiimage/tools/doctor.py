@@ -382,11 +382,11 @@ class TokenCheck:
 _token_counter: Any = None
 
 
-def _init_token_worker(model: str | None) -> None:
+def _init_token_worker(model: str | None, max_seq_length: int | None = None) -> None:
     global _token_counter
     from ..measure.tokens import TokenCounter
 
-    _token_counter = TokenCounter(load_processor(model)[0])
+    _token_counter = TokenCounter(load_processor(model)[0], max_seq_length=max_seq_length)
 
 
 def _count_item(item: tuple[int, Any], image_root: str | None) -> Any:
@@ -424,10 +424,10 @@ def check_tokens(
     processor, note = load_processor(model)
     if processor is None:
         raise ImportError(note)
-    counter = TokenCounter(processor)
+    counter = TokenCounter(processor, max_seq_length=max_seq_length)  # (what on_overflow="shrink" does, when set)
     if num_proc <= 1:
         _token_counter = counter
-    init, initargs = (_init_token_worker, (model,)) if num_proc > 1 else (None, ())
+    init, initargs = (_init_token_worker, (model, max_seq_length)) if num_proc > 1 else (None, ())
     start = time.perf_counter()
     counted: list[Any] = []
     items = enumerate(read_source(path, limit=limit))
@@ -477,6 +477,7 @@ def format_token_check(check: TokenCheck, table_rows: int = 50) -> str:
         out.append(f"... and {len(r.cut) - _SHOWN_ERRORS} more")
     for s in r.suggestions:
         out.append(f"would fit: {s}")
+    out += r.shrink_lines(_SHOWN_ERRORS)
     rate = len(r.rows) / check.seconds if check.seconds > 0 else float("inf")
     out.append(f"counted {len(r.rows)} row(s) in {check.seconds:.1f} s ({rate:,.0f} rows/s)")
     return "\n".join(out)
