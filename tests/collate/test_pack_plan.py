@@ -1,4 +1,5 @@
-"""The pack planner: first-fit decreasing over token counts, pure (no torch), every row placed once."""
+"""The pack planner: first-fit decreasing over token counts for the number of sequences, balanced
+for the least padding, pure (no torch), every row placed once."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def test_rows_keep_the_batch_order_inside_a_sequence_and_ties_go_by_row():
     assert plan_packs([3, 1, 3], 10).sequences == ((0, 1, 2),)
 
 
+def test_the_same_number_of_sequences_balanced_when_that_pads_less():
+    # First fit: {7, 2}, {5, 4}, {2} -> longest 9, 27 padded slots; balanced: {7}, {5, 2}, {4, 2} -> 21.
+    plan = plan_packs([7, 5, 4, 2, 2], 10)
+    assert len(plan.sequences) == 3
+    assert sorted(plan.sequence_lengths) == [6, 7, 7]
+    assert plan.padded_tokens == 21 and plan.fill == pytest.approx(20 / 21)
+
+
 def test_a_row_longer_than_a_sequence_is_an_error_naming_it_its_length_and_the_fix():
     with pytest.raises(RowTooLongError, match=r"row 2 has 12 tokens.*max_seq_length=10.*raise max_seq_length") as err:
         plan_packs([3, 10, 12, 1], 10)
@@ -44,19 +53,31 @@ def test_fill_counts_the_padding_of_the_shorter_sequences():
     assert plan_packs([], 8) == PackPlan((), (), 8)
 
 
+def _first_fit_count(lengths: list[int], limit: int) -> tuple[int, int]:
+    """The test's own first-fit decreasing: (sequences, longest sequence)."""
+    loads: list[int] = []
+    for n in sorted(lengths, reverse=True):
+        for b, load in enumerate(loads):
+            if load + n <= limit:
+                loads[b] += n
+                break
+        else:
+            loads.append(n)
+    return len(loads), max(loads, default=0)
+
+
 @given(
     lengths=st.lists(st.integers(min_value=0, max_value=64), min_size=1, max_size=40),
     limit=st.integers(min_value=64, max_value=200),
 )
-def test_every_row_once_each_sequence_fits_and_the_count_is_within_the_ffd_bound(lengths, limit):
+def test_every_row_once_each_sequence_fits_as_few_as_first_fit_and_no_more_padding(lengths, limit):
     plan = plan_packs(lengths, limit)
     placed = sorted(r for seq in plan.sequences for r in seq)
     assert placed == list(range(len(lengths)))
     assert all(sum(lengths[r] for r in seq) <= limit for seq in plan.sequences)
     assert all(list(seq) == sorted(seq) for seq in plan.sequences)
-    # First fit: a row opens a sequence only when it fits in none of the open ones, so no two
-    # sequences are both at most half full (hence fewer than 2 x tokens / limit + 1 sequences).
-    half_full = [seq for seq in plan.sequences if 2 * sum(lengths[r] for r in seq) <= limit]
-    assert len(half_full) <= 1, half_full
+    count, longest = _first_fit_count(lengths, limit)
+    assert len(plan.sequences) == count
+    assert max(plan.sequence_lengths, default=0) <= longest
     assert len(plan.sequences) <= max(1, math.ceil(2 * sum(lengths) / limit) + 1)
     assert plan_packs(lengths, limit) == plan  # a pure function of its input

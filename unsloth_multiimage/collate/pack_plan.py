@@ -2,10 +2,14 @@
 
 Token counts in, plan out: the collator plans from the lengths of the rows it just padded, and
 a dry run (``doctor``) or a benchmark can plan from counted tokens without building a tensor.
-First-fit decreasing: rows are taken longest first (ties by row order) and each goes into the
-first sequence it fits, else opens a new one; a sequence then lists its rows in batch order, so a
-packed batch keeps the batch's order of rows inside each sequence. FFD uses at most
-``11/9 * OPT + 6/9`` sequences (Dósa 2007), and the plan is a pure function of the counts.
+
+1. How many sequences: first-fit decreasing (rows longest first, ties by row order, each into the
+   first sequence it fits, else a new one), at most ``11/9 * OPT + 6/9`` sequences (Dósa 2007).
+2. Which rows share one: every sequence of a batch is padded to the longest, so the same number
+   of sequences is balanced (longest row first into the least-filled sequence it fits, LPT) and
+   kept when its longest sequence is shorter than first fit's: less padding and shorter attention.
+
+A sequence lists its rows in batch order; the plan is a pure function of the counts.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class PackPlan:
 
 def plan_packs(lengths: Sequence[int], max_seq_length: int) -> PackPlan:
     """The fewest sequences first-fit decreasing finds for rows of ``lengths`` tokens, each
-    sequence at most ``max_seq_length`` tokens.
+    sequence at most ``max_seq_length`` tokens, balanced when that shortens the longest one.
 
     Raises:
         RowTooLongError: a row alone is longer than ``max_seq_length`` (the first such row).
@@ -73,6 +77,15 @@ def plan_packs(lengths: Sequence[int], max_seq_length: int) -> PackPlan:
                 row=row,
             )
     order = sorted(range(len(counts)), key=lambda r: (-counts[r], r))
+    bins = _first_fit(order, counts, max_seq_length)
+    balanced = _least_filled(order, counts, max_seq_length, len(bins))
+    if balanced is not None and _longest(balanced, counts) < _longest(bins, counts):
+        bins = balanced
+    sequences = sorted((tuple(sorted(b)) for b in bins), key=lambda seq: seq[0])
+    return PackPlan(sequences=tuple(sequences), lengths=tuple(counts), max_seq_length=max_seq_length)
+
+
+def _first_fit(order: Sequence[int], counts: Sequence[int], limit: int) -> list[list[int]]:
     bins: list[list[int]] = []
     room: list[int] = []
     for row in order:
@@ -83,6 +96,24 @@ def plan_packs(lengths: Sequence[int], max_seq_length: int) -> PackPlan:
                 break
         else:
             bins.append([row])
-            room.append(max_seq_length - counts[row])
-    sequences = sorted((tuple(sorted(b)) for b in bins), key=lambda seq: seq[0])
-    return PackPlan(sequences=tuple(sequences), lengths=tuple(counts), max_seq_length=max_seq_length)
+            room.append(limit - counts[row])
+    return bins
+
+
+def _least_filled(order: Sequence[int], counts: Sequence[int], limit: int, k: int) -> list[list[int]] | None:
+    """``k`` sequences, each row (longest first) into the least-filled one it fits; None when a row
+    fits in none (first fit's plan stands)."""
+    bins: list[list[int]] = [[] for _ in range(k)]
+    load = [0] * k
+    for row in order:
+        fitting = [b for b in range(k) if load[b] + counts[row] <= limit]
+        if not fitting:
+            return None
+        b = min(fitting, key=lambda b: (load[b], b))
+        bins[b].append(row)
+        load[b] += counts[row]
+    return [b for b in bins if b]
+
+
+def _longest(bins: Sequence[Sequence[int]], counts: Sequence[int]) -> int:
+    return max((sum(counts[r] for r in b) for b in bins), default=0)

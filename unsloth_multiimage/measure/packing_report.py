@@ -3,7 +3,7 @@
 From the token report's counted rows (:mod:`.tokens`: each row's length in ``input_ids``, image
 tokens from the image headers where the family allows, nothing decoded), the batches training
 forms are planned by the packer's own planner
-(:func:`~unsloth_multiimage.collate.pack_plan.plan_packs`, first-fit decreasing), as the collator
+(:func:`~unsloth_multiimage.collate.pack_plan.plan_packs`: first-fit decreasing, balanced), as the collator
 plans a training batch under ``configure(packing=True)``:
 
 - **batches**: ``batch_size`` rows at a time, in dataset order (a shuffling sampler mixes other
@@ -131,7 +131,7 @@ class PackingReport:
         seqs = self.sequences
         out = [
             f"Packing plan (max_seq_length={self.max_seq_length}, batch size {self.batch_size}, batches in dataset "
-            f"order; first-fit decreasing on counted tokens, as the collator packs)",
+            f"order; planned on counted tokens as the collator packs)",
         ]
         if self.method:
             out.append(f"image tokens: {self.method}")
