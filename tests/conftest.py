@@ -15,6 +15,7 @@ import unsloth_multiimage
 from unsloth_multiimage.engine import activation
 
 from helpers import REPO, TRANSFORMERS, UNSLOTH_ZOO, clean_env, fresh_python, patches_off, upstream_pc_failure  # noqa: F401
+from messy_data import messy, saved_checkpoint  # noqa: F401  (fixtures: the messy dataset of issue 26)
 
 
 @pytest.fixture

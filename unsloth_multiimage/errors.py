@@ -15,6 +15,9 @@ __all__ = [
     "FormatError",
     "UnknownFormatError",
     "ImageTagMismatchError",
+    "HiddenFramesError",
+    "SettingsError",
+    "CommandError",
 ]
 
 
@@ -55,6 +58,11 @@ class VideoLoadError(ImageLoadError):
     """A video of a row could not be turned into frames (unreadable, no frames, no decoder installed)."""
 
 
+class HiddenFramesError(RowError):
+    """A row's video frames would be hidden from the text after them: labelled frames form separate
+    image groups, and Llama 3.2 Vision's ``latest`` mask shows a text token the last group only."""
+
+
 class RowShapeError(RowError):
     """A row is not shaped like a chat the collator can read (a string for ``messages``, no chat key...)."""
 
@@ -69,3 +77,24 @@ class UnknownFormatError(FormatError):
 
 class ImageTagMismatchError(FormatError, ImageCountError):
     """A row's image tags (or bare image parts) and its images disagree in number."""
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names where the value came from (the
+    ``UNSLOTH_MULTIIMAGE_*`` variable, the ``configure()`` argument or the command-line option), the
+    value and the values it may take."""
+
+    def __init__(self, message: str, source: str | None = None) -> None:
+        super().__init__(message)
+        #: the variable, argument or option that gave the bad value (None when unknown)
+        self.source = source
+
+
+class CommandError(ValueError):
+    """A command cannot run with what it was given (a path, an option, a file's contents): the
+    message names that input and the fix. The command line prints it and exits non-zero."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        #: True when the fault is in the arguments themselves (exit status 2, as argparse's)
+        self.usage = usage

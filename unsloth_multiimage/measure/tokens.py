@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..adapters import group_masked_family
 from ..errors import RowError
 from ..rows.pipeline import PreparedRow, prepare_batch
 from ..rows.policy import budget_sizes
@@ -182,7 +183,12 @@ class TokenCounter:
         single = self.family if not self.adapter.multi_image else None
         try:
             [prepared] = prepare_batch(
-                [example], self._row_settings, single_image_family=single, first_row=row, headers_only=self.from_headers
+                [example],
+                self._row_settings,
+                single_image_family=single,
+                first_row=row,
+                headers_only=self.from_headers,
+                group_masked_family=group_masked_family(self.adapter),
             )
             text = render_row(self.processor, prepared.example, row, self._zoo)
             if self.from_headers:

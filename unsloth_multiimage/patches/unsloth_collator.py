@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..adapters import AdapterLookup
+from ..adapters import AdapterLookup, group_masked_family
 from ..engine.decision import Decision
 from ..engine.patching import Patch, Wrapper, signature_accepts
 from ..errors import RowError, RowShapeError
@@ -231,6 +231,7 @@ def _prepare(instance: Any, examples: list[Any], adapter: Any, decision: Decisio
         single_image_family=single,
         after_decode=_pre_resize(instance),
         native_video=takes_native_video(decision, adapter),
+        group_masked_family=group_masked_family(adapter),
     )
     if settings.strategy == "serial":
         check_serial_template(instance.processor, prepared, adapter.name if adapter is not None else None)
