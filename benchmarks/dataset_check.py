@@ -105,6 +105,7 @@ def break_even(sizes: list[int], n_images: int, num_proc: int) -> None:
     print(f"load average at start: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         path = write_dataset(Path(tmp), max(sizes), n_images)
+        check_dataset(str(path), limit=10, decode=False)  # imports and the processor, paid once, not timed
         for n in sizes:
             times = {}
             for procs in (1, num_proc):

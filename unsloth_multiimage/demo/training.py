@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..tools.common import prepare_rows, starts_with_bos
+from ..tools.common import adds_special_tokens, prepare_rows
 
 __all__ = [
     "SimpleCollator",
@@ -87,8 +87,9 @@ def _installed(dist: str) -> str | None:
 
 class SimpleCollator:
     """A minimal vision collator: per-row images (plan_row + decode + policies), the processor's
-    chat template, one image list per row to the processor, labels = input ids with padding and
-    image tokens ignored. What the plugin's per-row logic makes possible without Unsloth."""
+    chat template, one image list per row to the processor (its special tokens added as the
+    installed unsloth_zoo's collator adds them), labels = input ids with padding and image tokens
+    ignored. What the plugin's per-row logic makes possible without Unsloth."""
 
     def __init__(self, processor: Any, ignore_index: int = -100) -> None:
         self.processor = processor
@@ -101,7 +102,7 @@ class SimpleCollator:
             "text": texts,
             "return_tensors": "pt",
             "padding": True,
-            "add_special_tokens": not starts_with_bos(self.processor, texts),
+            "add_special_tokens": adds_special_tokens(self.processor, texts),
         }
         if any(images):
             kwargs["images"] = images

@@ -94,8 +94,11 @@ MISSING_PATHS_WARNED = 3
 
 #: Rows below which ``num_proc`` > 1 runs in this process: each spawned worker imports the package
 #: and builds its processor (seconds) before its first row, and a row takes a fraction of a
-#: millisecond, so a pool pays off only on large datasets (benchmarks/dataset_check.py).
-MIN_ROWS_FOR_WORKERS = 10_000
+#: millisecond, so a pool pays off only on large datasets. On 2 idle CPUs 100,000 rows took 28.3 s
+#: on one process and 17.8 s on two (README, Performance), a break-even near 26,000 rows; at load
+#: average 2-3 two workers lost up to 40,000 rows (15.4 s against 40.7 s; ``python
+#: benchmarks/dataset_check.py --break-even 5000,20000,40000``, 2026-12-06).
+MIN_ROWS_FOR_WORKERS = 30_000
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -176,12 +179,12 @@ def needs_conversion(layout: str) -> bool:
 
 def training_views(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The rows a trainer collates from one prepared row: a preference row (TRL's DPO layout) gives
-    its prompt with each answer, as prompt/completion rows (``chosen`` first); a GRPO prompt (no
-    answer turn) its prompt as a chat (the turns the model is given to answer); any other row is
-    its own view."""
+    its prompt with each answer, each as one chat (``chosen`` first); a GRPO prompt (no answer
+    turn) its prompt as a chat (the turns the model is given to answer); any other row is its own
+    view. (TRL collates the RL rows itself: the chats are what its processor call gets.)"""
     if row.get("chosen") is not None and row.get("rejected") is not None and row.get("prompt") is not None:
-        rest = {k: v for k, v in row.items() if k not in ("chosen", "rejected")}
-        return [{**rest, "completion": row[key]} for key in ("chosen", "rejected")]
+        rest = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
+        return [{**rest, "messages": list(row["prompt"]) + list(row[key])} for key in ("chosen", "rejected")]
     if isinstance(row.get("prompt"), list) and row.get("completion") is None and row.get("messages") is None:
         rest = {k: v for k, v in row.items() if k not in ("prompt", "completion")}
         return [{**rest, "messages": list(row["prompt"])}]

@@ -320,7 +320,7 @@ def _doctor_parser(sub: Any) -> None:
         "--num-proc",
         type=PROCESSES,
         default=1,
-        help="processes for --dataset (default 1; one process below 10,000 rows, where workers cost more than they save)",
+        help="processes for --dataset (default 1; one process below 30,000 rows, where workers cost more than they save)",
     )
     p.add_argument(
         "--model", type=options.model_folder, help="folder of a local checkpoint whose processor renders the rows"
@@ -359,7 +359,7 @@ def _convert_parser(sub: Any) -> None:
         "--num-proc",
         type=PROCESSES,
         default=1,
-        help="processes (default 1; one process below 10,000 rows, where workers cost more than they save)",
+        help="processes (default 1; one process below 30,000 rows, where workers cost more than they save)",
     )
     p.add_argument("--skip-bad", action="store_true", help="write the good rows even if some cannot be converted")
     p.set_defaults(func=_convert)
@@ -508,7 +508,8 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 
 def _say(command: str, message: str) -> None:
-    text = " ".join(str(message).split("\n")) if len(str(message)) < 2000 else str(message)
+    """The closing message of a run that failed: one line on stderr, naming the command."""
+    text = " ".join(str(message).split())
     print(f"unsloth-multiimage {command}: {text}", file=sys.stderr)
 
 
@@ -520,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(bool(args.verbose))
     try:
         given = _given(parser, args)
-        options.check_needs(args, given, NEEDS.get(command, {}), EXCLUDES.get(command, []))
+        options.check_needs(given, NEEDS.get(command, {}), EXCLUDES.get(command, []))
         from ..settings import get_settings
 
         get_settings()  # a bad UNSLOTH_MULTIIMAGE_* value: named now, before any work

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["load_processor", "native_video", "prepare_rows", "render_chat", "starts_with_bos"]
+__all__ = ["adds_special_tokens", "load_processor", "native_video", "prepare_rows", "render_chat", "starts_with_bos"]
 
 
 def load_processor(model: str | None, *, required: bool = False) -> tuple[Any | None, str]:
@@ -78,6 +78,16 @@ def native_video(processor: Any) -> bool:
     from ..patches import zoo_release
 
     return zoo_release.takes_native_video(zoo_release.installed_decision(), find_adapter(processor))
+
+
+def adds_special_tokens(processor: Any, texts: Sequence[str]) -> bool:
+    """The processor's ``add_special_tokens`` for rendered ``texts``, as the installed unsloth_zoo's
+    collator calls it: up to 2025.3.9 the tokenizer adds its BOS after the template's (a second BOS
+    the model trains with, and ``prepare_inputs`` gives at inference); later releases, and a
+    template that writes no BOS, let the tokenizer add it once."""
+    from ..patches.zoo_release import collator_adds_special_tokens, installed_decision
+
+    return collator_adds_special_tokens(installed_decision()) or not starts_with_bos(processor, texts)
 
 
 def starts_with_bos(processor: Any, texts: Sequence[str]) -> bool:

@@ -302,7 +302,7 @@ def _check_item(item: tuple[int, Any], fmt: str, image_root: str | None) -> tupl
     """``(report, layout, missing paths)`` of one ``(index, row)``: the row as the dataset service
     prepares it for every command, then the dry run of each row a trainer collates from it (a
     preference row: its prompt with the chosen, then the rejected answer)."""
-    from ..formats.source import prepare, training_views
+    from ..formats.source import GRPO, PREFERENCE, prepare, training_views
     from .dry_run import RowReport
 
     index, example = item
@@ -311,6 +311,14 @@ def _check_item(item: tuple[int, Any], fmt: str, image_root: str | None) -> tupl
         return RowReport(index, "?", None, None, None, "error", prepared.error or ""), prepared.layout, ()
     views = training_views(prepared.row)
     reports = [_worker.check(view, index) for view in views]
+    if prepared.layout in (GRPO, PREFERENCE):  # TRL's trainers collate these: no zoo verdict applies
+        trainer = "DPOTrainer" if prepared.layout == PREFERENCE else "GRPOTrainer"
+        reports = [
+            r
+            if r.verdict == "error"
+            else dataclasses.replace(r, verdict="ok", note=f"checked as TRL's {trainer} gets it (its processor call)")
+            for r in reports
+        ]
     if len(reports) == 1:
         return reports[0], prepared.layout, prepared.missing
     failed = [(name, r) for name, r in zip(("chosen", "rejected"), reports) if r.verdict == "error"]
@@ -318,8 +326,11 @@ def _check_item(item: tuple[int, Any], fmt: str, image_root: str | None) -> tupl
         name, bad = failed[0]
         return dataclasses.replace(bad, note=f"with its {name} answer: {bad.note}"), prepared.layout, prepared.missing
     first = reports[0]
-    note = "; ".join(n for n in ("prompt + chosen and prompt + rejected checked", first.note) if n)
-    return dataclasses.replace(first, note=note), prepared.layout, prepared.missing
+    return (
+        dataclasses.replace(first, note=f"prompt + chosen and prompt + rejected: {first.note}"),
+        prepared.layout,
+        (prepared.missing),
+    )
 
 
 def _layouts(counts: collections.Counter[str]) -> str:

@@ -281,7 +281,7 @@ def settings_from(args: argparse.Namespace, base: Settings | None = None) -> Set
     settings = base if base is not None else get_settings()
     changes = {}
     for opt in SETTING_OPTIONS:
-        value = getattr(args, opt.dest, None) if hasattr(args, opt.dest) else None
+        value = getattr(args, opt.dest, None)
         if value is not None:
             changes[opt.field] = value
     try:
@@ -310,7 +310,6 @@ def settings_line(settings: Settings, args: argparse.Namespace | None = None, gr
 
 
 def check_needs(
-    args: argparse.Namespace,
     given: Mapping[str, str],
     needs: Mapping[str, tuple[str, str]],
     excludes: Sequence[tuple[str, str, str]] = (),
@@ -318,7 +317,6 @@ def check_needs(
     """Refuse an option given without the one it needs, or beside one it excludes.
 
     Args:
-        args: the parsed arguments.
         given: dest -> the flag as typed, for every option the command line gave.
         needs: dest -> (the dest it needs, why): ``{"decode": ("all", "...")}``.
         excludes: (dest, other dest, why) pairs that cannot be given together.

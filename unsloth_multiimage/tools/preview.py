@@ -239,7 +239,7 @@ def _processed(
 ) -> tuple[list[Any], str, Any]:
     """The row's images (RGB), its rendered chat, and the processor's batch for it."""
     from ..settings import get_settings, overriding
-    from .common import prepare_rows, starts_with_bos
+    from .common import adds_special_tokens, prepare_rows
 
     settings = replace(get_settings(), strategy=cast("Strategy", strategy))
     _examples, plans, texts = prepare_rows([example], processor, settings, first_row=row)
@@ -248,7 +248,7 @@ def _processed(
     kwargs: dict[str, Any] = {
         "text": [text],
         "return_tensors": "pt",
-        "add_special_tokens": not starts_with_bos(processor, [text]),
+        "add_special_tokens": adds_special_tokens(processor, [text]),
     }
     if images:
         kwargs["images"] = [images]
