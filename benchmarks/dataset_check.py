@@ -1,6 +1,7 @@
 """``doctor --dataset FILE --all``: rows per second over a large dataset of image paths.
 
     python benchmarks/dataset_check.py [--rows 100000] [--num-proc 2] [--images 2000]
+    python benchmarks/dataset_check.py --break-even 2000,10000,30000   # 1 process vs --num-proc, per size
 
 Writes a JSON Lines file of ``--rows`` rows in the demo layout (2-3 images per row as paths in
 the ``images`` column or in the message content, multi-turn rows, text-only rows), the images
@@ -8,6 +9,10 @@ being ``--images`` distinct PNG files on disk, then runs the check every row get
 ``doctor --all`` (image headers read, chat rendered by the tiny Llama-3.2-Vision processor's
 template, placeholders counted, the release's verdict) and prints the time and rows/s.
 Goal: 100,000 rows in under 2 minutes on 2 cores.
+
+``--break-even N,N,...`` times the check of the first N rows on one process and on ``--num-proc``
+workers (forced, below ``formats.source.MIN_ROWS_FOR_WORKERS`` too), for each N: where the
+workers start paying off, which sets that threshold.
 """
 
 from __future__ import annotations
@@ -57,7 +62,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--num-proc", type=int, default=2)
+    parser.add_argument("--break-even", help="comma-separated row counts: 1 process vs --num-proc at each")
     args = parser.parse_args()
+    if args.break_even:
+        break_even([int(n) for n in args.break_even.split(",")], args.images, args.num_proc)
+        return
 
     from unsloth_multiimage.tools.doctor import check_dataset
 
@@ -85,6 +94,29 @@ def main() -> None:
         f"goal: 100,000 rows in under 120 s: {'met' if wall * 100_000 / len(check.reports) < 120 else 'NOT met'} "
         f"(scaled to 100,000 rows: {wall * 100_000 / len(check.reports):.0f} s)"
     )
+
+
+def break_even(sizes: list[int], n_images: int, num_proc: int) -> None:
+    """The check on 1 process and on ``num_proc`` workers, for the first N rows of one file."""
+    from unsloth_multiimage.formats import source
+    from unsloth_multiimage.tools.doctor import check_dataset
+
+    source.MIN_ROWS_FOR_WORKERS = 0  # force the workers, whatever the size
+    print(f"load average at start: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_dataset(Path(tmp), max(sizes), n_images)
+        check_dataset(str(path), limit=10, decode=False)  # imports and the processor, paid once, not timed
+        for n in sizes:
+            times = {}
+            for procs in (1, num_proc):
+                t0 = time.perf_counter()
+                check_dataset(str(path), limit=n, decode=False, num_proc=procs)
+                times[procs] = time.perf_counter() - t0
+            print(
+                f"{n:>7} rows: 1 process {times[1]:.1f} s, {num_proc} processes {times[num_proc]:.1f} s "
+                f"({'workers faster' if times[num_proc] < times[1] else 'one process faster'})"
+            )
+    print(f"load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

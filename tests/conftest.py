@@ -13,6 +13,7 @@ import pytest
 
 import unsloth_multiimage
 from tests.support import UNSLOTH_ZOO, heavy_rows, patches_off
+from tests.support.messy_data import messy, saved_checkpoint  # noqa: F401  (fixtures: the messy dataset of issue 26)
 from tests.support.optional_libraries import NO_MODULE, missing_optional_library, skip_reason
 from unsloth_multiimage.engine import activation
 

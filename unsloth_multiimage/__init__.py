@@ -19,11 +19,11 @@ if TYPE_CHECKING:  # typing is not imported at run time: the import must stay ch
     from . import errors, formats
     from .engine.activation import PatchStatus, activate, deactivate, find_adapter, is_disabled, status
     from .errors import (
-        ConfigurationError,
         ImageCountError,
         ImageLoadError,
         RowError,
         RowShapeError,
+        SettingsError,
         UnslothMultiimageError,
         VideoLoadError,
     )
@@ -46,7 +46,7 @@ _PUBLIC = {
     "reset_settings": "settings",
     "errors": "errors",
     "UnslothMultiimageError": "errors",
-    "ConfigurationError": "errors",
+    "SettingsError": "errors",
     "RowError": "errors",
     "ImageCountError": "errors",
     "ImageLoadError": "errors",
@@ -80,7 +80,7 @@ __all__ = [
     "reset_settings",
     "errors",
     "UnslothMultiimageError",
-    "ConfigurationError",
+    "SettingsError",
     "RowError",
     "ImageCountError",
     "ImageLoadError",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 __all__ = [
     "UnslothMultiimageError",
-    "ConfigurationError",
     "BatchError",
     "DatasetIOError",
     "InternalError",
@@ -24,15 +23,14 @@ __all__ = [
     "UnknownFormatError",
     "ImageTagMismatchError",
     "RowTooLongError",
+    "HiddenFramesError",
+    "SettingsError",
+    "CommandError",
 ]
 
 
 class UnslothMultiimageError(Exception):
     """The base of every error unsloth_multiimage raises on purpose (catch this to catch them all)."""
-
-
-class ConfigurationError(UnslothMultiimageError, ValueError):
-    """A setting (``configure()`` or an ``UNSLOTH_MULTIIMAGE_*`` variable) has a value it cannot take."""
 
 
 class BatchError(UnslothMultiimageError, ValueError):
@@ -94,6 +92,11 @@ class VideoLoadError(ImageLoadError):
     """A video of a row could not be turned into frames (unreadable, no frames, no decoder installed)."""
 
 
+class HiddenFramesError(RowError):
+    """A row's video frames would be hidden from the text after them: labelled frames form separate
+    image groups, and Llama 3.2 Vision's ``latest`` mask shows a text token the last group only."""
+
+
 class RowShapeError(RowError):
     """A row is not shaped like a chat the collator can read (a string for ``messages``, no chat key...)."""
 
@@ -112,3 +115,24 @@ class ImageTagMismatchError(FormatError, ImageCountError):
 
 class RowTooLongError(RowError):
     """A row is longer than one packed sequence may be."""
+
+
+class SettingsError(UnslothMultiimageError, ValueError):
+    """A setting has a value it cannot take; the message names where the value came from (the
+    ``UNSLOTH_MULTIIMAGE_*`` variable, the ``configure()`` argument or the command-line option), the
+    value and the values it may take."""
+
+    def __init__(self, message: str, source: str | None = None) -> None:
+        super().__init__(message)
+        #: the variable, argument or option that gave the bad value (None when unknown)
+        self.source = source
+
+
+class CommandError(UnslothMultiimageError, ValueError):
+    """A command cannot run with what it was given (a path, an option, a file's contents): the
+    message names that input and the fix. The command line prints it and exits non-zero."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        #: True when the fault is in the arguments themselves (exit status 2, as argparse's)
+        self.usage = usage

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from . import _env
+from .errors import SettingsError
 
 __all__ = ["Settings", "configure", "get_settings", "reset_settings"]
 
@@ -110,23 +111,23 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.max_images is not None and (not isinstance(self.max_images, int) or self.max_images < 1):
-            raise ValueError(f"max_images must be a positive integer or None, got {self.max_images!r}")
+            raise SettingsError(f"max_images must be a positive integer or None, got {self.max_images!r}")
         if self.on_excess not in _ON_EXCESS:
-            raise ValueError(f"on_excess must be one of {_ON_EXCESS}, got {self.on_excess!r}")
+            raise SettingsError(f"on_excess must be one of {_ON_EXCESS}, got {self.on_excess!r}")
         if self.max_pixels_per_example is not None and (
             not isinstance(self.max_pixels_per_example, int) or self.max_pixels_per_example < 1
         ):
-            raise ValueError(
+            raise SettingsError(
                 f"max_pixels_per_example must be a positive integer or None, got {self.max_pixels_per_example!r}"
             )
         if self.strategy not in _STRATEGIES:
-            raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
+            raise SettingsError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
         if not isinstance(self.grid_gap, int) or self.grid_gap < 0:
-            raise ValueError(f"grid_gap must be a non-negative integer, got {self.grid_gap!r}")
+            raise SettingsError(f"grid_gap must be a non-negative integer, got {self.grid_gap!r}")
         if not isinstance(self.decode_threads, int) or self.decode_threads < 1:
-            raise ValueError(f"decode_threads must be a positive integer, got {self.decode_threads!r}")
+            raise SettingsError(f"decode_threads must be a positive integer, got {self.decode_threads!r}")
         if self.mllama_cross_attention not in _CROSS_ATTENTION:
-            raise ValueError(
+            raise SettingsError(
                 f"mllama_cross_attention must be one of {_CROSS_ATTENTION}, got {self.mllama_cross_attention!r}"
             )
         self._check_video()
@@ -135,34 +136,34 @@ class Settings:
             or not isinstance(self.vllm_max_images, int)
             or self.vllm_max_images < 1
         ):
-            raise ValueError(f"vllm_max_images must be a positive integer or None, got {self.vllm_max_images!r}")
+            raise SettingsError(f"vllm_max_images must be a positive integer or None, got {self.vllm_max_images!r}")
         self._check_packing()
 
     def _check_packing(self) -> None:
         if not isinstance(self.packing, bool):
-            raise ValueError(f"packing must be True or False, got {self.packing!r}")
+            raise SettingsError(f"packing must be True or False, got {self.packing!r}")
         limit = self.packing_max_seq_length
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"packing_max_seq_length must be a positive integer or None, got {limit!r}")
+            raise SettingsError(f"packing_max_seq_length must be a positive integer or None, got {limit!r}")
         if self.on_overflow not in _ON_OVERFLOW:
-            raise ValueError(f"on_overflow must be one of {_ON_OVERFLOW}, got {self.on_overflow!r}")
+            raise SettingsError(f"on_overflow must be one of {_ON_OVERFLOW}, got {self.on_overflow!r}")
 
     def _check_video(self) -> None:
         if self.video not in _VIDEO:
-            raise ValueError(f"video must be one of {_VIDEO}, got {self.video!r}")
+            raise SettingsError(f"video must be one of {_VIDEO}, got {self.video!r}")
         if isinstance(self.video_fps, bool) or not isinstance(self.video_fps, (int, float)) or not self.video_fps > 0:
-            raise ValueError(f"video_fps must be a positive number, got {self.video_fps!r}")
+            raise SettingsError(f"video_fps must be a positive number, got {self.video_fps!r}")
         frames = self.video_max_frames
         if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-            raise ValueError(f"video_max_frames must be a positive integer, got {self.video_max_frames!r}")
+            raise SettingsError(f"video_max_frames must be a positive integer, got {self.video_max_frames!r}")
         if self.video_sampling not in _VIDEO_SAMPLING:
-            raise ValueError(f"video_sampling must be one of {_VIDEO_SAMPLING}, got {self.video_sampling!r}")
+            raise SettingsError(f"video_sampling must be one of {_VIDEO_SAMPLING}, got {self.video_sampling!r}")
         label = self.video_frame_label
         if label is not None:
             try:
                 str(label).format(n=1, t=0.0)
             except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
-                raise ValueError(
+                raise SettingsError(
                     f"video_frame_label must be a str.format template using {{n}} and {{t}} only, got {label!r} ({exc})"
                 ) from None
 
@@ -182,9 +183,14 @@ def _from_env() -> dict[str, Any]:
         if raw is None:
             continue
         try:
-            values[name] = _PARSERS[var.kind](raw)
+            value = _PARSERS[var.kind](raw)
+            Settings(**{name: value})  # checked alone, so that the error names this variable
         except ValueError as exc:
-            raise ValueError(f"{var.name}={raw!r} is not valid: {exc}") from None
+            raise SettingsError(
+                f"{var.name}={raw!r} is not valid: {exc}. Fix: set {var.name} to a valid value, or unset it.",
+                source=var.name,
+            ) from None
+        values[name] = value
     return values
 
 

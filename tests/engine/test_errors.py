@@ -41,6 +41,6 @@ def test_every_error_derives_from_the_one_base_class():
 
 def test_user_errors_are_value_errors_and_the_internal_one_is_not():
     """Callers that caught ValueError for bad data keep working; a bug of the plugin is never one."""
-    for cls in (errors.RowError, errors.ConfigurationError, errors.BatchError, errors.DatasetIOError):
+    for cls in (errors.RowError, errors.SettingsError, errors.CommandError, errors.BatchError, errors.DatasetIOError):
         assert issubclass(cls, ValueError)
     assert issubclass(errors.InternalError, RuntimeError) and not issubclass(errors.InternalError, ValueError)

@@ -63,10 +63,11 @@ def test_ask_a_dataset_row_under_the_options_given(checkpoint, capsys):
 
 def test_ask_names_what_is_wrong(checkpoint, capsys):
     assert cli.main(["ask", "--model", str(checkpoint), "--dataset", str(checkpoint / "rows.jsonl"), "--row", "5"]) == 1
-    assert "has no row 5" in capsys.readouterr().out
+    assert "has no row 5" in capsys.readouterr().err
     argv = ["ask", "--model", str(checkpoint), "--image", str(checkpoint / "img0.png"), "--image", "nope.png", "q"]
-    assert cli.main(argv) == 1
-    assert "nope.png" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2 and "argument --image: 'nope.png': no such file" in capsys.readouterr().err
     argv = ["ask", "--model", str(checkpoint), "--dataset", str(checkpoint / "rows.jsonl"), "which image is red"]
-    assert cli.main(argv) == 1
-    assert "give no question and no --image" in capsys.readouterr().out
+    assert cli.main(argv) == 2
+    assert "--dataset and question cannot be given together" in capsys.readouterr().err

@@ -83,10 +83,21 @@ def test_the_demo_fallback_never_advises_an_install_that_would_replace_the_users
 
 
 _NOISE = """
-import json, logging, sys, warnings
+import json, logging, os, sys, warnings
+os.environ["HF_HUB_ENABLE_HF_TRANSFER"] = "1"  # what unsloth_zoo sets where hf_transfer is installed
+os.environ.pop("HF_XET_HIGH_PERFORMANCE", None)
 from unsloth_multiimage.tools.cli import setup_logging
 setup_logging(sys.argv[1] == "verbose")
+import huggingface_hub.constants
 import torch.utils._pytree as pytree
+class Constant:
+    def __eq__(self, other):
+        return isinstance(other, Constant)
+    def __hash__(self):
+        return 1
+if hasattr(pytree, "register_constant"):  # two libraries registering one class: torch warns twice
+    pytree.register_constant(Constant)
+    pytree.register_constant(Constant)
 from transformers import MllamaImageProcessor  # no torchvision here: transformers' fallback notice
 logging.getLogger("torchao").warning("Failed to load _C.so: undefined symbol (re-logged)")
 logging.getLogger("transformers.trainer_utils").warning("The tokenizer has new PAD/BOS/EOS tokens that differ")
@@ -118,7 +129,14 @@ def test_cli_runs_hide_known_noise_and_verbose_shows_it(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs[mode] = proc.stderr
     noise = ["Failed to load _C.so", "PAD/BOS/EOS", "_register_pytree_node` is deprecated"]
+    import huggingface_hub.constants as hub_constants
+    import torch.utils._pytree as pytree
     import transformers.utils.import_utils as import_utils
+
+    if "`HF_HUB_ENABLE_HF_TRANSFER` environment variable is deprecated" in Path(hub_constants.__file__).read_text():
+        noise.append("HF_HUB_ENABLE_HF_TRANSFER")
+    if hasattr(pytree, "register_constant"):
+        noise.append("is already registered as pytree node")
 
     # transformers 5.x says so when it falls back to the PIL image processor; 4.x has no such notice.
     if importlib.util.find_spec("torchvision") is None and "falling back" in Path(import_utils.__file__).read_text():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from unsloth_multiimage import formats
+from unsloth_multiimage.errors import CommandError
 from unsloth_multiimage.formats import source
 
 Image = pytest.importorskip("PIL.Image")
@@ -96,7 +97,9 @@ def test_convert_doctor_preview_and_compare_read_the_same_rows(folder, layout, t
     assert all(p.converted == (layout not in source.COLLATOR_LAYOUTS) for p in service if p.index != 2)
 
     args = argparse.Namespace(dataset=str(path), row=2, out=str(tmp_path / "p.png"), strategy="native", model=None)
-    assert preview.run(args) == 1 and not (tmp_path / "p.png").exists()  # the same row refused
+    with pytest.raises(CommandError, match="row 2 of .* cannot be converted"):  # the same row refused
+        preview.run(args)
+    assert not (tmp_path / "p.png").exists()
     args.row = 3  # row 3 of the file is the source's third good row
     assert preview.run(args) == 0 and (tmp_path / "p.png").exists()
 
@@ -132,12 +135,13 @@ def test_many_missing_paths_warn_once_naming_examples(folder, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="unsloth_multiimage")
     convert.convert_file(str(path), str(tmp_path / "o.jsonl"), image_root=str(elsewhere))
     doctor.check_dataset(str(path), limit=None, decode=False, image_root=str(elsewhere))
-    warned = [r.getMessage() for r in caplog.records if "exist neither" in r.getMessage()]
+    warned = [r.getMessage() for r in caplog.records if "exist nowhere" in r.getMessage()]
     assert len(warned) == 2, warned  # once per command
-    assert all("8 relative image path(s)" in w and str(elsewhere) in w and "r0_0.png" in w for w in warned)
+    assert all("8 image/video path(s)" in w and str(elsewhere) in w and "r0_0.png" in w for w in warned)
+    assert all("Fix: pass the folder the paths are relative to (--image-root DIR" in w for w in warned)
     caplog.clear()
     convert.convert_file(str(path), str(tmp_path / "o.jsonl"))  # the right root: no warning
-    assert not [r for r in caplog.records if "exist neither" in r.getMessage()]
+    assert not [r for r in caplog.records if "exist nowhere" in r.getMessage()]
 
 
 def test_the_worker_pool_gives_the_rows_in_order():
@@ -157,3 +161,38 @@ def test_convert_writes_with_the_users_umask(folder, tmp_path):
     finally:
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o640
+
+
+def test_one_rule_for_relative_paths_wherever_a_command_runs(folder, tmp_path, monkeypatch, caplog):
+    """Issue 26: run from the data folder, ``convert`` wrote existing images' paths relative to the
+    working directory and missing ones absolute, then ``doctor`` on its output, read from the
+    output's folder, failed every row ("no such image file '/.../out/img/...' (relative paths are read
+    from '/')"). Now a dataset file's relative paths are read from its folder (or --image-root),
+    never from the working directory, and convert writes them absolute."""
+    from unsloth_multiimage.inference.prompt import _as_row
+    from unsloth_multiimage.tools import convert, doctor
+
+    path = _write(folder, "llava", bad=False)
+    monkeypatch.chdir(folder)  # the data folder: img/... exists from here too
+    out = tmp_path / "out" / "train.jsonl"  # a folder that does not exist yet
+    convert.convert_file(path.name, str(out))
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [_paths(w) for w in written] == _want(folder)  # absolute, whatever the working directory
+    for where in (tmp_path, folder, tmp_path / "out"):
+        monkeypatch.chdir(where)
+        check = doctor.check_dataset(str(out), limit=None, decode=True)
+        assert [r.verdict for r in check.reports if r.verdict == "error"] == [], check.reports
+    # the working directory is never consulted for a file's paths: a copy of the file elsewhere
+    # finds nothing, says where it looked, and that the paths exist from here (--image-root .)
+    moved = tmp_path / "elsewhere" / "llava.jsonl"
+    moved.parent.mkdir()
+    moved.write_text(path.read_text())
+    monkeypatch.chdir(folder)
+    caplog.set_level(logging.WARNING, logger="unsloth_multiimage")
+    rows = list(source.prepare_rows(str(moved)))
+    assert [_paths(p.row) for p in rows] == [[str(moved.parent / p) for p in r["images"]] for r in _messages_rows()]
+    warned = [r.getMessage() for r in caplog.records if "exist nowhere" in r.getMessage()]
+    assert len(warned) == 1 and f"--image-root {folder}" in warned[0], warned
+    # the same rule in ask / prepare_inputs: a dataset row's paths read from the image root given
+    row = json.loads(moved.read_text().splitlines()[0])
+    assert _paths(_as_row(row, None, str(folder), 0)) == _want(folder)[0]

@@ -130,7 +130,7 @@ def test_doctor_names_a_llava_file_refused_as_it_is_and_checks_it_converted(demo
     proc = run_cli("doctor", "--no-import", "--dataset", str(path))
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr  # training on the file as it is fails
-    assert "layout: llava" in out and "As it is, the collator refuses these rows" in out
+    assert "layout: llava" in out and "As it is, the collator refuses the llava rows" in out
     assert "looks like LLaVA/ShareGPT rows" in out and "unsloth-multiimage convert" in out
     table = _table(out)
     assert table[0][2] == "2" and table[0][5] in ("ok", "fixed") and table[1][5] in ("ok", "fixed"), out

@@ -69,7 +69,8 @@ def test_a_native_video_family_keeps_its_video_part(clip):
 def test_preview_draws_every_frame(clip, processor, tmp_path):
     from unsloth_multiimage.tools.preview import render_preview
 
-    with overriding(video_frame_label="Frame {n} at {t:.1f} s:"):
+    # labels between the frames: the cumulative mask keeps every frame visible (the latest one refuses the row)
+    with overriding(video_frame_label="Frame {n} at {t:.1f} s:", mllama_cross_attention="cumulative"):
         meta = render_preview(video_row(clip), processor, tmp_path / "p.png")
     assert meta["n_images"] == 4 and meta["mask_shape"][2] == 4
     assert "Frame 4 at 1.8 s:" in meta["text"]

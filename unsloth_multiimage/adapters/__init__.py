@@ -26,6 +26,7 @@ __all__ = [
     "pairs",
     "runs",
     "resolve",
+    "group_masked_family",
 ]
 
 logger = logging.getLogger("unsloth_multiimage")
@@ -191,6 +192,13 @@ def resolve(adapter: ModelAdapter, processor: Any) -> ModelAdapter:
         if isinstance(found, str) and found and found != adapter.placeholder:
             return replace(adapter, placeholder=found)
     return adapter
+
+
+def group_masked_family(adapter: ModelAdapter | None) -> str | None:
+    """The family's name when its model masks text to image groups with a per-token
+    ``cross_attention_mask`` (Llama 3.2 Vision), else None: the row pipeline's
+    ``group_masked_family`` (frames that mask would hide are refused)."""
+    return adapter.name if adapter is not None and "cross_attention_mask" in adapter.token_inputs else None
 
 
 def processor_is(processor: Any, *class_names: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..adapters import AdapterLookup
+from ..adapters import AdapterLookup, group_masked_family
 from ..engine import compat
 from ..engine.decision import Decision
 from ..engine.swap import swapped
@@ -191,6 +191,7 @@ def _prepare(
         after_decode=_pre_resize(instance),
         native_video=takes_native_video(decision, adapter),
         fit_row=shrinker.fit if shrinker is not None else None,
+        group_masked_family=group_masked_family(adapter),
     )
     if settings.strategy == "serial":
         check_serial_template(instance.processor, prepared, adapter.name if adapter is not None else None)

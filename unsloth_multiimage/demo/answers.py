@@ -100,17 +100,21 @@ def answer_rows(
     return out
 
 
-def generated_exact(model: Any, processor: Any, rows: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[bool]:
+def generated_exact(
+    model: Any, processor: Any, rows: Sequence[dict[str, Any]], answers: Sequence[str], *, resize: Any = "min"
+) -> list[bool]:
     """Per row: do the first ``k`` greedily generated tokens (``k``: the length of its expected
     answer in tokens) decode to exactly that answer? ``demo --compare`` trains on the answer's
     tokens only, not on the token that closes the turn, so its models are not taught to stop: the
-    answer's own length is where to read the generation. The settings in force shape the prompts."""
+    answer's own length is where to read the generation. The settings in force shape the prompts,
+    and ``resize`` must be the ``resize`` of the collator the model was trained with (else the
+    prompt's images are not the pixels training gave it)."""
     from ..inference import generate_answer
 
     tokenizer = getattr(processor, "tokenizer", processor)
     out = []
     for row, answer in zip(rows, answers):
         k = max(1, len(tokenizer(answer, add_special_tokens=False)["input_ids"]))
-        got = generate_answer(model, processor, row, max_new_tokens=k, min_new_tokens=k)
+        got = generate_answer(model, processor, row, max_new_tokens=k, min_new_tokens=k, resize=resize)
         out.append(exact_match(got.text, answer))
     return out

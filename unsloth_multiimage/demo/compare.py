@@ -73,6 +73,8 @@ from .training import collator_description, load_zoo_collator, make_collator
 __all__ = [
     "ARMS",
     "ARM_SETTINGS",
+    "COLLATOR_RESIZE",
+    "generated_answers",
     "LAYOUTS",
     "CompareConfig",
     "ArmResult",
@@ -208,9 +210,19 @@ class _Quiet:
         logger.setLevel(self.level)
 
 
+#: The ``resize`` of every arm's collator: images as they are (the default ``"min"`` would shrink
+#: the grid canvas to one tile). Generation is given the same (:func:`~.answers.generated_exact`).
+COLLATOR_RESIZE = "max"
+
+
 def _collator(model: Any, processor: Any, zoo_cls: Any) -> Callable[[Sequence[Any]], Any]:
-    # resize="max": images as they are (the default "min" would shrink the grid canvas to one tile).
-    return make_collator(model, processor, zoo_cls, resize="max")
+    return make_collator(model, processor, zoo_cls, resize=COLLATOR_RESIZE)
+
+
+def generated_answers(model: Any, processor: Any, rows: Sequence[dict[str, Any]]) -> list[bool]:
+    """Per held-out row: is the greedy generation its answer? The prompt is shaped by the settings
+    in force (the arm's) and resized as the arm's collator resized its training rows."""
+    return generated_exact(model, processor, rows, [answer_of(r) for r in rows], resize=COLLATOR_RESIZE)
 
 
 def _to(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
@@ -265,7 +277,7 @@ def run_arm(
             model.eval()
             correct = _pick_answers(model, collator, env, eval_rows, candidates)
             # the same held-out rows answered by generation, the prompt shaped as in training
-            exact = generated_exact(model, env.processor, eval_rows, [answer_of(r) for r in eval_rows])
+            exact = generated_answers(model, env.processor, eval_rows)
             result.generated_accuracy = 100.0 * sum(exact) / max(1, len(exact))
             result.eval_seconds = time.perf_counter() - t1
             result.accuracy = 100.0 * sum(correct) / max(1, len(correct))
@@ -402,10 +414,10 @@ def _make_env(cfg: CompareConfig, progress: Callable[[str, int, int, float], Non
         )
     from transformers import MllamaForConditionalGeneration
 
-    from ..tiny_mllama import processor_of
+    from .training import mllama_processor_of
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    processor = processor_of(cfg.model_path)
+    processor = mllama_processor_of(cfg.model_path)
 
     def build() -> Any:
         torch.manual_seed(cfg.seed)
@@ -442,18 +454,32 @@ def _data(cfg: CompareConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     rows = []
     for prepared in prepare_rows(cfg.dataset):
         if prepared.row is None:
-            raise ValueError(prepared.error)
-        rows.append(as_chat(prepared.row))
+            raise ValueError(f"--dataset {cfg.dataset}: {prepared.error}")
+        try:
+            rows.append(as_chat(prepared.row))
+        except ValueError as exc:
+            raise ValueError(
+                f"--dataset {cfg.dataset}: row {prepared.index} ({prepared.layout}): {exc}. Fix: every row of the "
+                f"A/B ends with its answer, an assistant turn (SFT rows, not preference or GRPO prompts)"
+            ) from None
     n_eval = cfg.eval_rows if cfg.eval_rows is not None else min(300, max(1, len(rows) // 5))
     if not 0 < n_eval < len(rows):
-        raise ValueError(f"--eval-rows must be between 1 and {len(rows) - 1} for {cfg.dataset} ({len(rows)} rows)")
+        raise ValueError(
+            f"--eval-rows {n_eval}: --dataset {cfg.dataset} has {len(rows)} rows. Fix: --eval-rows 1 to {len(rows) - 1}"
+            if len(rows) > 1
+            else f"--dataset {cfg.dataset} has {len(rows)} row(s): the A/B needs training rows and held-out rows. "
+            f"Fix: give a dataset of several rows"
+        )
     order = list(range(len(rows)))
     random.Random(cfg.seed).shuffle(order)
     held = [rows[i] for i in order[:n_eval]]
     train = [rows[i] for i in order[n_eval:]]
     answers = sorted({answer_of(r) for r in held})
     if len(answers) < 2:
-        raise ValueError(f"the {n_eval} held-out rows of {cfg.dataset} all have the same answer: nothing to compare")
+        raise ValueError(
+            f"the {n_eval} held-out rows of --dataset {cfg.dataset} all have the same answer: nothing to compare. "
+            f"Fix: more --eval-rows, or rows with different answers"
+        )
     return train, held, [answers] * len(held), f"{cfg.dataset} ({len(answers)} distinct held-out answers)"
 
 
@@ -463,7 +489,9 @@ def run_compare(cfg: CompareConfig, print_fn: Callable[[str], None] = print) -> 
 
     unknown = [a for a in cfg.arms if a not in ARMS]
     if unknown:
-        raise ValueError(f"unknown arm(s) {', '.join(unknown)}; the arms are {', '.join(ARMS)}")
+        raise ValueError(
+            f"--arms: unknown arm(s) {', '.join(unknown)}. Fix: pick from {', '.join(ARMS)} (comma-separated)"
+        )
     last_print = [0.0]
 
     def progress(arm: str, step: int, steps: int, loss: float) -> None:
@@ -547,8 +575,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--steps and --batch-size must be at least 1")
         results, chance, n_rows = run_compare(cfg)
     except (ValueError, OSError) as exc:
-        print(f"demo --compare: {exc}")
-        return 1
+        from ..errors import CommandError
+
+        raise CommandError(str(exc)) from None
     print()
     print(table(results))
     by = {r.arm: r for r in results if not r.error}
@@ -564,4 +593,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"plot written to {written} (drawn with {how})")
     print(f"time: {time.perf_counter() - start:.1f} s")
     print(summary_line(results, chance, n_rows))
-    return 1 if any(r.error for r in results) else 0
+    failed = [r.arm for r in results if r.error]
+    if failed:
+        from ..errors import CommandError
+
+        raise CommandError(
+            f"--arms: the arm(s) {', '.join(failed)} failed (their errors are above). Fix: rerun with "
+            f"`unsloth-multiimage -v demo --compare --arms {','.join(failed)} ...` for the tracebacks."
+        )
+    return 0

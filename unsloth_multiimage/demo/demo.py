@@ -62,45 +62,49 @@ def _mean(xs: Sequence[float]) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
-    from ..settings import configure, get_settings
+    from ..errors import CommandError
+    from ..settings import overriding
+    from ..tools.options import settings_from, settings_line
     from . import demo_data
     from .training import build_model_and_processor, load_zoo_collator
 
     steps = int(_given(args, "steps", 30))
-    strategy = getattr(args, "strategy", "native")
     batch_size = int(_given(args, "batch_size", 4))
     seed = int(_given(args, "seed", 0))
     model_path = getattr(args, "model", None)
     if steps < 2 or batch_size < 1:
-        print("demo: --steps must be at least 2 and --batch-size at least 1")
-        return 1
+        raise CommandError(
+            f"--steps {steps}, --batch-size {batch_size}: the demo needs at least 2 steps (the loss must go down "
+            f"between them) and 1 row a step. Fix: --steps 2 or more.",
+            usage=True,
+        )
+    settings = settings_from(args)
+    strategy = settings.strategy
+    chosen = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    previous_strategy = get_settings().strategy
-    configure(strategy=strategy)
-    zoo_cls, zoo_why = load_zoo_collator()
-    model, processor, model_desc = build_model_and_processor(model_path, seed)
-    device = "cuda" if model_path is not None and torch.cuda.is_available() else "cpu"
-    model.to(device)
-    model.train()
-    collator, path = _collator(model, processor, zoo_cls, zoo_why)
-    rows = demo_data.make_rows(n=max(64, batch_size * 8), seed=seed)
-    _print_setup(rows, model_desc, path, steps, batch_size, device)
-    try:
+    with overriding(**chosen):
+        zoo_cls, zoo_why = load_zoo_collator()
+        model, processor, model_desc = build_model_and_processor(model_path, seed)
+        device = "cuda" if model_path is not None and torch.cuda.is_available() else "cpu"
+        model.to(device)
+        model.train()
+        collator, path = _collator(model, processor, zoo_cls, zoo_why)
+        rows = demo_data.make_rows(n=max(64, batch_size * 8), seed=seed)
+        _print_setup(rows, model_desc, path, steps, batch_size, device, settings_line(settings, args, ("rows", "mask")))
         trained = _train(model, collator, rows, steps, batch_size, seed, strategy == "grid", device)
-    finally:
-        configure(strategy=previous_strategy)
-
-    if not _report(trained, steps, strategy, time.perf_counter() - start):
-        return 1
-    try:
-        _print_answers(model, processor, seed, strategy)
-    except Exception as exc:
-        print(f"demo FAILED: answering held-out questions by generation failed: {type(exc).__name__}: {exc}")
-        return 1
+        if not _report(trained, steps, strategy, time.perf_counter() - start):
+            return 1
+        try:
+            _print_answers(model, processor, seed, strategy)
+        except Exception as exc:
+            print(f"demo FAILED: answering held-out questions by generation failed: {type(exc).__name__}: {exc}")
+            return 1
     print("demo OK: every step ran and the loss went down")
     return 0
 
@@ -119,7 +123,13 @@ def _collator(model: Any, processor: Any, zoo_cls: Any, zoo_why: Any) -> tuple[C
 
 
 def _print_setup(
-    rows: Sequence[dict[str, Any]], model_desc: str, path: str, steps: int, batch_size: int, device: str
+    rows: Sequence[dict[str, Any]],
+    model_desc: str,
+    path: str,
+    steps: int,
+    batch_size: int,
+    device: str,
+    settings: str = "",
 ) -> None:
     from ..settings import get_settings
     from . import demo_data
@@ -134,6 +144,8 @@ def _print_setup(
     print(f"  model     : {model_desc}")
     print(f"  collator  : {path}")
     print(f"  strategy  : {get_settings().strategy}")
+    if settings:
+        print(f"  {settings}")
     print(
         f"  dataset   : {len(rows)} synthetic rows ({', '.join(f'{v} {k}' for k, v in kinds.items())}), "
         f"{sum(n_img)} images, up to {max(n_img)} per row"

@@ -13,9 +13,16 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..tools.common import prepare_rows, starts_with_bos
+from ..tools.common import adds_special_tokens, prepare_rows
 
-__all__ = ["SimpleCollator", "build_model_and_processor", "collator_description", "load_zoo_collator", "make_collator"]
+__all__ = [
+    "SimpleCollator",
+    "build_model_and_processor",
+    "collator_description",
+    "load_zoo_collator",
+    "make_collator",
+    "mllama_processor_of",
+]
 
 
 def load_zoo_collator() -> tuple[Any | None, str]:
@@ -80,8 +87,9 @@ def _installed(dist: str) -> str | None:
 
 class SimpleCollator:
     """A minimal vision collator: per-row images (plan_row + decode + policies), the processor's
-    chat template, one image list per row to the processor, labels = input ids with padding and
-    image tokens ignored. What the plugin's per-row logic makes possible without Unsloth."""
+    chat template, one image list per row to the processor (its special tokens added as the
+    installed unsloth_zoo's collator adds them), labels = input ids with padding and image tokens
+    ignored. What the plugin's per-row logic makes possible without Unsloth."""
 
     def __init__(self, processor: Any, ignore_index: int = -100) -> None:
         self.processor = processor
@@ -94,7 +102,7 @@ class SimpleCollator:
             "text": texts,
             "return_tensors": "pt",
             "padding": True,
-            "add_special_tokens": not starts_with_bos(self.processor, texts),
+            "add_special_tokens": adds_special_tokens(self.processor, texts),
         }
         if any(images):
             kwargs["images"] = images
@@ -120,13 +128,43 @@ def make_collator(model: Any, processor: Any, zoo_cls: Any | None, **zoo_kwargs:
     return SimpleCollator(processor)
 
 
+def mllama_processor_of(model_path: str) -> Any:
+    """The processor of the local Llama 3.2 Vision checkpoint ``model_path``, after checking that
+    the folder holds one (its config's ``model_type``), before any weight is read.
+
+    Raises:
+        CommandError: naming ``--model`` and the fix.
+    """
+    from ..errors import CommandError
+    from ..tools.common import load_processor
+
+    processor = load_processor(model_path, required=True)[0]
+    try:
+        from transformers import AutoConfig
+
+        model_type = getattr(AutoConfig.from_pretrained(model_path, local_files_only=True), "model_type", None)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(
+            f"--model {model_path}: no model config loads from it ({first}). Fix: give the folder of a Llama 3.2 "
+            f"Vision checkpoint (model.save_pretrained(DIR))."
+        ) from None
+    if model_type != "mllama":
+        raise CommandError(
+            f"--model {model_path}: a {model_type} checkpoint; the demo trains Llama 3.2 Vision (mllama) only. "
+            f"Fix: give the folder of an Mllama checkpoint."
+        )
+    return processor
+
+
 def build_model_and_processor(model_path: str | None, seed: int) -> tuple[Any, Any, str]:
     """``(model, processor, description)``: the tiny offline Mllama, or local weights at ``model_path``."""
     from .. import tiny_mllama
 
-    processor = tiny_mllama.processor_of(model_path)
     if model_path is None:
+        processor = tiny_mllama.processor_of(None)
         return tiny_mllama.build_model(processor, seed=seed), processor, "tiny offline Mllama (random weights)"
+    processor = mllama_processor_of(model_path)
     from transformers import MllamaForConditionalGeneration
 
     model = MllamaForConditionalGeneration.from_pretrained(model_path, local_files_only=True)

@@ -79,36 +79,67 @@ def resolve_image(image: Any, image_root: str | os.PathLike[str] | None = None) 
 
 
 def resolve_paths(example: Any, image_root: str | os.PathLike[str], *, only_missing: bool = False) -> Any:
-    """``example`` with the relative image paths of its ``images`` column and image parts joined
-    to ``image_root`` (see :func:`resolve_image`); with ``only_missing``, a relative path that
-    exists from the working directory is kept. Unchanged rows come back as the same object."""
+    """``example`` with the relative paths of its images and videos (the ``images`` and ``videos``
+    columns, image and video parts) joined to ``image_root`` (see :func:`resolve_image`); a video
+    given as a list of frames has each frame resolved. Unchanged rows come back as the same object.
+
+    ``only_missing`` keeps a relative path that exists from the working directory (the commands do
+    not: they read every relative path from the image root, README "Your data")."""
+    from ..rows.chat import rewrite_contents
+    from ..rows.video import VIDEOS
+
+    resolve = _resolver(image_root, only_missing)
+    changed = [False]
+
+    def part(_k: int, p: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _resolved_part(p, ("image", "path"), resolve, changed)
+
+    def video_parts(content: Sequence[Any]) -> list[Any]:
+        from ..rows.video import VIDEO_PAYLOAD_KEYS, is_video_part
+
+        return [_resolved_part(p, VIDEO_PAYLOAD_KEYS, resolve, changed) if is_video_part(p) else p for p in content]
+
+    out = rewrite_contents(rewrite_image_parts(example, part), video_parts)
+    if has_column(out):
+        _resolve_column(out, "images", column_entries(out), resolve, changed)
+    videos = out.get(VIDEOS) if isinstance(out, Mapping) else None
+    if videos is not None:
+        _resolve_column(out, VIDEOS, list(videos) if isinstance(videos, (list, tuple)) else [videos], resolve, changed)
+    return out if changed[0] else example
+
+
+def _resolver(image_root: str | os.PathLike[str], only_missing: bool) -> Any:
+    """The function that resolves one image, video, or list of frames (see :func:`resolve_paths`)."""
 
     def resolve(image: Any) -> Any:
         if only_missing and isinstance(image, (str, os.PathLike)) and os.path.exists(image):
             return image
+        if isinstance(image, (list, tuple)):  # a video given as its frames
+            frames = [resolve(f) for f in image]
+            return frames if any(a is not b and a != b for a, b in zip(image, frames)) else image
         return resolve_image(image, image_root)
 
-    changed = False
+    return resolve
 
-    def part(_k: int, p: Mapping[str, Any]) -> Mapping[str, Any]:
-        nonlocal changed
-        for key in ("image", "path"):
-            value = p.get(key)
-            if value is not None:
-                new = resolve(value)
-                if new is not value and new != value:
-                    changed = True
-                    return {**p, key: new}
-        return p
 
-    out = rewrite_image_parts(example, part)
-    if has_column(out):
-        entries = column_entries(out)
-        new_entries = [resolve(e) for e in entries]
-        if any(a is not b and a != b for a, b in zip(entries, new_entries)):
-            changed = True
-            out["images"] = new_entries if isinstance(out["images"], (list, tuple)) else new_entries[0]
-    return out if changed else example
+def _resolved_part(p: Mapping[str, Any], keys: Sequence[str], resolve: Any, changed: list[bool]) -> Mapping[str, Any]:
+    """A content part with the first of ``keys`` it holds resolved (a new dict when it changed)."""
+    for key in keys:
+        value = p.get(key)
+        if isinstance(value, (str, os.PathLike, list, tuple)) or (value is not None and key in ("image", "path")):
+            new = resolve(value)
+            if new is not value and new != value:
+                changed[0] = True
+                return {**p, key: new}
+    return p
+
+
+def _resolve_column(out: Any, key: str, entries: list[Any], resolve: Any, changed: list[bool]) -> None:
+    """``out[key]`` (a list, or one entry) with every entry resolved, in place when one changed."""
+    new_entries = [resolve(e) for e in entries]
+    if any(a is not b and a != b for a, b in zip(entries, new_entries)):
+        changed[0] = True
+        out[key] = new_entries if isinstance(out[key], (list, tuple)) else new_entries[0]
 
 
 def _data_uri_bytes(uri: str, where: str) -> bytes:

@@ -57,7 +57,7 @@ def _is_null(feature: Any) -> bool:
 
 def _output_features(
     features: Mapping[str, Any], first: Mapping[str, Any], fmt: str, removed: Sequence[str], out_keys: Sequence[str]
-):
+) -> Any:
     from datasets import Features, Value
 
     image: Any = None

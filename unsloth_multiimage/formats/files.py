@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import DatasetIOError
 
-__all__ = ["read_rows", "count_rows", "write_rows", "BATCH_ROWS"]
+__all__ = ["read_rows", "count_rows", "write_rows", "mixed_columns", "BATCH_ROWS"]
 
 logger = logging.getLogger(__name__)
 
@@ -249,17 +249,45 @@ def _json_line(row: Any, i: int, path: str) -> str:
         ) from None
 
 
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, Mapping):
+        return "dict"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return type(value).__name__
+
+
+def mixed_columns(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Top-level columns whose values are of more than one kind across ``rows`` (None aside:
+    Arrow stores it in any column), e.g. ``{"id": ["int", "str"]}``: what Arrow cannot store."""
+    kinds: dict[str, set[str]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if value is not None:
+                kinds.setdefault(str(key), set()).add(_kind_of(value))
+    return {k: sorted(v) for k, v in kinds.items() if len(v) > 1 and not v <= {"int", "float"}}
+
+
 def _table(rows: list[Any], schema: Any, start: int, path: str) -> Any:
-    """A pyarrow table of ``rows``; on failure, the error names the first row that breaks it."""
+    """A pyarrow table of ``rows``; on failure, the error names the first row that breaks it and
+    the columns whose values differ in type."""
     pa, _ = _pyarrow()
     try:
         return pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowException, TypeError) as exc:
         culprit, reason = _culprit(rows, schema), exc
+    mixed = mixed_columns(rows)
+    columns = "; ".join(f"`{name}` holds {', '.join(kinds)}" for name, kinds in mixed.items())
+    fix = (
+        f"give {' and '.join(f'`{n}`' for n in mixed)} one type in every row (e.g. all strings)"
+        if mixed
+        else "give each column one type in every row (e.g. all image paths, or all {bytes, path} dicts; no PIL images)"
+    )
     raise DatasetIOError(
         f"{path}: row {start + culprit if culprit is not None else '?'} cannot be stored in Parquet with the rows "
-        f"before it ({reason}). Fix: give each column one type in every row (e.g. all image paths, or all "
-        f"{{bytes, path}} dicts; no PIL images), or pass schema=."
+        f"before it ({columns or reason}). Fix: {fix}, or write a .jsonl / .json file, which keeps mixed types."
     )
 
 

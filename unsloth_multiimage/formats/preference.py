@@ -66,11 +66,20 @@ def to_grpo_prompt(
 ) -> dict[str, Any]:
     """One row (any layout :func:`~.convert.to_messages` reads) as a GRPO prompt row.
 
-    ``convert`` goes to ``to_messages`` (``format``, ``image_root``, ``image_tags`` ...). The row's
-    other columns are kept; ``answer`` is the text after the last user turn (None when there is none).
+    ``convert`` goes to ``to_messages`` (``format``, ``image_root``, ``image_tags`` ...). A string
+    ``prompt`` (TRL's standard layout, image tags in the text, a string ``completion`` its answer) is
+    read as one user turn. The row's other columns are kept; ``answer`` is the text after the last
+    user turn (None when there is none).
     """
     index = row if row is not None else idx
     where = _where(index)
+    if isinstance(example.get("prompt"), str):  # TRL's standard layout: the prompt's text, image tags in it
+        rest = {k: v for k, v in example.items() if k not in ("prompt", "completion")}
+        rest["messages"] = [{"role": "user", "content": example["prompt"]}]
+        if isinstance(example.get("completion"), str):
+            rest["messages"].append({"role": "assistant", "content": example["completion"]})
+        convert.setdefault("format", "llamafactory")
+        example = rest
     out = to_messages(example, row=index, **convert)
     if "prompt" in out:  # prompt/completion rows: the completion is the answer
         prompt, answer_turns = list(out.pop("prompt")), list(out.pop("completion", None) or [])

@@ -45,14 +45,16 @@ def generate_answer(
     max_new_tokens: int = 32,
     resize: Any = "min",
     image_root: Any = None,
+    row: int = 0,
     **generate_kwargs: Any,
 ) -> Answer:
     """Prepare the prompt as training did (:func:`~.prompt.prepare_inputs`, with ``model``), run
-    ``model.generate`` (greedy unless ``generate_kwargs`` say otherwise) and decode the new tokens."""
+    ``model.generate`` (greedy unless ``generate_kwargs`` say otherwise) and decode the new tokens.
+    ``row``: the number errors give the prompt (a dataset row's own index)."""
     import torch
 
     prompt = prepare_prompt(
-        processor, messages, images, settings=settings, model=model, resize=resize, image_root=image_root
+        processor, messages, images, settings=settings, model=model, resize=resize, image_root=image_root, row=row
     )
     tokenizer = getattr(processor, "tokenizer", processor)
     kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}

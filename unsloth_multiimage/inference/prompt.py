@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..adapters import ModelAdapter
+from ..adapters import ModelAdapter, group_masked_family
 from ..errors import RowShapeError
 from ..rows.chat import chat_sides, has_column, image_parts, is_chat, part_payload, without_none_keys
 from ..rows.pipeline import prepare_batch
@@ -117,17 +117,13 @@ def _as_row(messages: Any, images: Sequence[Any] | None, image_root: Any, row: i
             f"prepare_inputs: `messages` must be a list of {{'role', 'content'}} messages or a dataset row (a dict), "
             f"got {type(messages).__name__}"
         )
-    # The dataset service's rules (formats.source): convert iff the collator cannot read the layout
-    # as it is; a relative path that does not exist from here is read from ``image_root``.
-    from ..formats.convert import resolve_paths, to_messages
-    from ..formats.source import layout_of, needs_conversion
+    # The dataset service's rules (formats.source): a row is converted iff the collator cannot read
+    # its layout as it is; relative paths are read from ``image_root`` (None: the working directory).
+    from ..formats.convert import resolve_paths
+    from ..formats.source import convert_row
 
-    layout = layout_of(example)
-    if needs_conversion(layout):
-        example = to_messages(example, row=row, format=layout)
-    if image_root is not None:
-        example = resolve_paths(example, image_root, only_missing=True)
-    return example
+    example = convert_row(example, row)
+    return example if image_root is None else resolve_paths(example, image_root)
 
 
 def _prompt_of(example: Any, add_generation_prompt: bool, row: int) -> dict[str, Any]:
@@ -373,7 +369,9 @@ def prepare_prompt(
     example = _prompt_of(_as_row(messages, images, image_root, row), add_generation_prompt, row)
     adapter = _adapter_of(processor)
     single = adapter.name if adapter is not None and not adapter.multi_image else None
-    prepared = prepare_batch([example], settings, single_image_family=single, first_row=row)
+    prepared = prepare_batch(
+        [example], settings, single_image_family=single, first_row=row, group_masked_family=group_masked_family(adapter)
+    )
     _check_serial(processor, prepared, adapter, settings)
     done = prepared[0]
     image_size = collator_image_size(model, resize)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..adapters import group_masked_family
 from ..collate.pack_plan import RowTooLongError
 from ..collate.shrink import RowShrinker, Shrunk, not_shrunk
 from ..collate.token_count import SizeCounter
@@ -203,6 +204,7 @@ class TokenCounter:
                 first_row=row,
                 headers_only=self.from_headers,
                 fit_row=self._shrink_hook(shrink) if self._shrinker is not None else None,
+                group_masked_family=group_masked_family(self.adapter),
             )
             text = render_row(self.processor, prepared.example, row, self._zoo)
             if self.from_headers:

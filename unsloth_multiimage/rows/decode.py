@@ -211,11 +211,25 @@ def _url_source(text: str, row: int, index: int, allow_urls: bool, timeout: floa
     return text, lambda: io.BytesIO(data)
 
 
+def path_hint(path: str) -> str:
+    """Where a path that does not exist was looked for, for the "no such file" errors (README,
+    "Your data": the one rule for relative paths)."""
+    if os.path.isabs(path):
+        return (
+            " (a path relative in a dataset file is read from the image root: the file's folder, or "
+            "--image-root / image_root=; pass the folder the paths are relative to)"
+        )
+    return (
+        f" (rows handed over in memory have their relative paths read from the working directory, {os.getcwd()!r}; "
+        f"unsloth_multiimage.formats.resolve_paths joins them to a folder)"
+    )
+
+
 def _file_source(text: str, row: int, index: int) -> tuple[str, _Opener]:
     if not os.path.isfile(text):
         raise ImageLoadError(
-            f"unsloth_multiimage: {_where(row, index)}: no such image file {text!r}. Fix: correct the path "
-            f"(relative paths are read from {os.getcwd()!r}).",
+            f"unsloth_multiimage: {_where(row, index)}: no such image file {text!r}. Fix: correct the path"
+            f"{path_hint(text)}.",
             row=row,
         )
     return text, lambda: open(text, "rb")

@@ -152,9 +152,9 @@ def describe(fmt: str) -> str:
     """
     if fmt == UNKNOWN:
         return (
-            "give each row `messages` (turns of {role, content: [{type: text|image}]}) and an `images` list, "
-            "or a layout unsloth_multiimage.formats.detect knows (LLaVA, Mantis, LLaMA-Factory, the_cauldron, "
-            "OpenAI, TRL prompt/completion)."
+            "give each row `messages` (turns of {role, content: [{type: text|image}]}) and `images`, or a layout "
+            "formats.detect knows (LLaVA, Mantis, LLaMA-Factory, the_cauldron, OpenAI, TRL prompt/completion); "
+            "DPO rows: formats.to_preference, GRPO rows: formats.to_grpo_prompt."
         )
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}, unknown")

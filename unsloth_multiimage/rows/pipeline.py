@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import ImageCountError
+from ..errors import HiddenFramesError, ImageCountError
 from ..settings import Settings, Strategy, get_settings
 from .chat import image_parts, is_chat
 from .decode import load_image, needs_decoding
@@ -80,6 +80,7 @@ def prepare_batch(
     after_decode: Callable[[RowPlan, Any], Any] | None = None,
     native_video: bool = False,
     fit_row: Callable[[Any, RowPlan], tuple[Any, RowPlan]] | None = None,
+    group_masked_family: str | None = None,
 ) -> list[PreparedRow]:
     """Run every stage of the pipeline over a batch (see the module docstring).
 
@@ -103,6 +104,10 @@ def prepare_batch(
             ``strategy="native"`` each video frame's parts carry
             :data:`~unsloth_multiimage.rows.video.FRAME_KEY` meanwhile (removed afterwards), so
             it may drop frames (:mod:`unsloth_multiimage.rows.shrink`).
+        group_masked_family: the name of the model family when its cross-attention mask shows a
+            text token the latest group of images only under ``mllama_cross_attention="latest"``
+            (Llama 3.2 Vision: its adapter names a ``cross_attention_mask``); a row whose video
+            frames would then be hidden from the text after them raises.
 
     Raises:
         RowError: the first bad row of the first stage that finds one (a ``ValueError`` naming it).
@@ -112,6 +117,8 @@ def prepare_batch(
         check_row(example, row)
     mark = fit_row is not None and settings.strategy == "native"
     if frames_mode(settings, native_video):
+        if group_masked_family is not None:
+            _reject_hidden_frames(examples, settings, group_masked_family, first_row)
         examples = _expand_batch(examples, settings, first_row, mark)
     plans = [plan_row(example, row) for row, example in enumerate(examples, first_row)]
     _reject_completion_images(examples, plans)
@@ -147,6 +154,25 @@ def _expand_batch(examples: Sequence[Any], settings: Settings, first_row: int, m
         done = [expand_videos(example, row, settings, mark) for row, example in todo]
     by_row = {row: new for (row, _), new in zip(todo, done)}
     return [by_row.get(row, example) for row, example in enumerate(examples, first_row)]
+
+
+def _reject_hidden_frames(examples: Sequence[Any], settings: Settings, family: str, first_row: int) -> None:
+    """A label before each frame puts text between the frames, so each frame is its own image
+    group; under the ``latest`` mask the text after a video would see its last frame only."""
+    if settings.video_frame_label is None or settings.mllama_cross_attention != "latest" or settings.strategy == "grid":
+        return
+    for row, example in enumerate(examples, first_row):
+        if has_videos(example):
+            raise HiddenFramesError(
+                f"unsloth_multiimage: row {row} has a video that becomes frames with a label before each "
+                f"(video_frame_label={settings.video_frame_label!r}), so each frame is its own image group, and "
+                f"{family}'s `latest` cross-attention mask (mllama_cross_attention) shows a text token the last "
+                f"group only: the text after the video would see its last frame alone. Fix: "
+                f'configure(mllama_cross_attention="cumulative") (UNSLOTH_MULTIIMAGE_MLLAMA_CROSS_ATTENTION=cumulative, '
+                f"--cross-attention cumulative) so that every frame stays visible, or leave video_frame_label unset "
+                f"(the frames then form one group).",
+                row=row,
+            )
 
 
 def _reject_completion_images(examples: Sequence[Any], plans: Sequence[RowPlan]) -> None:

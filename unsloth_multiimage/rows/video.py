@@ -42,7 +42,7 @@ from typing import Any
 from ..errors import ImageCountError, VideoLoadError
 from ..settings import Settings
 from .chat import chat_sides, content_parts, rewrite_contents
-from .decode import file_uri_path, load_image
+from .decode import file_uri_path, load_image, path_hint
 
 __all__ = [
     "VIDEO_PART_TYPES",
@@ -307,8 +307,7 @@ def _read_path(
         return _from_frames(files, where, row, index, request, settings)
     if not os.path.isfile(text):
         raise VideoLoadError(
-            f"unsloth_multiimage: {where}: no such video file. Fix: correct the path (relative paths are read "
-            f"from {os.getcwd()!r}; unsloth_multiimage.formats.resolve_paths joins them to a folder).",
+            f"unsloth_multiimage: {where}: no such video file. Fix: correct the path{path_hint(text)}.",
             row=row,
         )
     return _decode(lambda: text, where, row, request)

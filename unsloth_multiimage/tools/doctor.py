@@ -11,8 +11,8 @@ collator cannot read (LLaVA, Mantis, the_cauldron...) are reported as refused, t
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib
-import itertools
 import logging
 import os
 import platform
@@ -38,9 +38,23 @@ _SHOWN_ERRORS = 50
 _NOT_IMPORTED = ("trl.", "unsloth_zoo.vllm_utils")
 
 
-def _import_targets() -> dict[str, str]:
+#: Set before unsloth_zoo is imported on a machine without a GPU: its package refuses to start
+#: there otherwise ("Please install Unsloth"), though its collator runs on CPU (as ``demo`` runs it).
+GPU_INIT_VARIABLE = "UNSLOTH_ZOO_DISABLE_GPU_INIT"
+
+
+def _without_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return True
+    return not torch.cuda.is_available()
+
+
+def _import_targets(notes: list[str] | None = None) -> dict[str, str]:
     """Import each patch target that is installed, so the decisions are final, not pending.
-    Returns module -> why its import failed (shown with the patch it leaves pending)."""
+    Returns module -> why its import failed (shown with the patch it leaves pending); what doctor
+    did to import them goes to ``notes``."""
     failed: dict[str, str] = {}
     for st in activation.status():
         if st.decision != "pending":
@@ -48,6 +62,13 @@ def _import_targets() -> dict[str, str]:
         module = st.target.split(":")[0]
         if module in failed or module.startswith(_NOT_IMPORTED):
             continue
+        if module.startswith("unsloth_zoo") and GPU_INIT_VARIABLE not in os.environ and _without_gpu():
+            os.environ[GPU_INIT_VARIABLE] = "1"  # what `demo` does: the collator is what runs on a CPU
+            if notes is not None:
+                notes.append(
+                    f"No GPU here: unsloth_zoo imported with {GPU_INIT_VARIABLE}=1, as `unsloth-multiimage demo` "
+                    f"imports it (its collator runs on CPU; a GPU training script imports unsloth first)."
+                )
         try:
             importlib.import_module(module)
         except Exception as exc:  # e.g. unsloth_zoo refusing to start without a GPU
@@ -116,7 +137,8 @@ def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
     from ..adapters.table import BUILTIN_ADAPTERS
     from ..settings import get_settings
 
-    failed = _import_targets() if import_targets else {}
+    notes: list[str] = []
+    failed = _import_targets(notes) if import_targets else {}
     out = [f"unsloth-multiimage {__version__}", ""]
     versions = [("python", platform.python_version())]
     versions += [(d, compat.installed_version(d) or "not installed") for d in _DISTRIBUTIONS]
@@ -149,6 +171,7 @@ def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
     ]
     if lines:
         out += ["Patches not applied, and the fix", *lines, ""]
+    out += [*notes, ""] if notes else []
     try:
         settings = get_settings()
         shown = ", ".join(f"{k}={v!r}" for k, v in vars(settings).items())
@@ -156,10 +179,13 @@ def doctor_report(import_targets: bool = True, processor: Any = None) -> str:
         shown = f"INVALID: {exc}"
     out += [f"Settings: {shown}", ""]
     out += [cross_attention_report(), ""]
+    from ..collate import release as zoo_release
+    from ..collate.vllm_limit import FUNCTION_PATCH, INLINE_PATCH
     from .vllm_report import limit_report
 
-    out += [*limit_report(), ""]
-    from ..collate import release as zoo_release
+    limits = [st for st in activation.status() if st.name in (FUNCTION_PATCH, INLINE_PATCH)]
+    waiting = bool(limits) and not any(st.applied for st in limits) and any(st.decision == "pending" for st in limits)
+    out += [*limit_report(pending=waiting), ""]
     from ..rows.video import frames_mode
 
     zoo = zoo_release.installed_decision()
@@ -244,44 +270,83 @@ def cross_attention_report() -> str:
 
 @dataclass
 class DatasetCheck:
-    """What ``doctor --dataset`` found: the reports, the layout, and how fast it went."""
+    """What ``doctor --dataset`` found: the reports, the layouts, and how fast it went."""
 
     path: str
     layout: str
     reports: list[Any]
     seconds: float
-    refused: str | None  # the collator's error for the first row as it is, when the layout needs converting
+    refused: str | None  # the collator's error for the first row that needs converting, as it is
     processor_note: str
+    layouts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    refused_layout: str | None = None
+    decoded: bool = True
+    processes: int = 1
+    processes_note: str = ""
+    image_root: str | None = None
+    settings: Any = None
 
 
 _worker: Any = None
 
 
-def _init_worker(model: str | None, mode: str) -> None:
-    """Pool initializer: each worker builds its own dry run (a processor does not travel well)."""
+def _init_worker(model: str | None, mode: str, settings: Any = None) -> None:
+    """Pool initializer: each worker builds its own dry run (a processor does not travel well)
+    under the parent's settings (a spawned worker sees the environment only)."""
     global _worker
     from .dry_run import DryRun
 
-    _worker = DryRun(load_processor(model)[0], mode=mode)  # type: ignore[arg-type]
+    _worker = DryRun(load_processor(model)[0], settings, mode=mode)  # type: ignore[arg-type]
 
 
 def _check_item(item: tuple[int, Any], fmt: str, image_root: str | None) -> tuple[Any, str, tuple[str, ...]]:
     """``(report, layout, missing paths)`` of one ``(index, row)``: the row as the dataset service
-    prepares it for every command, then the dry run."""
-    from ..formats.source import prepare
+    prepares it for every command, then the dry run of each row a trainer collates from it (a
+    preference row: its prompt with the chosen, then the rejected answer)."""
+    from ..formats.source import GRPO, PREFERENCE, prepare, training_views
     from .dry_run import RowReport
 
     index, example = item
     prepared = prepare(example, index, format=fmt, image_root=image_root)
     if prepared.row is None:
         return RowReport(index, "?", None, None, None, "error", prepared.error or ""), prepared.layout, ()
-    return _worker.check(prepared.row, index), prepared.layout, prepared.missing
+    views = training_views(prepared.row)
+    reports = [_worker.check(view, index) for view in views]
+    if prepared.layout in (GRPO, PREFERENCE):  # TRL's trainers collate these: no zoo verdict applies
+        trainer = "DPOTrainer" if prepared.layout == PREFERENCE else "GRPOTrainer"
+        reports = [
+            r
+            if r.verdict == "error"
+            else dataclasses.replace(r, verdict="ok", note=f"checked as TRL's {trainer} gets it (its processor call)")
+            for r in reports
+        ]
+    if len(reports) == 1:
+        return reports[0], prepared.layout, prepared.missing
+    failed = [(name, r) for name, r in zip(("chosen", "rejected"), reports) if r.verdict == "error"]
+    if failed:
+        name, bad = failed[0]
+        return dataclasses.replace(bad, note=f"with its {name} answer: {bad.note}"), prepared.layout, prepared.missing
+    first = reports[0]
+    return (
+        dataclasses.replace(first, note=f"prompt + chosen and prompt + rejected: {first.note}"),
+        prepared.layout,
+        (prepared.missing),
+    )
 
 
 def _layouts(counts: collections.Counter[str]) -> str:
     if len(counts) <= 1:
         return next(iter(counts), "unknown")
     return ", ".join(f"{name} ({n})" for name, n in counts.most_common())
+
+
+def _processes(path: str, limit: int | None, num_proc: int) -> tuple[int, str]:
+    """The worker processes to check ``path`` on, and a note when fewer than ``num_proc``."""
+    from ..formats.source import processes_for
+
+    if num_proc <= 1:
+        return 1, ""
+    return processes_for(path, num_proc, limit)
 
 
 def check_dataset(
@@ -294,59 +359,110 @@ def check_dataset(
     image_root: str | None = None,
     fmt: str = "auto",
     progress: Callable[[int], None] | None = None,
+    settings: Any = None,
 ) -> DatasetCheck:
     """Dry-run the rows of a dataset (the first ``limit``, or all with None), each prepared by the
-    dataset service (:mod:`unsloth_multiimage.formats.source`: its default image root, its
-    convert-or-not rule, its worker pool)."""
+    dataset service (:mod:`unsloth_multiimage.formats.source`: the image root, its layouts and
+    convert-or-not rule, its worker pool), under ``settings`` (default: the settings in force)."""
     import functools
 
-    from ..formats import resolve_paths
     from ..formats.source import PathReport, image_root_of, layout_of, needs_conversion, read_source, worker_map
+    from ..rows.layouts import FORMATS
+    from ..settings import get_settings
     from .dry_run import DryRun
 
     global _worker
+    settings = settings or get_settings()
     root = image_root_of(path, image_root)
     mode = "full" if decode else "headers"
     processor, note = load_processor(model)
-    dry = DryRun(processor, mode=mode)  # type: ignore[arg-type]
-    rows = read_source(path, limit=limit)
-    first = next(rows, None)
-    refused = None
-    if first is not None and needs_conversion(layout_of(first, fmt)):
-        as_it_is = dry.check(first if root is None else resolve_paths(first, root, only_missing=True), 0)
-        refused = as_it_is.note if as_it_is.verdict == "error" else None  # what the collator says of it as it is
+    dry = DryRun(processor, settings, mode=mode)  # type: ignore[arg-type]
+    processes, processes_note = _processes(path, limit, num_proc)
+    refused: list[tuple[str, str | None]] = []
+
+    def rows_as_read() -> Any:
+        """The rows, the first one in a layout the collator cannot read checked as it is."""
+        from ..formats import resolve_paths
+
+        for index, example in enumerate(read_source(path, limit=limit)):
+            layout = layout_of(example, fmt)
+            if not refused and layout in FORMATS and needs_conversion(layout):
+                as_it_is = dry.check(example if root is None else resolve_paths(example, root), index)
+                refused.append((layout, as_it_is.note if as_it_is.verdict == "error" else None))
+            yield index, example
+
     start = time.perf_counter()
-    items = enumerate(itertools.chain([] if first is None else [first], rows))
     work = functools.partial(_check_item, fmt=fmt, image_root=root)
-    if num_proc <= 1:
+    if processes <= 1:
         _worker = dry
-    init, initargs = (_init_worker, (model, mode)) if num_proc > 1 else (None, ())
+    init, initargs = (_init_worker, (model, mode, settings)) if processes > 1 else (None, ())
     reports: list[Any] = []
     layouts: collections.Counter[str] = collections.Counter()
     paths = PathReport(root)
-    for report, layout, missing in worker_map(work, items, num_proc, initializer=init, initargs=initargs):
+    for report, layout, missing in worker_map(work, rows_as_read(), processes, initializer=init, initargs=initargs):
         reports.append(report)
         layouts[layout] += 1
         paths.add(missing)
         if progress:
             progress(1)
     paths.warn()
-    return DatasetCheck(os.fspath(path), _layouts(layouts), reports, time.perf_counter() - start, refused, note)
+    refused_layout, refused_note = refused[0] if refused else (None, None)
+    return DatasetCheck(
+        os.fspath(path),
+        _layouts(layouts),
+        reports,
+        time.perf_counter() - start,
+        refused_note,
+        note,
+        layouts=layouts,
+        refused_layout=refused_layout if refused_note is not None else None,
+        decoded=decode,
+        processes=processes,
+        processes_note=processes_note,
+        image_root=root,
+        settings=settings,
+    )
 
 
-def format_dataset_check(check: DatasetCheck, table_rows: int = 200) -> str:
-    """The report: a table for a small check, else a summary; every error up to a limit; rows/s."""
+def _layout_notes(check: DatasetCheck) -> list[str]:
+    """What the report says of the layouts found: the rows the collator refuses as they are, and
+    the RL layouts (checked as TRL's trainers collate them)."""
     from .. import formats
-    from .dry_run import format_report, verdict_counts
+    from ..formats.source import GRPO, PREFERENCE
 
-    n = len(check.reports)
-    out = [f"Dataset check: {check.path} ({n} row(s); layout: {check.layout}; rendered with {check.processor_note})"]
-    if check.refused is not None:
+    out = []
+    if check.refused is not None and check.refused_layout is not None:
         out.append(
-            f"As it is, the collator refuses these rows ({formats.describe(check.layout) if check.layout != 'unknown' else ''}):"
+            f"As it is, the collator refuses the {check.refused_layout} rows ({formats.describe(check.refused_layout)}):"
         )
         out.append(f"  {check.refused}")
         out.append("Below, the rows as `unsloth-multiimage convert` writes them.")
+    if check.layouts.get(PREFERENCE):
+        out.append(
+            f"{check.layouts[PREFERENCE]} preference row(s) (TRL's DPOTrainer): checked as its collator gets them, "
+            f"converted by formats.to_preference (`unsloth-multiimage convert` writes them): the prompt with the "
+            f"chosen answer, then with the rejected one."
+        )
+    if check.layouts.get(GRPO):
+        out.append(
+            f"{check.layouts[GRPO]} GRPO prompt row(s) (TRL's GRPOTrainer): checked as prompts, converted by "
+            f"formats.to_grpo_prompt (`unsloth-multiimage convert --to grpo` writes any layout as GRPO prompts)."
+        )
+    return out
+
+
+def format_dataset_check(check: DatasetCheck, table_rows: int = 200, settings_line: str | None = None) -> str:
+    """The report: a table for a small check, else a summary; every error up to a limit; rows/s."""
+    from .dry_run import format_report, verdict_counts
+
+    n = len(check.reports)
+    how = "every image decoded" if check.decoded else "image headers only (size and mode; --decode decodes them)"
+    out = [f"Dataset check: {check.path} ({n} row(s); layout: {check.layout}; rendered with {check.processor_note})"]
+    root = check.image_root if check.image_root is not None else "the working directory"
+    out.append(f"images: {how}; relative paths read from {root}")
+    if settings_line:
+        out.append(settings_line)
+    out += _layout_notes(check)
     if n <= table_rows:
         out.append(format_report(check.reports, "").lstrip("\n"))
     else:
@@ -362,7 +478,8 @@ def format_dataset_check(check: DatasetCheck, table_rows: int = 200) -> str:
 
         out.append(rollout_limit_line(max(sent)))
     rate = n / check.seconds if check.seconds > 0 else float("inf")
-    out.append(f"checked {n} row(s) in {check.seconds:.1f} s ({rate:,.0f} rows/s)")
+    procs = f" on {check.processes} process(es)" + (f" ({check.processes_note})" if check.processes_note else "")
+    out.append(f"checked {n} row(s) in {check.seconds:.1f} s ({rate:,.0f} rows/s){procs}")
     return "\n".join(out)
 
 
@@ -382,23 +499,26 @@ class TokenCheck:
 _token_counter: Any = None
 
 
-def _init_token_worker(model: str | None, max_seq_length: int | None = None) -> None:
+def _init_token_worker(model: str | None, settings: Any = None, max_seq_length: int | None = None) -> None:
     global _token_counter
     from ..measure.tokens import TokenCounter
 
-    _token_counter = TokenCounter(load_processor(model)[0], max_seq_length=max_seq_length)
+    _token_counter = TokenCounter(load_processor(model)[0], settings=settings, max_seq_length=max_seq_length)
 
 
-def _count_item(item: tuple[int, Any], image_root: str | None) -> Any:
-    """The token count of one ``(index, row)``, the row prepared by the dataset service."""
-    from ..formats.source import prepare
+def _count_item(item: tuple[int, Any], image_root: str | None, fmt: str = "auto") -> Any:
+    """The token count of one ``(index, row)``, the row prepared by the dataset service (a
+    preference row: its longer view, prompt + chosen or prompt + rejected)."""
+    from ..formats.source import prepare, training_views
     from ..measure.tokens import RowTokens
 
     index, example = item
-    prepared = prepare(example, index, image_root=image_root)
+    prepared = prepare(example, index, format=fmt, image_root=image_root)
     if prepared.row is None:
         return RowTokens(index, error=prepared.error)
-    return _token_counter.count_row(prepared.row, index)
+    counts = [_token_counter.count_row(view, index) for view in training_views(prepared.row)]
+    failed = [c for c in counts if c.error is not None]
+    return failed[0] if failed else max(counts, key=lambda c: c.total)
 
 
 def check_tokens(
@@ -410,30 +530,36 @@ def check_tokens(
     model: str | None = None,
     image_root: str | None = None,
     progress: Callable[[int], None] | None = None,
+    settings: Any = None,
+    fmt: str = "auto",
 ) -> TokenCheck:
     """Count the tokens of the rows of a dataset file (the first ``limit``, or all with None) with the
-    processor of ``model`` (default: the tiny Llama-3.2-Vision one), and check them against
-    ``max_seq_length``: :func:`unsloth_multiimage.measure.tokens.summarise`."""
+    processor of ``model`` (default: the tiny Llama-3.2-Vision one) under ``settings`` (default: the
+    settings in force), and check them against ``max_seq_length``:
+    :func:`unsloth_multiimage.measure.tokens.summarise`."""
     import functools
 
     from ..formats.source import image_root_of, read_source, worker_map
     from ..measure.tokens import TokenCounter, summarise
+    from ..settings import get_settings
 
     global _token_counter
+    settings = settings or get_settings()
     root = image_root_of(path, image_root)
     processor, note = load_processor(model)
     if processor is None:
         raise ImportError(note)
-    counter = TokenCounter(processor, max_seq_length=max_seq_length)  # (what on_overflow="shrink" does, when set)
-    if num_proc <= 1:
+    # (max_seq_length: what on_overflow="shrink" does to the rows too long, when set)
+    counter = TokenCounter(processor, settings=settings, max_seq_length=max_seq_length)
+    processes, _why = _processes(path, limit, num_proc)
+    if processes <= 1:
         _token_counter = counter
-    init, initargs = (_init_token_worker, (model, max_seq_length)) if num_proc > 1 else (None, ())
+    init, initargs = (_init_token_worker, (model, settings, max_seq_length)) if processes > 1 else (None, ())
     start = time.perf_counter()
     counted: list[Any] = []
     items = enumerate(read_source(path, limit=limit))
-    for done in worker_map(
-        functools.partial(_count_item, image_root=root), items, num_proc, initializer=init, initargs=initargs
-    ):
+    work = functools.partial(_count_item, image_root=root, fmt=fmt)
+    for done in worker_map(work, items, processes, initializer=init, initargs=initargs):
         counted.append(done)
         if progress:
             progress(1)

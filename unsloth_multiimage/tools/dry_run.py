@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..adapters import group_masked_family
 from ..engine.decision import Decision
 from ..errors import RowError
 from ..rows.chat import is_pc_row
@@ -157,6 +158,7 @@ class DryRun:
                 first_row=row,
                 headers_only=self.mode == "headers",
                 native_video=native,
+                group_masked_family=group_masked_family(self.adapter),
             )
         except RowError as exc:
             return RowReport(row, "?", None, None, None, "error", str(exc))

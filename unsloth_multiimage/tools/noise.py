@@ -38,6 +38,11 @@ KNOWN_NOISE: tuple[Noise, ...] = (
         "transformers uses the PIL image processor without torchvision: the same pixels for the plugin",
     ),
     Noise(
+        "torch.utils._pytree",
+        r"register_constant\(\) on Enum subclasses is deprecated",
+        "a library registering an Enum as a pytree constant (torch 2.13 supports Enums natively); nothing to do",
+    ),
+    Noise(
         "transformers.trainer_utils",
         r"tokenizer has new PAD/BOS/EOS tokens",
         "the tiny model's tokenizer sets its own special tokens; the Trainer aligns the config, as intended",
@@ -49,7 +54,11 @@ KNOWN_NOISE: tuple[Noise, ...] = (
 NOISY_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (r".*torch\.utils\._pytree\.\w+` is deprecated", FutureWarning),
     (r".*_pytree.*deprecated", DeprecationWarning),
+    # torch's _pytree.register_constant, when two libraries register the same class (two lines each run)
+    (r".*is already registered as pytree node", UserWarning),
     (r".*`hidden_state` is deprecated", FutureWarning),
+    # huggingface_hub when unsloth_zoo has set HF_HUB_ENABLE_HF_TRANSFER=1 (where hf_transfer is installed)
+    (r".*`HF_HUB_ENABLE_HF_TRANSFER` environment variable is deprecated", FutureWarning),
 )
 
 
@@ -70,6 +79,13 @@ class NoiseFilter(logging.Filter):
         )
 
 
+def _replace_filter(target: logging.Filterer, noise_filter: NoiseFilter) -> None:
+    """One noise filter per handler or logger, however many commands run in this process."""
+    for old in [f for f in target.filters if isinstance(f, NoiseFilter)]:
+        target.removeFilter(old)
+    target.addFilter(noise_filter)
+
+
 def quiet_known_noise() -> NoiseFilter:
     """Hide :data:`KNOWN_NOISE` and :data:`NOISY_WARNINGS` for the rest of the process (a CLI run).
 
@@ -77,9 +93,9 @@ def quiet_known_noise() -> NoiseFilter:
     logger (transformers' loggers print through their own handler and do not propagate)."""
     noise_filter = NoiseFilter()
     for handler in logging.getLogger().handlers:
-        handler.addFilter(noise_filter)
+        _replace_filter(handler, noise_filter)
     for name in {n.logger for n in KNOWN_NOISE if n.logger}:
-        logging.getLogger(name).addFilter(noise_filter)
+        _replace_filter(logging.getLogger(name), noise_filter)
     for message, category in NOISY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
     return noise_filter

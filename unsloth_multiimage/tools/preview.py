@@ -48,7 +48,7 @@ def mask_colour(value: float) -> tuple[int, int, int]:
     return tuple(int(round(a + (b - a) * v)) for a, b in zip(MASK_OFF, MASK_ON))  # type: ignore[return-value]
 
 
-def _font():
+def _font() -> Any:
     from PIL import ImageFont
 
     return ImageFont.load_default()
@@ -100,11 +100,12 @@ def render_preview(
     out_path: str | os.PathLike[str],
     strategy: str = "native",
     cross_attention: str | None = None,
+    row: int = 0,
 ) -> dict[str, Any]:
     """Write the preview PNG of ``example`` and return its metadata.
 
     ``cross_attention``: ``latest`` or ``cumulative`` for this preview (default: the
-    ``mllama_cross_attention`` setting in force).
+    ``mllama_cross_attention`` setting in force). ``row``: the number errors give the row.
 
     Returns a dict with ``path``; ``size`` (PNG width, height); ``mask_box`` (x0, y0, x1, y1 of
     the heat map in the PNG, x1/y1 exclusive); ``cell_size`` (width, height of one cell);
@@ -117,7 +118,7 @@ def render_preview(
     from PIL import Image, ImageDraw
 
     out_path = os.fspath(out_path)
-    images, text, batch = _processed(example, processor, strategy, cross_attention)
+    images, text, batch = _processed(example, processor, strategy, cross_attention, row)
     kind = mask_kind(batch, processor)
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = batch["input_ids"][0].tolist()
@@ -233,19 +234,21 @@ def render_preview(
     }
 
 
-def _processed(example: Any, processor: Any, strategy: str, cross_attention: str | None) -> tuple[list[Any], str, Any]:
+def _processed(
+    example: Any, processor: Any, strategy: str, cross_attention: str | None, row: int = 0
+) -> tuple[list[Any], str, Any]:
     """The row's images (RGB), its rendered chat, and the processor's batch for it."""
     from ..settings import get_settings, overriding
-    from .common import prepare_rows, starts_with_bos
+    from .common import adds_special_tokens, prepare_rows
 
     settings = replace(get_settings(), strategy=cast("Strategy", strategy))
-    _examples, plans, texts = prepare_rows([example], processor, settings)
+    _examples, plans, texts = prepare_rows([example], processor, settings, first_row=row)
     images = [img.convert("RGB") if getattr(img, "mode", "RGB") != "RGB" else img for img in plans[0].images]
     text = texts[0]
     kwargs: dict[str, Any] = {
         "text": [text],
         "return_tensors": "pt",
-        "add_special_tokens": not starts_with_bos(processor, [text]),
+        "add_special_tokens": adds_special_tokens(processor, [text]),
     }
     if images:
         kwargs["images"] = [images]
@@ -308,50 +311,53 @@ def _draw_heatmap(
 
 def run(args: argparse.Namespace, default_rows: list[Any] | None = None) -> int:
     """``preview``: the PNG of row ``args.row`` of ``args.dataset`` (else of ``default_rows``, the
-    demo data the CLI passes)."""
-    from ..errors import RowError
+    demo data the CLI passes), under the settings in force and the setting options given.
 
+    Raises:
+        CommandError: the row does not exist, cannot be converted or cannot be sent to the model
+            (the message names the row, the dataset and the fix), or ``--model`` does not load.
+    """
+    import dataclasses
+
+    from ..errors import CommandError, RowError
+    from ..settings import overriding
+    from .common import load_processor
+    from .options import settings_from, settings_line
+
+    settings = settings_from(args)
     dataset = getattr(args, "dataset", None)
     row = int(getattr(args, "row", 0))
-    strategy = getattr(args, "strategy", "native")
     out = getattr(args, "out", None) or "preview.png"
     if dataset:
-        from ..formats.source import prepare_rows  # the dataset service every command reads through
+        from ..formats.source import prepare_rows, training_views  # the dataset service every command reads through
 
-        try:
-            prepared = list(prepare_rows(dataset, limit=row + 1))
-        except (OSError, ValueError) as exc:
-            print(f"preview: cannot read {dataset}: {exc}")
-            return 1
-        if row < len(prepared) and prepared[row].row is None:
-            print(f"preview: row {row} of {dataset} cannot be converted:\n  {prepared[row].error}")
-            return 1
-        rows, source = [p.row for p in prepared], dataset
+        fmt, root = getattr(args, "format", "auto") or "auto", getattr(args, "image_root", None)
+        prepared = list(prepare_rows(dataset, limit=row + 1, format=fmt, image_root=root))
+        if row >= len(prepared):
+            raise CommandError(
+                f"--row {row}: {dataset} has {len(prepared)} row(s), numbered from 0. Fix: give --row 0 to "
+                f"{max(0, len(prepared) - 1)}."
+            )
+        if prepared[row].row is None:
+            raise CommandError(f"row {row} of {dataset} cannot be converted: {prepared[row].error}")
+        rows, source = [training_views(p.row)[0] if p.row is not None else {} for p in prepared], dataset
     elif default_rows is not None:
         rows, source = default_rows, "the demo data"
     else:
-        print("preview: give --dataset FILE")
-        return 1
+        raise CommandError("give --dataset FILE (a .jsonl / .json / .parquet file or a save_to_disk folder)")
     if not 0 <= row < len(rows):
-        print(f"preview: row {row} is out of range ({source} has {len(rows)} row(s) read)")
-        return 1
-    from ..tiny_mllama import processor_of
-
-    processor = processor_of(getattr(args, "model", None))
+        raise CommandError(f"--row {row}: {source} has {len(rows)} row(s), numbered from 0.")
+    processor = load_processor(getattr(args, "model", None), required=True)[0]
     try:
-        meta = render_preview(
-            rows[row], processor, out, strategy=strategy, cross_attention=getattr(args, "cross_attention", None)
-        )
+        with overriding(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}):
+            meta = render_preview(rows[row], processor, out, strategy=settings.strategy, row=row)
     except RowError as exc:
-        print(
-            f"preview: row {row} of {source} cannot be sent to the model (it is row 0 of the preview's "
-            f"one-row batch below):\n  {exc}"
-        )
-        return 1
+        raise CommandError(f"row {row} of {source} cannot be sent to the model: {exc}") from None
     print(f"preview of row {row} of {source} written to {meta['path']} ({meta['size'][0]}x{meta['size'][1]} px)")
     print(
         f"  {meta['n_images']} image(s) to the model, {len(meta['tokens'])} tokens, "
         f"cross_attention_mask shape {list(meta['mask_shape']) if meta['mask_shape'] else 'none (text-only row)'}"
         + (f", mask {_MASK_WORDS[meta['mask_kind']]}" if meta["mask_shape"] else "")
     )
+    print(f"  {settings_line(settings, args, ('rows', 'mask', 'video'))}")
     return 0

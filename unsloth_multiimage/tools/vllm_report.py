@@ -8,9 +8,11 @@ from ..engine import compat
 __all__ = ["limit_report", "rollout_limit_line"]
 
 
-def limit_report() -> list[str]:
+def limit_report(pending: bool = False) -> list[str]:
     """Lines for ``doctor``: the installed unsloth_zoo's vLLM image limit, and what the plugin
-    makes of it (read from the source and the compat table; unsloth_zoo is not imported)."""
+    makes of it (read from the source and the compat table; unsloth_zoo is not imported).
+    ``pending``: the patch waits for ``unsloth_zoo.vllm_utils`` to be imported (said so, in the
+    future tense, so that the line agrees with the patch table)."""
     version = compat.installed_version(vllm_limit.DISTRIBUTION)
     if version is None:
         return ["vLLM image limit: unsloth_zoo is not installed (no vLLM engine to limit)"]
@@ -20,8 +22,14 @@ def limit_report() -> list[str]:
     raising = [d for d in decisions.values() if d.applies]
     lines = [f"vLLM image limit: unsloth_zoo {version} builds vision engines with limit_mm_per_prompt image=1"]
     if raising:
+        when = (
+            "will be raised by the plugin, when your script imports unsloth_zoo.vllm_utils (doctor leaves it "
+            "unimported: it needs vLLM), to"
+            if pending
+            else "raised by the plugin to"
+        )
         lines.append(
-            f"  raised by the plugin to {vllm_limit.wanted_images()} per prompt (configure(vllm_max_images=N) / "
+            f"  {when} {vllm_limit.wanted_images()} per prompt (configure(vllm_max_images=N) / "
             f"UNSLOTH_MULTIIMAGE_VLLM_MAX_IMAGES; checked on CPU up to the engine arguments, vLLM itself unverified)"
         )
     else:
