@@ -17,39 +17,12 @@ serial                   one user turn per image (``configure(strategy="serial")
                          the ``latest`` one the question would see only the last image)
 ======================== ======================================================================
 
-Each arm: a fresh model (same weights for every arm: same seed, or the same ``--model`` folder),
-the REAL ``UnslothVisionDataCollator`` when ``unsloth_zoo`` can be imported (else the minimal
-collator of :mod:`~unsloth_multiimage.demo.training`, and the output says so), which runs the row
-pipeline (:func:`~unsloth_multiimage.rows.pipeline.prepare_batch`: cap, grid) and calls the patched
-``MllamaProcessor`` (which builds the chosen mask). The loss is on the last assistant answer's
-tokens only (the collator's labels are replaced), so every arm learns exactly the same thing.
-Plain torch loop, AdamW, the same batch order for every arm.
-
-Evaluation on held-out rows: every candidate answer is put in the row's last assistant turn, the
-variants go through the same collator, and the candidate whose answer tokens have the highest
-summed log-probability is the prediction (a sum: with a user dataset, answers that are prefixes
-of one another, "yes" / "yes it is", favour the shorter one). Accuracy is given for all held-out rows and
-split into **same-turn** rows (the images form one group of consecutive ``<|image|>`` tokens: both
-masks are the same there) and **later-turn** rows (an image comes before the question's group: an
-earlier turn, or text between images; the latest-group mask hides it from the question).
-Beside it, **generated**: the same held-out rows answered by greedy generation through
-:func:`unsloth_multiimage.generate_answer` (the prompt shaped as the arm's training rows), exact
-match of the first ``k`` generated tokens with the answer (``k`` its length: the loss does not
-teach the model to close its turn).
-
-Data: the synthetic task of :mod:`~unsloth_multiimage.demo.compare_data` (6 colour words, chance
-1/6), or ``--dataset FILE`` (any layout :func:`unsloth_multiimage.formats.to_messages` reads; each
-row must end with an assistant answer): ``--eval-rows N`` rows are held out (a seeded shuffle),
-the rest are the training rows; the candidates of every held-out row are the distinct answers of
-all held-out rows, so chance is 1 / (number of distinct answers).
-
-Model: the tiny offline Mllama with text hidden 64 and, by default, 2 text layers, self-attention
-then cross-attention (``--layout cross-last``): nothing runs after the cross-attention layer, so a
-text token knows exactly the images its mask lets it see, which isolates what the mask changes.
-``--layout checkpoint`` puts a self-attention layer after it (self, cross, self), the pattern of
-the real checkpoints: there the text tokens of an earlier turn can relay its image to later tokens,
-and the native mask's blind spot is partly learnable. ``--model PATH`` uses local Mllama weights
-instead (on the GPU when there is one; every parameter is trained, at lr 1e-5).
+Each arm trains a fresh model with the same weights, data, seed and steps through the REAL
+``UnslothVisionDataCollator`` (when unsloth_zoo imports; else the minimal collator of
+:mod:`~unsloth_multiimage.demo.training`, and the output says so), then answers held-out rows two
+ways: the candidate answer with the highest likelihood, and greedy generation through
+:func:`unsloth_multiimage.generate_answer` on exactly the prompt the arm's collator built. How the
+arms, the evaluation, the data and the model are set up: docs/compare.md.
 """
 
 from __future__ import annotations
@@ -568,7 +541,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
 def run(args: argparse.Namespace) -> int:
     """``demo --compare``: exit 0 when every arm ran, 1 otherwise."""
     start = time.perf_counter()
-    warnings.filterwarnings("ignore", message=".*hidden_state.*deprecated", category=FutureWarning)  # transformers 5.17
+    # transformers' Mllama vision layers warn that `hidden_state` is deprecated on some releases.
+    warnings.filterwarnings("ignore", message=".*hidden_state.*deprecated", category=FutureWarning)
     try:
         cfg = config_from_args(args)
         if cfg.steps < 1 or cfg.batch_size < 1:

@@ -5,7 +5,7 @@ Offline and CPU-friendly: the tiny model and processor of :mod:`unsloth_multiima
 :mod:`unsloth_multiimage.demo.demo_data`, and the REAL ``UnslothVisionDataCollator`` when
 ``unsloth_zoo`` can be imported (else a minimal collator that renders the chat template and
 calls the patched ``MllamaProcessor`` with one image list per row). Training is a plain torch
-loop (AdamW), so it runs the same on every transformers release from 4.46 to 5.x without
+loop (AdamW), so it runs the same on every transformers release of compat/matrix.toml without
 ``accelerate``.
 
 Exit code 0 when every step ran, every image of every row reached the model (native

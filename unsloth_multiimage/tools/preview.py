@@ -8,7 +8,7 @@ The picture has three panels, drawn with Pillow only (default font):
    (first tile), bright where the token attends to the slot, dark where it does not.
 
 The mask comes from running the processor (the tiny offline one, or ``--model PATH``'s)
-through the plugin's code path on that one row: :func:`unsloth_multiimage.demo.prepare_rows`
+through the plugin's code path on that one row: :func:`unsloth_multiimage.tools.common.prepare_rows`
 (per-row images, file loading, policies, chat template) and the patched ``MllamaProcessor``, so it
 is the mask the ``mllama_cross_attention`` setting in force builds (``latest`` or ``cumulative``;
 ``render_preview(..., cross_attention=...)`` picks one). The title says which mask is drawn, read
