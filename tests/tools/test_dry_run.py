@@ -76,3 +76,32 @@ def test_the_dry_run_says_what_the_collator_does(spec, tiny, processor, zoo_coll
         assert same, f"the dry run says ok, but without the plugin: {up_error!r}"
     else:
         assert not same, f"the dry run says fixed ({report.note}), but the release alone collates it the same"
+
+
+def test_a_tagged_conversations_row_is_named_mantis_even_after_upstream_rewrites_its_contents(
+    processor, zoo_collator, dry_run, image_dir
+):
+    """Found by the property above on unsloth_zoo 2026.9.7, which turns a row's string contents into
+    text parts in place: the collator then named the layout of the rewritten row (LLaMA-Factory);
+    the dry run and the collator must both name the layout the user gave (Mantis)."""
+    spec = {
+        "kind": "column",
+        "layout": "conversations",
+        "pairs": 3,
+        "turns": [0, 0],
+        "filled": [False, False],
+        "reprs": ["pil", "pil"],
+        "sizes": [(28, 28), (28, 28)],
+        "text_first": [False] * 6,
+        "string_text": [True, False, False, False, False, False],
+        "system": False,
+        "arrow_nones": False,
+        "images_key": "list",
+        "fault": "tag_text",
+        "fault_at": 0,
+    }
+    example, _ = build_row(spec, 0, image_dir)
+    report = dry_run.check(copy.deepcopy(example), 0)
+    _, error = _collate(zoo_collator, [example, companion(spec["layout"], 1, image_dir)])
+    assert error is not None and "image tag(s) of Mantis rows" in str(error), error
+    assert report.verdict == "error" and report.note == getattr(error, "message", str(error))

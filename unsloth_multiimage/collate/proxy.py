@@ -16,6 +16,7 @@ from typing import Any
 from ..adapters import ModelAdapter, id_list, token_id
 from ..engine.patching import AnyObjectProxy
 from ..errors import ImageCountError, InternalError, RowError
+from ..rows.layouts import tag_layout
 from ..rows.plan import RowPlan, check_rendered_counts
 from .release import resizer
 
@@ -40,7 +41,9 @@ class BatchImages:
         self.found = (
             list(found) if found is not None else [len(p.images) if p.merged else p.upstream_count for p in plans]
         )
-        self.examples = list(examples) or None  # the rows, to name a dataset layout in count errors
+        # Each row's public-layout image tags, read now: upstream may rewrite a row's contents in place
+        # (string contents into text parts), after which its layout reads as another one.
+        self.tagged = [tag_layout(e, adapter.placeholder if adapter is not None else None) for e in examples] or None
         self.collator = collator
         self.adapter = adapter
         self.token = adapter.placeholder if adapter is not None else None
@@ -203,8 +206,8 @@ class ProcessorProxy(AnyObjectProxy):
                         text,
                         [len(r) for r in aligned],
                         batch.token,
-                        examples=batch.examples,
                         first_row=batch.plans[0].row,
+                        tagged=batch.tagged,
                     )
                 if any(aligned):
                     images = batch.layout(aligned, upstream)

@@ -158,12 +158,15 @@ def check_rendered_counts(
     *,
     examples: Sequence[Any] | None = None,
     first_row: int = 0,
+    tagged: Sequence[tuple[str, int] | None] | None = None,
 ) -> None:
     """Raise :class:`ImageCountError` for the first text whose ``token`` count differs from its image count.
 
-    With ``examples`` (the rows the texts were rendered from), a row whose text holds image tags
-    of a public dataset layout (``<image>`` in LLaMA-Factory or Mantis string contents) instead
-    raises a :class:`~unsloth_multiimage.errors.FormatError` naming the layout and the conversion.
+    With ``examples`` (the rows the texts were rendered from) or ``tagged`` (their
+    :func:`~unsloth_multiimage.rows.layouts.tag_layout`, read before upstream ran: upstream may
+    rewrite a row's contents in place), a row whose text holds image tags of a public dataset
+    layout (``<image>`` in LLaMA-Factory or Mantis string contents) instead raises a
+    :class:`~unsloth_multiimage.errors.FormatError` naming the layout and the conversion.
     """
     for i, (text, n_images) in enumerate(zip(texts, counts)):
         n_tokens = count_token(text, token)
@@ -171,9 +174,11 @@ def check_rendered_counts(
             continue
         row = first_row + i
         found = f"row {row} has {n_tokens} {token} token(s) in its text but {n_images} image(s)"
-        tagged = layouts.tag_layout(examples[i], token) if examples is not None else None
-        if tagged is not None:
-            fmt, tags = tagged
+        if tagged is None and examples is not None:
+            tagged = [layouts.tag_layout(example, token) for example in examples]
+        tags_of = tagged[i] if tagged is not None else None
+        if tags_of is not None:
+            fmt, tags = tags_of
             raise FormatError(
                 f"unsloth_multiimage: {found}; its text holds {tags} image tag(s) of {layouts.label(fmt)}, which the "
                 f"collator does not convert. Fix: {layouts.describe(fmt)}",
