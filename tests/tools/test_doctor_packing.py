@@ -114,4 +114,7 @@ def test_doctor_packing_needs_a_length(dataset, capsys):
 
     path, _rows = dataset
     assert cli.main(["doctor", "--no-import", "--dataset", str(path), "--packing"]) == 2
-    assert "doctor --packing needs --dataset FILE, --max-seq-length N" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert not captured.out
+    assert "--packing needs --max-seq-length" in captured.err
+    assert "Fix: add --max-seq-length" in captured.err

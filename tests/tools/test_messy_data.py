@@ -1,4 +1,4 @@
-"""Issue 26's findings, one test each, on the messy dataset a new user brings (tests/tools/conftest.py):
+"""Issue 26's findings, one test each, on the messy dataset a new user brings (tests/support/messy_data.py):
 every command ends in a result or a clear error naming the input and the fix, one rule for relative
 image paths, preference and GRPO rows first-class, one option vocabulary. In-process calls of
 ``cli.main`` (the CLI contract over every option is tests/tools/test_cli_contract.py)."""

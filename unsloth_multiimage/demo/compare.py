@@ -189,7 +189,11 @@ COLLATOR_RESIZE = "max"
 
 
 def _collator(model: Any, processor: Any, zoo_cls: Any) -> Callable[[Sequence[Any]], Any]:
-    return make_collator(model, processor, zoo_cls, resize=COLLATOR_RESIZE)
+    from ..collate import release
+
+    # A release without ``resize_images`` takes no ``resize=`` and sends images as they are: "max".
+    takes_resize = zoo_cls is not None and release.does(release.installed_decision(), "resize_images")
+    return make_collator(model, processor, zoo_cls, **({"resize": COLLATOR_RESIZE} if takes_resize else {}))
 
 
 def generated_answers(model: Any, processor: Any, rows: Sequence[dict[str, Any]]) -> list[bool]:

@@ -27,11 +27,7 @@ dataset, so that one file means the same rows to all of them.
   rows (and every row with ``to="grpo"``) by :func:`~unsloth_multiimage.formats.to_grpo_prompt`;
   :func:`prepare` applies that rule to one row, and :func:`training_views` gives the rows a
   trainer collates from it (a preference row: its prompt with each answer).
-* **Workers**: :func:`worker_map` is the one process pool. It uses the ``spawn`` start method on
-  every platform: a forked child inherits the parent's threads' locks (torch's OpenMP pool, the
-  tokenizers' Rayon pool, logging handlers) in whatever state they were, which deadlocks or
-  makes tokenizers disable parallelism; spawn starts clean, behaves the same on Linux, macOS and
-  Windows, and costs one package import per worker, paid once per command.
+* **Workers**: :func:`worker_map` is the one process pool (spawned, never forked).
 """
 
 from __future__ import annotations
@@ -392,8 +388,13 @@ def worker_map(
     chunksize: int = 256,
 ) -> Iterator[_R]:
     """``fn`` over ``items`` in order: in this process when ``num_proc <= 1``, else in a pool of
-    ``num_proc`` spawned processes (why spawn: the module docstring). ``fn`` and ``initializer``
-    must be picklable (module-level functions or their partials)."""
+    ``num_proc`` spawned processes. ``fn`` and ``initializer`` must be picklable (module-level
+    functions or their partials).
+
+    Spawn on every platform: a forked child inherits the parent's threads' locks (torch's OpenMP
+    pool, the tokenizers' Rayon pool, logging handlers) in whatever state they were, which
+    deadlocks or makes tokenizers disable parallelism; spawn starts clean, behaves the same on
+    Linux, macOS and Windows, and costs one package import per worker, paid once per command."""
     if num_proc <= 1:
         if initializer is not None:
             initializer(*initargs)

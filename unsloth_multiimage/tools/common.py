@@ -82,9 +82,9 @@ def native_video(processor: Any) -> bool:
 
 def adds_special_tokens(processor: Any, texts: Sequence[str]) -> bool:
     """The processor's ``add_special_tokens`` for rendered ``texts``, as the installed unsloth_zoo's
-    collator calls it: up to 2025.3.9 the tokenizer adds its BOS after the template's (a second BOS
-    the model trains with, and ``prepare_inputs`` gives at inference); later releases, and a
-    template that writes no BOS, let the tokenizer add it once."""
+    collator calls it: releases with the ``no_special_tokens`` capability off let the tokenizer add its
+    BOS after the template's (a second BOS the model trains with, and ``prepare_inputs`` gives at
+    inference); later releases, and a template that writes no BOS, let the tokenizer add it once."""
     from ..collate.release import collator_adds_special_tokens, installed_decision
 
     return collator_adds_special_tokens(installed_decision()) or not starts_with_bos(processor, texts)

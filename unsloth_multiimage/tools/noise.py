@@ -40,7 +40,7 @@ KNOWN_NOISE: tuple[Noise, ...] = (
     Noise(
         "torch.utils._pytree",
         r"register_constant\(\) on Enum subclasses is deprecated",
-        "a library registering an Enum as a pytree constant (torch 2.13 supports Enums natively); nothing to do",
+        "a library registering an Enum as a pytree constant (the installed torch supports Enums natively); nothing to do",
     ),
     Noise(
         "transformers.trainer_utils",
