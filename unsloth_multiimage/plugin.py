@@ -11,7 +11,7 @@ from .adapters import AdapterLookup, ModelAdapter, Nesting, id_list, pairs, proc
 from .engine.activation import plugin_records
 from .engine.compat import FixRange, PatchCompat
 from .engine.decision import Decision, State, StrEnum
-from .engine.patching import AnyObjectProxy, Patch, Wrapper, signature_accepts
+from .engine.patching import AnyObjectProxy, Patch, TargetAbsent, Wrapper, signature_accepts
 from .engine.plugins import PluginRecord
 from .hooks import PROJECT_NAME, hookimpl
 
@@ -28,6 +28,7 @@ __all__ = [
     "PluginRecord",
     "State",
     "StrEnum",
+    "TargetAbsent",
     "Wrapper",
     "hookimpl",
     "id_list",

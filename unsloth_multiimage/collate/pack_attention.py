@@ -35,6 +35,7 @@ from typing import Any, Literal
 from ..adapters import PackingFacts
 from ..engine import compat
 from ..errors import PackingRefused
+from .pack_context import packing_off
 
 __all__ = ["Mechanism", "Attention", "PackingRefused", "choose_attention", "block_mask", "sliding_window"]
 
@@ -155,7 +156,7 @@ def choose_attention(model: Any, family: str, facts: PackingFacts) -> Attention:
         why = "packing is proven for eager, sdpa and flash attention only"
     raise PackingRefused(
         f"unsloth_multiimage: packing {family} is refused with attn_implementation={impl!r}: {why}. Fix: load the "
-        f'model with attn_implementation="sdpa" (or "eager"), or turn packing off (configure(packing=False)) to '
+        f'model with attn_implementation="sdpa" (or "eager"), or turn packing off ({packing_off()}) to '
         f"train on unpacked batches."
     )
 
@@ -168,7 +169,7 @@ def check_overlay_present(model: Any, family: str, facts: PackingFacts, present:
             f"unsloth_multiimage: packing {family} is refused for this batch on transformers {_transformers_version()}: "
             f"it has no {facts.overlay_key}, and then {', '.join(legacy)} let every token attend to the whole row in "
             f"both directions (its non-training mask), which a packed batch cannot reproduce. Fix: have the "
-            f"processor return {facts.overlay_key}, upgrade transformers, or turn packing off (configure(packing=False))."
+            f"processor return {facts.overlay_key}, upgrade transformers, or turn packing off ({packing_off()})."
         )
 
 
@@ -181,7 +182,7 @@ def check_window(model: Any, family: str, lengths: Sequence[int]) -> None:
             f"unsloth_multiimage: packing {family} with a block-diagonal mask is refused on transformers "
             f"{_transformers_version()}: a document has {longest} tokens, more than the sliding window "
             f"({window}), and a 4D mask replaces the window. Fix: upgrade transformers to a release that packs "
-            f"{family} from position ids, or turn packing off (configure(packing=False))."
+            f"{family} from position ids, or turn packing off ({packing_off()})."
         )
 
 

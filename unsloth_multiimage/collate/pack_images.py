@@ -24,6 +24,7 @@ from typing import Any
 from ..adapters import PackingFacts
 from ..engine.decision import StrEnum
 from .pack_attention import PackingRefused
+from .pack_context import packing_off
 from .pack_plan import PackPlan
 from .pack_split import RowShare
 
@@ -71,7 +72,7 @@ def check_own_slots(model: Any, family: str) -> None:
         f"unsloth_multiimage: packing {family} is refused: the mllama_packed_cross_attention patch is not in place "
         f"(disabled, or transformers' {PREPARE} not found), and without it a token before a document's first image "
         f"would attend to every document's images. Fix: leave that patch enabled (UNSLOTH_MULTIIMAGE_DISABLE_PATCHES), "
-        f"or turn packing off (configure(packing=False))."
+        f"or turn packing off ({packing_off()})."
     )
 
 

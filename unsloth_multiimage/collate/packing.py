@@ -36,6 +36,7 @@ from .pack_attention import (
     check_window,
     choose_attention,
 )
+from .pack_context import packing_off
 from .pack_images import check_own_slots, place_images, place_slots
 from .pack_plan import PackPlan, plan_packs
 from .pack_split import PackingLayoutError, RowShare, locate_rows
@@ -53,12 +54,12 @@ def facts_of(adapter: ModelAdapter | None) -> PackingFacts:
         raise PackingRefused(
             "unsloth_multiimage: packing is refused for this processor: no model adapter knows it, so its "
             "batches' image tensors cannot be laid out per document. Fix: turn packing off "
-            "(configure(packing=False)) to train on unpacked batches."
+            f"({packing_off()}) to train on unpacked batches."
         )
     if adapter.packing is None:
         raise PackingRefused(
             f"unsloth_multiimage: packing is refused for {adapter.name}: it is not proven exact for this family "
-            f"(no packing facts in its adapter). Fix: turn packing off (configure(packing=False)) to train on "
+            f"(no packing facts in its adapter). Fix: turn packing off ({packing_off()}) to train on "
             f"unpacked batches."
         )
     return adapter.packing
@@ -70,7 +71,7 @@ def _check_keys(batch: Mapping[str, Any], family: str, facts: PackingFacts) -> N
         raise PackingRefused(
             f"unsloth_multiimage: packing {family} is refused for this batch: it holds {unknown}, which "
             f"{family}'s packing facts do not place per document (e.g. videos). Fix: turn packing off "
-            f"(configure(packing=False)) for this data, or leave those inputs out."
+            f"({packing_off()}) for this data, or leave those inputs out."
         )
 
 
@@ -144,7 +145,7 @@ def _check_overlay_edges(family: str, facts: PackingFacts, out: dict[str, Any], 
         raise PackingRefused(
             f"unsloth_multiimage: packing {family} is refused for this batch: a document ends with image tokens "
             f"and the next one starts with them, so their image blocks would merge. Fix: turn packing off "
-            f"(configure(packing=False))."
+            f"({packing_off()})."
         )
 
 

@@ -15,15 +15,14 @@ about here, with their collated lengths, once per batch.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..engine.decision import StrEnum
 from ..settings import get_settings
 from .pack_attention import PackingRefused
+from .pack_context import packing_for, packing_model, packing_requested
 from .pack_plan import RowTooLongError, plan_packs
 from .pack_split import locate_rows
 from .packing import facts_of, pack_batch
@@ -50,25 +49,6 @@ class TrainerFix(StrEnum):
     PACKED_TRAIN_BATCHES = "packed_train_batches"
 
 
-_MODEL: contextvars.ContextVar[Any] = contextvars.ContextVar("umi_packing_model", default=None)
-
-
-def packing_model() -> Any:
-    """The model a training batch is being collated for, or None outside a training dataloader."""
-    return _MODEL.get()
-
-
-@contextlib.contextmanager
-def packing_for(model: Any) -> Iterator[None]:
-    """Collator calls inside the block are training batches for ``model`` (packed when
-    ``configure(packing=True)``)."""
-    token = _MODEL.set(model)
-    try:
-        yield
-    finally:
-        _MODEL.reset(token)
-
-
 class PackingCollate:
     """A training dataloader's ``collate_fn``, called with :func:`packing_for` its model.
 
@@ -92,20 +72,29 @@ class PackingCollate:
         self.collate_fn, self.model = state
 
 
-def max_seq_length_of(collator: Any) -> int:
+def max_seq_length_of(collator: Any, model: Any = None) -> int:
     """The longest packed sequence: the collator's own ``max_seq_length``, else the
-    ``packing_max_seq_length`` setting; an error naming both when neither is set."""
-    own = getattr(collator, "max_seq_length", None)
-    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+    ``packing_max_seq_length`` setting, else the model's ``max_seq_length`` (an Unsloth model's,
+    from ``from_pretrained(max_seq_length=...)``); an error naming the three when none is set."""
+    own = _positive(getattr(collator, "max_seq_length", None))
+    if own is not None:
         return own
     setting = get_settings().packing_max_seq_length
     if setting is not None:
         return setting
+    model_limit = _positive(getattr(model if model is not None else packing_model(), "max_seq_length", None))
+    if model_limit is not None:
+        return model_limit
     raise PackingRefused(
-        "unsloth_multiimage: packing needs the longest sequence a pack may be, and the collator has no "
-        "max_seq_length. Fix: pass max_seq_length to UnslothVisionDataCollator, or "
+        "unsloth_multiimage: packing needs the longest sequence a pack may be, and the collator and the model "
+        "have no max_seq_length. Fix: pass max_seq_length to UnslothVisionDataCollator, or "
         "configure(packing_max_seq_length=...) (UNSLOTH_MULTIIMAGE_PACKING_MAX_SEQ_LENGTH)."
     )
+
+
+def _positive(value: Any) -> int | None:
+    """``value`` when it is a positive int, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def shrinker_for(
@@ -119,13 +108,12 @@ def shrinker_for(
     """The row fitter of ``on_overflow="shrink"`` (:class:`.shrink.RowShrinker`) for a batch that is
     about to be packed, or None (shrink off, not a training batch, or a family whose image tokens
     are not counted from image sizes: its rows too long are refused by the planner, naming why)."""
-    settings = get_settings()
-    if settings.on_overflow != "shrink" or not settings.packing or packing_model() is None or adapter is None:
+    if get_settings().on_overflow != "shrink" or not packing_requested() or adapter is None:
         return None
     counter = SizeCounter(collator.processor, adapter, add_special_tokens=add_special_tokens)
     if counter.per_image is None:
         return None
-    return RowShrinker(counter, render, max_seq_length_of(collator), settings, identity)
+    return RowShrinker(counter, render, max_seq_length_of(collator), get_settings(), identity)
 
 
 def pack_if_training(
@@ -137,10 +125,10 @@ def pack_if_training(
 ) -> Any:
     """``batch`` packed when packing is on and this is a training batch, else ``batch`` itself;
     ``shrinker``: the row fitter the batch's rows went through (its shrunk rows are warned about)."""
+    if not packing_requested():
+        return batch
     model = packing_model()
     settings = get_settings()
-    if model is None or not settings.packing:
-        return batch
     tokenizer = getattr(collator.processor, "tokenizer", collator.processor)
     longest = max_seq_length_of(collator)
     lengths = [share.length for share in locate_rows(batch, facts_of(adapter), images_per_row, model)]

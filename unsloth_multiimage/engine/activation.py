@@ -20,7 +20,7 @@ import wrapt
 
 from .. import _env
 from .decision import Decision, State
-from .patching import AppliedPatch, Patch, wants_keyword
+from .patching import AppliedPatch, Patch, TargetAbsent, wants_keyword
 from .plugins import LoadedPlugins, PluginRecord, load_plugins
 
 if TYPE_CHECKING:
@@ -142,6 +142,8 @@ def _decide(patch: Patch, module: Any | None) -> Decision:
         logger.error("unsloth_multiimage: %s", reason)
         return Decision(State.UNSUPPORTED, reason, False, version)
     shape = patch.check_shape(module) if module is not None else None
+    if isinstance(shape, TargetAbsent):
+        return Decision(State.ABSENT, f"{shape}; nothing to patch", False, version)
     force = _env.flag(_env.FORCE)
     decision = compat.decide(patch.name, version, shape_problem=shape, force=force, table={patch.name: entry})
     if force and version is not None:

@@ -21,7 +21,16 @@ import wrapt
 if TYPE_CHECKING:
     from .compat import PatchCompat
 
-__all__ = ["Patch", "AppliedPatch", "Wrapper", "resolve_parent", "signature_accepts", "wants_keyword", "AnyObjectProxy"]
+__all__ = [
+    "Patch",
+    "AppliedPatch",
+    "Wrapper",
+    "TargetAbsent",
+    "resolve_parent",
+    "signature_accepts",
+    "wants_keyword",
+    "AnyObjectProxy",
+]
 
 # wrapper(wrapped, instance, args, kwargs) -> result, the wrapt wrapper protocol.
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
@@ -33,6 +42,12 @@ if TYPE_CHECKING:
     AnyObjectProxy = wrapt.ObjectProxy[Any]
 else:
     AnyObjectProxy = wrapt.ObjectProxy
+
+
+class TargetAbsent(str):
+    """What a ``shape_check`` returns when the target is a stand-in on this machine (e.g. a class a
+    library puts in place of a GPU-only one on CPU): nothing to patch, said at debug level (the
+    patch is "absent"), where any other problem is a warning."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,9 @@ class Patch:
             ``adapters`` also gets the model-adapter lookup
             (:class:`~unsloth_multiimage.adapters.AdapterLookup`), handed in by the engine.
         shape_check: ``shape_check(target) -> problem or None``; says what changed when the
-            target no longer looks like what the wrapper was written for.
+            target no longer looks like what the wrapper was written for (a :class:`TargetAbsent`
+            problem: the target is a stand-in here, nothing to patch). A missing target is
+            reported as missing unless ``shape_check(None)`` names a stand-in.
         compat: compat entry for patches that are not in the built-in table (third parties).
         fixes: the fix names the wrapper reads from ``decision.fixes``; when given, they must be
             exactly the fixes of the patch's compat entry (checked when the plugins load).
@@ -72,13 +89,23 @@ class Patch:
         try:
             parent, attr = resolve_parent(module, self.attribute)
         except AttributeError as exc:
-            return f"{self.target} is missing ({exc})"
+            return self._stand_in() or f"{self.target} is missing ({exc})"
         target = _lookup(parent, attr)
         if target is _MISSING:
-            return f"{self.target} is missing"
+            return self._stand_in() or f"{self.target} is missing"
         if self.shape_check is not None:
             return self.shape_check(target)
         return None
+
+    def _stand_in(self) -> TargetAbsent | None:
+        """A missing target's :class:`TargetAbsent` from ``shape_check(None)``, if it says one."""
+        if self.shape_check is None:
+            return None
+        try:
+            problem = self.shape_check(None)
+        except Exception:  # a shape check written for real targets only
+            return None
+        return problem if isinstance(problem, TargetAbsent) else None
 
 
 @dataclass
