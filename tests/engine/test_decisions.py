@@ -156,3 +156,35 @@ def test_third_party_patch_without_compat_entry_is_never_applied(
     assert not st.applied and st.decision == "unsupported"
     assert "no compat entry" in st.reason and "fakevlm_uncharted" in st.reason
     assert call(mod) == UNPATCHED
+
+
+def test_a_stand_in_target_is_absent_without_a_warning(logs: pytest.LogCaptureFixture) -> None:
+    """A shape check that names a stand-in (:class:`TargetAbsent`, e.g. unsloth's CPU collator) makes
+    the patch "absent", said at debug level; the same target missing without one is a warning."""
+    import json
+
+    from unsloth_multiimage.engine.patching import Patch, TargetAbsent
+
+    entry = compat.compat_table()["mllama_processor"]
+
+    def stand_in(target: object) -> str | None:
+        return TargetAbsent("json.Stand is a stand-in here") if target is None else None
+
+    for shape_check, state in ((stand_in, "absent"), (None, "apply")):
+        patch = Patch(
+            name="mllama_processor",
+            module="json",
+            attribute="Stand.__call__",
+            make_wrapper=lambda decision: None,  # type: ignore[arg-type,return-value]
+            shape_check=shape_check,
+            compat=entry,
+        )
+        logs.clear()
+        decision = activation._decide(patch, json)
+        assert (decision.state, decision.applies) == (state, False), decision
+        if state == "absent":
+            assert "is a stand-in here; nothing to patch" in decision.reason
+            assert not warnings_of(logs), warnings_of(logs)
+        else:
+            assert "json:Stand.__call__ is missing" in decision.reason
+            assert any("is missing" in m for m in warnings_of(logs))

@@ -95,7 +95,7 @@ def build(
     unpacked collator, then it is marked padding-free and given its model. A processor no adapter
     knows, or a family without packing facts, is left to upstream (its Gemma 4 path, or its
     refusal, which is reworded to say what the plugin proves)."""
-    if kwargs.get("padding_free") is not True or not _batches_patched(type(instance)):
+    if not kwargs.get("padding_free") or not _batches_patched(type(instance)):
         return wrapped(*args, **kwargs)
     model = args[0] if args else kwargs.get("model")
     processor = args[1] if len(args) > 1 else kwargs.get("processor")
