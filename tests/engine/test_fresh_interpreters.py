@@ -216,3 +216,9 @@ def test_cli_doctor_prints_versions_and_patch_rows(background: Background) -> No
     # The plugin table names where the plugins came from.
     assert sections["plugins"]["mllama_processor"][1:3] == ["unsloth-multiimage", "loaded"]
     assert sections["plugins"]["unsloth_collator"][1:3] == ["unsloth-multiimage", "loaded"]
+    # unsloth's own modules are left to the training script: importing unsloth patches transformers
+    # and TRL process-wide (TRL's GRPOTrainer replaced: the plugin's GRPO patches were "lost").
+    if compat.installed_version("unsloth") is not None:
+        assert rows["unsloth_padding_free"][2:4] == ["pending", "no"], rows["unsloth_padding_free"]
+        assert "Unsloth should be imported before" not in proc.stderr, proc.stderr[-3000:]
+    assert all(row[2] != "lost" for row in rows.values()), rows

@@ -33,9 +33,10 @@ logger = logging.getLogger("unsloth_multiimage")
 _DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "trl", "unsloth", "unsloth_zoo", "wrapt", "pluggy")
 _SHOWN_ERRORS = 50
 # Targets doctor leaves to the training script: TRL's trainers (slow to import; patched when the
-# script imports them) and unsloth_zoo's vLLM module (it needs peft, and vLLM to do anything); the
-# vLLM limit is read from its source instead (vllm_image_limit.limit_report).
-_NOT_IMPORTED = ("trl.", "unsloth_zoo.vllm_utils")
+# script imports them), unsloth_zoo's vLLM module (it needs peft, and vLLM to do anything; the
+# vLLM limit is read from its source instead: vllm_image_limit.limit_report) and unsloth's own
+# modules (importing unsloth patches transformers and TRL process-wide, TRL's GRPOTrainer replaced).
+_NOT_IMPORTED = ("trl.", "unsloth_zoo.vllm_utils", "unsloth.")
 
 
 #: Set before unsloth_zoo is imported on a machine without a GPU: its package refuses to start
