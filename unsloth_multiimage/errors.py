@@ -136,3 +136,10 @@ class CommandError(UnslothMultiimageError, ValueError):
         super().__init__(message)
         #: True when the fault is in the arguments themselves (exit status 2, as argparse's)
         self.usage = usage
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, else its type's name: what a one-line error quotes of
+    an upstream failure (not an error class: outside ``__all__``)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

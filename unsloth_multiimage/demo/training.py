@@ -135,7 +135,7 @@ def mllama_processor_of(model_path: str) -> Any:
     Raises:
         CommandError: naming ``--model`` and the fix.
     """
-    from ..errors import CommandError
+    from ..errors import CommandError, first_line
     from ..tools.common import load_processor
 
     processor = load_processor(model_path, required=True)[0]
@@ -144,7 +144,7 @@ def mllama_processor_of(model_path: str) -> Any:
 
         model_type = getattr(AutoConfig.from_pretrained(model_path, local_files_only=True), "model_type", None)
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CommandError(
             f"--model {model_path}: no model config loads from it ({first}). Fix: give the folder of a Llama 3.2 "
             f"Vision checkpoint (model.save_pretrained(DIR))."

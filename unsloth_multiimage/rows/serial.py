@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import RowShapeError
+from ..errors import RowShapeError, first_line
 from .chat import chat_sides, is_image_part
 
 __all__ = ["LABEL", "consecutive_turns", "needs_serial", "serialise", "template_refusal", "serial_template_error"]
@@ -125,7 +125,7 @@ def template_refusal(render: Callable[[list[Any]], str], key: str) -> str | None
         text = render([dict(m) for m in _PROBE])
         why = None if "umi-probe-1" in text and "umi-probe-2" in text else "it drops one of two user turns in a row"
     except Exception as exc:  # the template's own error (jinja raises TemplateError via raise_exception)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         why = f"it raises {type(exc).__name__}: {first[:200]}"
     with _lock:
         _refusals[key] = why

@@ -78,7 +78,7 @@ def load_checkpoint(path: str) -> tuple[Any, Any]:
 
     import transformers
 
-    from ..errors import CommandError
+    from ..errors import CommandError, first_line
 
     if not os.path.isdir(path):
         raise CommandError(
@@ -87,7 +87,7 @@ def load_checkpoint(path: str) -> tuple[Any, Any]:
     try:
         processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CommandError(
             f"--model {path}: its processor does not load ({first}). Fix: give the folder of a local checkpoint "
             f"with its processor files (processor.save_pretrained(DIR))."

@@ -22,7 +22,7 @@ def load_processor(model: str | None, *, required: bool = False) -> tuple[Any | 
     Raises:
         CommandError: ``model`` is not a folder whose processor loads (naming ``--model`` and the fix).
     """
-    from ..errors import CommandError
+    from ..errors import CommandError, first_line
     from ..tiny_mllama import processor_of
 
     if model is not None and not os.path.isdir(model):
@@ -37,7 +37,7 @@ def load_processor(model: str | None, *, required: bool = False) -> tuple[Any | 
             raise CommandError(f"--model {model}: transformers cannot build its processor here ({exc}).") from None
         return None, f"no processor ({exc}): placeholders are not checked in the rendered text"
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CommandError(
             f"--model {model}: its processor does not load ({first}). Fix: give the folder of a local checkpoint "
             f"with its processor files (preprocessor_config.json, tokenizer files: processor.save_pretrained(DIR))."
